@@ -1,0 +1,1 @@
+"""Prefect flows that run Prism live: thin orchestration over :mod:`prism.live`."""

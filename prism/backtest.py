@@ -1,0 +1,109 @@
+"""The backtester: a strategy's target weights become orders at each bar's close, which fill at
+the next bar's open with slippage and commission, in one cash account shared by all symbols.
+
+It steps bar by bar through the same :func:`prism.portfolio.order_quantities` the live runner
+uses, so the two engines agree order for order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from prism.data.bars import close_panel
+from prism.errors import DataUnavailable
+from prism.portfolio import RebalanceRule, commission, fill_price, order_quantities
+from prism.strategies import Strategy
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Capital and costs of a backtest. Costs are in basis points of notional (slippage: of price)."""
+
+    capital: float = 1_000_000.0
+    commission_bps: float = 1.0
+    slippage_bps: float = 2.0
+    band: float = 0.05
+    lot: float = 0.0001
+
+    def rule(self) -> RebalanceRule:
+        """Return the rebalancing rule these costs imply."""
+        return RebalanceRule(
+            band=self.band,
+            lot=self.lot,
+            cost_rate=(self.commission_bps + self.slippage_bps) / 10_000.0,
+        )
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """What a backtest produced.
+
+    - ``equity``: float64 Series indexed by bar time (UTC), equity at each close.
+    - ``trades``: one row per fill: decided_at, time, symbol, side, quantity (signed float64),
+      price, commission.
+    - ``positions``: (time × symbol) float64 quantities held at each close.
+    - ``weights``: (time × symbol) float64 target weights the strategy returned.
+    """
+
+    equity: pd.Series
+    trades: pd.DataFrame
+    positions: pd.DataFrame
+    weights: pd.DataFrame
+    config: BacktestConfig
+
+
+def run_backtest(bars: pd.DataFrame, strategy: Strategy, config: BacktestConfig) -> BacktestResult:
+    """Backtest ``strategy`` over ``bars`` (a bar frame of one timeframe)."""
+    if bars.empty:
+        raise DataUnavailable("cannot backtest on an empty bar frame")
+    opens = close_panel(bars, "open")
+    closes = close_panel(bars, "close").reindex_like(opens)
+    weights = (
+        strategy.target_weights(bars)
+        .pivot(index="time", columns="symbol", values="weight")
+        .reindex_like(opens)
+        .fillna(0.0)
+    )
+    symbols = list(opens.columns)
+    rule = config.rule()
+    cash = config.capital
+    holdings = dict.fromkeys(symbols, 0.0)
+    pending: dict[str, tuple[float, pd.Timestamp]] = {}
+    equity = np.empty(len(opens))
+    held = np.zeros((len(opens), len(symbols)))
+    trades: list[tuple[object, ...]] = []
+    open_values, close_values, weight_values = opens.to_numpy(), closes.to_numpy(), weights.to_numpy()
+    times = opens.index
+    last_close = dict.fromkeys(symbols, math.nan)
+    for t, time in enumerate(times):
+        for j, symbol in enumerate(symbols):
+            if symbol in pending and math.isfinite(open_values[t, j]):
+                quantity, decided_at = pending.pop(symbol)
+                price = fill_price(open_values[t, j], quantity, config.slippage_bps)
+                fee = commission(quantity, price, config.commission_bps)
+                cash -= quantity * price + fee
+                holdings[symbol] += quantity
+                trades.append((decided_at, time, symbol, quantity, price, fee))
+            if math.isfinite(close_values[t, j]):
+                last_close[symbol] = close_values[t, j]
+        equity[t] = cash + sum(holdings[s] * last_close[s] for s in symbols if holdings[s])
+        held[t] = [holdings[s] for s in symbols]
+        targets = dict(zip(symbols, weight_values[t], strict=True))
+        prices = {s: close_values[t, j] for j, s in enumerate(symbols)}
+        for symbol, quantity in order_quantities(targets, holdings, prices, equity[t], rule).items():
+            pending[symbol] = (quantity, time)
+    trade_frame = pd.DataFrame(
+        trades, columns=["decided_at", "time", "symbol", "quantity", "price", "commission"]
+    )
+    trade_frame.insert(3, "side", np.where(trade_frame["quantity"] > 0, "buy", "sell"))
+    return BacktestResult(
+        equity=pd.Series(equity, index=times, name="equity"),
+        trades=trade_frame,
+        positions=pd.DataFrame(held, index=times, columns=symbols),
+        weights=weights,
+        config=config,
+    )

@@ -1,0 +1,75 @@
+"""Rebalancing: the one rule, shared by the backtest and the live runner, that turns target
+weights into order quantities.
+
+Both engines call :func:`order_quantities` with the state at a bar's close, so replaying the
+live runner over history reproduces the backtest's orders exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RebalanceRule:
+    """How far a position may drift before it is traded, and how quantities are rounded.
+
+    ``band``: skip a trade smaller than this fraction of equity, except a close to
+    zero, which always goes through (0.05 = 5%). ``lot``: quantities are whole multiples of it, rounded
+    toward zero. ``cost_rate``: commission + slippage as a fraction of notional, reserved when
+    sizing buys so that an all-in buy does not overdraw cash.
+    """
+
+    band: float = 0.05
+    lot: float = 0.0001
+    cost_rate: float = 0.0
+
+
+def order_quantities(
+    targets: Mapping[str, float],
+    holdings: Mapping[str, float],
+    prices: Mapping[str, float],
+    equity: float,
+    rule: RebalanceRule,
+) -> dict[str, float]:
+    """Return the signed quantity to trade per symbol to move ``holdings`` toward ``targets``.
+
+    ``targets`` are weights of ``equity``; ``prices`` the prices the decision is made at. A
+    symbol held but absent from ``targets`` is closed. A symbol without a finite positive price
+    is left alone (there is nothing to size it with). Zero quantities are omitted.
+    """
+    orders: dict[str, float] = {}
+    for symbol in sorted(set(targets) | {s for s, q in holdings.items() if q != 0}):
+        price = prices.get(symbol, math.nan)
+        if not (math.isfinite(price) and price > 0):
+            continue
+        held = holdings.get(symbol, 0.0)
+        weight = targets.get(symbol, 0.0)
+        if weight == 0.0:
+            delta = -held
+        else:
+            gap_value = weight * equity - held * price
+            if abs(gap_value) <= rule.band * equity:
+                continue
+            unit_cost = price * (1.0 + rule.cost_rate) if gap_value > 0 else price
+            delta = _round_to_lot(gap_value / unit_cost, rule.lot)
+        if delta != 0.0:
+            orders[symbol] = delta
+    return orders
+
+
+def _round_to_lot(quantity: float, lot: float) -> float:
+    lots = math.floor(abs(quantity) / lot + 1e-9)
+    return math.copysign(round(lots * lot, 10), quantity) if lots else 0.0
+
+
+def fill_price(open_price: float, quantity: float, slippage_bps: float) -> float:
+    """Return the price a market order of ``quantity`` fills at: the open, worse by slippage."""
+    return open_price * (1.0 + math.copysign(slippage_bps, quantity) / 10_000.0)
+
+
+def commission(quantity: float, price: float, commission_bps: float) -> float:
+    """Return the commission on a fill: basis points of its notional."""
+    return abs(quantity) * price * commission_bps / 10_000.0

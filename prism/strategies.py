@@ -1,0 +1,127 @@
+"""Strategies: map market history to target portfolio weights, using only data up to each bar.
+
+The contract every strategy meets (the backtest and the live runner both rely on it)::
+
+    strategy.warmup                    # bars of history one decision needs
+    strategy.target_weights(bars)      # -> frame of (time, symbol, weight), weight in [-1, 1]
+
+``target_weights`` takes a bar frame (see :mod:`prism.data.bars`) and returns one row per input
+bar: ``time`` (datetime64[us, UTC]), ``symbol`` (str), ``weight`` (float64, fraction of equity).
+The weight at bar ``t`` may use bars up to and including ``t`` only; it is traded at the next
+bar's open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import pandas as pd
+
+from prism.errors import ConfigError
+
+
+class Strategy(Protocol):
+    """Anything with a name, a warm-up length and a ``target_weights`` method."""
+
+    name: ClassVar[str]
+
+    @property
+    def warmup(self) -> int:
+        """Return how many bars of history one decision needs."""
+        ...
+
+    def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
+        """Return (time, symbol, weight) for every bar of ``bars``."""
+        ...
+
+
+@dataclass(frozen=True)
+class SmaCrossover:
+    """Long (or short) a symbol while its fast simple moving average is above (below) the slow.
+
+    Equity is split equally across the symbols. A tie between the averages, and the warm-up
+    bars where the slow average is undefined, mean no position.
+    """
+
+    name: ClassVar[str] = "sma_crossover"
+    fast: int
+    slow: int
+    allow_short: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.fast < self.slow:
+            raise ConfigError(
+                f"sma_crossover needs 1 <= fast < slow, got fast={self.fast}, slow={self.slow}"
+            )
+
+    @property
+    def warmup(self) -> int:
+        """Return ``slow``: the bars one slow average needs."""
+        return self.slow
+
+    def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
+        """Return the crossover weights of every bar (columns time, symbol, weight)."""
+        ordered = bars.sort_values(["symbol", "time"], kind="stable")
+        close = ordered.groupby("symbol", sort=False)["close"]
+        fast = close.transform(lambda s: s.rolling(self.fast, min_periods=self.fast).mean())
+        slow = close.transform(lambda s: s.rolling(self.slow, min_periods=self.slow).mean())
+        share = 1.0 / ordered["symbol"].nunique()
+        signal = np.sign((fast - slow).to_numpy())
+        signal = np.nan_to_num(signal, nan=0.0)
+        if not self.allow_short:
+            signal = np.clip(signal, 0.0, None)
+        out = ordered[["time", "symbol"]].copy()
+        out["weight"] = signal * share
+        return out.reset_index(drop=True)
+
+
+STRATEGIES: dict[str, type[SmaCrossover]] = {SmaCrossover.name: SmaCrossover}
+
+
+def make_strategy(name: str, params: dict[str, Any]) -> SmaCrossover:
+    """Return the strategy ``name`` built from ``params``, or a ConfigError saying what is wrong."""
+    if name not in STRATEGIES:
+        raise ConfigError(
+            f"unknown strategy {name!r}; available strategies: {', '.join(sorted(STRATEGIES))}"
+        )
+    cls = STRATEGIES[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    required = sorted(
+        n for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    missing = [n for n in required if params.get(n) is None]
+    if missing:
+        raise ConfigError(
+            f"strategy {name!r} is missing parameter(s) {', '.join(missing)}; "
+            f"pass them, e.g. `-p {missing[0]} 20`"
+        )
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"strategy {name!r} has no parameter(s) {', '.join(unknown)}; "
+            f"its parameters are {', '.join(sorted(fields))}"
+        )
+    try:
+        return cls(**{n: _coerce(cls, n, v) for n, v in params.items()})
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"strategy {name!r}: bad parameter value: {err}") from err
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    annotation = cls.__annotations__.get(name)
+    if annotation in ("int", int):
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{name} must be a whole number, got {value}")
+        return int(value)
+    if annotation in ("bool", bool) and isinstance(value, str):
+        return value.lower() in ("1", "true", "yes")
+    return value
+
+
+def strategy_params(strategy: SmaCrossover) -> dict[str, Any]:
+    """Return the parameters that rebuild ``strategy`` with :func:`make_strategy`."""
+    return dataclasses.asdict(strategy)
