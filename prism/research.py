@@ -1,0 +1,115 @@
+"""Research runs: execute a parameterised notebook with papermill as one MLflow run.
+
+``run_notebook`` checks the parameters against the notebook's ``parameters`` cell, opens an MLflow
+run (tagged with git state and the settings' hash), hands its id to the notebook as
+``mlflow_run_id`` so the notebook logs into it, executes the notebook, then attaches the executed
+copy to the run and closes it as finished or failed.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import papermill
+from papermill.exceptions import PapermillExecutionError
+from mlflow.tracking import MlflowClient
+
+from prism.config import Settings, export_service_environment
+from prism.errors import ConfigError, PrismError
+from prism.tracking import finish_run, start_run
+
+RUN_ID_PARAMETER = "mlflow_run_id"
+
+
+class NotebookFailed(PrismError):
+    """A notebook cell raised; the message carries the cell's error."""
+
+
+@dataclass(frozen=True)
+class ResearchRun:
+    """A finished research run: its MLflow id, the executed notebook, the metrics it logged."""
+
+    run_id: str
+    executed: Path
+    metrics: dict[str, float]
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """Return the notebook's parameters and their default values (from the ``parameters`` cell)."""
+    if not notebook.exists():
+        raise ConfigError(f"no notebook at {notebook}; notebooks live in notebooks/")
+    inspected = papermill.inspect_notebook(str(notebook))
+    if not inspected:
+        raise ConfigError(f"{notebook} has no cell tagged 'parameters'")
+    return {name: _literal(spec["default"]) for name, spec in inspected.items()}
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def coerce_parameters(defaults: dict[str, Any], raw: dict[str, str]) -> dict[str, Any]:
+    """Return ``raw`` (strings from the command line) typed like the notebook's defaults.
+
+    Lists accept ``A,B`` or a Python literal; numbers and booleans parse as literals.
+    """
+    unknown = sorted(set(raw) - set(defaults) - {RUN_ID_PARAMETER})
+    if unknown:
+        raise ConfigError(
+            f"the notebook has no parameter(s) {', '.join(unknown)}; "
+            f"its parameters are {', '.join(p for p in defaults if p != RUN_ID_PARAMETER)}"
+        )
+    typed: dict[str, Any] = {}
+    for name, text in raw.items():
+        default = defaults[name]
+        value = _literal(text)
+        if isinstance(default, list) and not isinstance(value, list):
+            value = [item.strip() for item in str(text).split(",") if item.strip()]
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"parameter {name} must be True or False, got {text!r}")
+        elif isinstance(default, int | float) and not isinstance(default, bool):
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigError(f"parameter {name} must be a number, got {text!r}")
+            value = type(default)(value) if isinstance(default, float) else value
+        elif isinstance(default, str) and not isinstance(value, str):
+            value = str(text)
+        typed[name] = value
+    return typed
+
+
+def run_notebook(
+    settings: Settings, notebook: Path, raw_parameters: dict[str, str], progress: bool = True
+) -> ResearchRun:
+    """Execute ``notebook`` with ``raw_parameters`` as one MLflow run; return the run."""
+    export_service_environment(settings)
+    notebook = notebook.resolve()
+    parameters = coerce_parameters(notebook_parameters(notebook), raw_parameters)
+    run_id = start_run(settings, str(notebook), parameters)
+    output_dir = settings.home / "runs"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    executed = output_dir / f"{notebook.stem}-{run_id}.ipynb"
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(executed),
+            parameters={**parameters, RUN_ID_PARAMETER: run_id},
+            kernel_name="python3", cwd=str(notebook.parent), progress_bar=progress,
+            log_output=False,
+        )
+    except PapermillExecutionError as err:
+        finish_run(run_id, executed, failed=True)
+        raise NotebookFailed(
+            f"{notebook.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
+            f"(executed copy: {executed}; MLflow run {run_id} marked FAILED)"
+        ) from err
+    except BaseException:
+        finish_run(run_id, executed, failed=True)
+        raise
+    finish_run(run_id, executed, failed=False)
+    metrics = MlflowClient().get_run(run_id).data.metrics
+    return ResearchRun(run_id, executed, dict(metrics))
