@@ -1,8 +1,11 @@
 """The backtester: a strategy's target weights become orders at each bar's close, which fill at
 the next bar's open with slippage and commission, in one cash account shared by all symbols.
 
-It steps bar by bar through the same :func:`prism.portfolio.order_quantities` the live runner
-uses, so the two engines agree order for order.
+It steps bar by bar through the same :func:`prism.portfolio.order_quantities` and
+:func:`prism.portfolio.affordable` the live runner uses, so the two engines agree order for
+order. Within a bar, sells fill before buys, and a buy that the cash left cannot pay for (the
+open gapped above the close it was sized at) is cut to what the cash covers; the rest of that
+order is cancelled. This matches vectorbt's cash-sharing accounting, which the tests check.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ import pandas as pd
 
 from prism.data.bars import close_panel
 from prism.errors import DataUnavailable
-from prism.portfolio import RebalanceRule, commission, fill_price, order_quantities
+from prism.portfolio import (
+    RebalanceRule,
+    affordable,
+    commission,
+    fill_price,
+    order_quantities,
+)
 from prism.strategies import Strategy
 
 
@@ -56,8 +65,22 @@ class BacktestResult:
     config: BacktestConfig
 
 
-def run_backtest(bars: pd.DataFrame, strategy: Strategy, config: BacktestConfig) -> BacktestResult:
-    """Backtest ``strategy`` over ``bars`` (a bar frame of one timeframe)."""
+def _sells_first(pending: dict[str, tuple[float, pd.Timestamp]], symbols: list[str]) -> list[int]:
+    """Return the column indexes of pending orders, sells before buys, each in column order."""
+    return sorted((symbols.index(s) for s in pending), key=lambda j: (pending[symbols[j]][0] > 0, j))
+
+
+def run_backtest(
+    bars: pd.DataFrame,
+    strategy: Strategy,
+    config: BacktestConfig,
+    start: pd.Timestamp | None = None,
+) -> BacktestResult:
+    """Backtest ``strategy`` over ``bars`` (a bar frame of one timeframe).
+
+    With ``start``, bars before it are history only: the strategy sees them, trading begins at
+    the first bar at or after ``start`` (as the live runner begins with warm-up history).
+    """
     if bars.empty:
         raise DataUnavailable("cannot backtest on an empty bar frame")
     opens = close_panel(bars, "open")
@@ -68,6 +91,11 @@ def run_backtest(bars: pd.DataFrame, strategy: Strategy, config: BacktestConfig)
         .reindex_like(opens)
         .fillna(0.0)
     )
+    if start is not None:
+        first = int(opens.index.searchsorted(pd.Timestamp(start)))
+        opens, closes, weights = opens.iloc[first:], closes.iloc[first:], weights.iloc[first:]
+        if opens.empty:
+            raise DataUnavailable(f"no bars at or after the backtest start {start}")
     symbols = list(opens.columns)
     rule = config.rule()
     cash = config.capital
@@ -80,14 +108,20 @@ def run_backtest(bars: pd.DataFrame, strategy: Strategy, config: BacktestConfig)
     times = opens.index
     last_close = dict.fromkeys(symbols, math.nan)
     for t, time in enumerate(times):
+        for j in _sells_first(pending, symbols):
+            symbol = symbols[j]
+            if not math.isfinite(open_values[t, j]):
+                continue
+            wanted, decided_at = pending.pop(symbol)
+            price = fill_price(open_values[t, j], wanted, config.slippage_bps)
+            quantity = affordable(wanted, price, cash, config.commission_bps, config.lot)
+            if quantity == 0.0:
+                continue
+            fee = commission(quantity, price, config.commission_bps)
+            cash -= quantity * price + fee
+            holdings[symbol] += quantity
+            trades.append((decided_at, time, symbol, quantity, price, fee))
         for j, symbol in enumerate(symbols):
-            if symbol in pending and math.isfinite(open_values[t, j]):
-                quantity, decided_at = pending.pop(symbol)
-                price = fill_price(open_values[t, j], quantity, config.slippage_bps)
-                fee = commission(quantity, price, config.commission_bps)
-                cash -= quantity * price + fee
-                holdings[symbol] += quantity
-                trades.append((decided_at, time, symbol, quantity, price, fee))
             if math.isfinite(close_values[t, j]):
                 last_close[symbol] = close_values[t, j]
         equity[t] = cash + sum(holdings[s] * last_close[s] for s in symbols if holdings[s])

@@ -205,6 +205,17 @@ def _move_position(
     )
 
 
+def cancel_rest(conn: Connection, client_order_id: str) -> None:
+    """Cancel what is left of an order (a buy the cash could not fully pay for)."""
+    conn.execute(
+        text(
+            "UPDATE trading.orders SET status = 'cancelled', updated_at = now() "
+            "WHERE client_order_id = :c AND status IN ('sent', 'partial')"
+        ),
+        {"c": client_order_id},
+    )
+
+
 def record_decision(conn: Connection, decision: dict[str, Any]) -> None:
     """Write an audit decision; a repeated (deployment, time, symbol, type) is ignored."""
     conn.execute(

@@ -77,15 +77,19 @@ def client_order_id(deployment: str, symbol: str, decided_at: datetime) -> str:
 
 
 def fill_open_orders(engine: Engine, broker: Broker, deployment: str, as_of: datetime) -> int:
-    """Book every fill the broker reports up to ``as_of``; return how many were new."""
+    """Book what the broker did with open orders up to ``as_of``; return the new fills."""
     with engine.connect() as conn:
         orders = ledger.open_orders(conn, deployment)
-    by_id = {order.client_order_id: order for order in orders}
+        available = ledger.cash(conn, deployment)
     booked = 0
-    for fill in broker.poll_fills(orders, as_of):
-        order = by_id[fill.client_order_id]
+    for execution in broker.executions(orders, available, as_of):
+        order = execution.order
         with engine.begin() as conn:
-            booked += ledger.apply_fill(conn, deployment, order.side, order.symbol, fill)
+            if execution.fill is not None:
+                booked += ledger.apply_fill(conn, deployment, order.side, order.symbol,
+                                            execution.fill)
+            if execution.rest_cancelled:
+                ledger.cancel_rest(conn, order.client_order_id)
     return booked
 
 

@@ -73,3 +73,17 @@ def fill_price(open_price: float, quantity: float, slippage_bps: float) -> float
 def commission(quantity: float, price: float, commission_bps: float) -> float:
     """Return the commission on a fill: basis points of its notional."""
     return abs(quantity) * price * commission_bps / 10_000.0
+
+
+def affordable(quantity: float, price: float, cash: float, commission_bps: float, lot: float) -> float:
+    """Return the part of a fill that cash pays for: a buy is cut to what ``cash`` covers,
+    commission included, rounded down to whole lots; a sell is never cut.
+
+    Both engines fill sells before buys within a bar, so a rebalance's sale funds its purchase.
+    """
+    if quantity <= 0:
+        return quantity
+    cost_per_unit = price * (1.0 + commission_bps / 10_000.0)
+    if quantity * cost_per_unit <= cash:
+        return quantity
+    return _round_to_lot(max(cash, 0.0) / cost_per_unit, lot)

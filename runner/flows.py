@@ -37,6 +37,11 @@ def _engine() -> Engine:
     return open_database(load_settings())
 
 
+def _broker(config: live.LiveConfig) -> PaperBroker:
+    return PaperBroker(_engine(), config.commission_bps, config.slippage_bps, config.timeframe,
+                       config.lot)
+
+
 @lru_cache(maxsize=4)
 def _strategy(alias: str, version_key: str) -> live.LiveStrategy:
     return live.load_live_strategy(load_settings(), alias)
@@ -54,15 +59,13 @@ def load_strategy(alias: str) -> live.LiveStrategy:
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=1, retry_condition_fn=_is_transient)
 def book_fills(config: live.LiveConfig, as_of: datetime) -> int:
     """Book the paper broker's fills up to ``as_of``."""
-    broker = PaperBroker(_engine(), config.commission_bps, config.slippage_bps, config.timeframe)
-    return live.fill_open_orders(_engine(), broker, config.deployment, as_of)
+    return live.fill_open_orders(_engine(), _broker(config), config.deployment, as_of)
 
 
 @task(cache_policy=NONE)
 def place_orders(strategy: live.LiveStrategy, config: live.LiveConfig, as_of: datetime) -> int:
     """Decide at ``as_of``'s close and send the orders; return how many were sent."""
-    broker = PaperBroker(_engine(), config.commission_bps, config.slippage_bps, config.timeframe)
-    return len(live.decide(_engine(), broker, strategy, config, as_of))
+    return len(live.decide(_engine(), _broker(config), strategy, config, as_of))
 
 
 @task(cache_policy=NONE)

@@ -1,0 +1,96 @@
+"""Shared fixtures: a real PostgreSQL (embedded in a temporary workspace, or
+``PRISM_TEST_DATABASE_URL``), a real MLflow store in a temporary folder, and settings for both.
+
+The environment is pointed at the temporary workspace before any test runs, so no test touches
+the checkout's own ``.prism/`` or ``mlruns/``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from prism.config import Settings
+
+TABLES = [
+    "audit.decisions", "trading.fills", "trading.orders", "trading.positions",
+    "trading.portfolio_snapshots", "trading.accounts", "market_data.quarantine",
+    "market_data.ohlcv", "market_data.assets",
+]
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A temporary PRISM_HOME and MLflow store for the whole session."""
+    root = tmp_path_factory.mktemp("prism")
+    saved = {k: os.environ.get(k) for k in ("PRISM_HOME", "PRISM_MLRUNS_DIR", "PRISM_DATABASE_URL",
+                                            "MLFLOW_TRACKING_URI")}
+    os.environ["PRISM_HOME"] = str(root / "home")
+    os.environ["PRISM_MLRUNS_DIR"] = str(root / "mlruns")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("PRISM_DATABASE_URL", None)
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def database_url(workspace: Path) -> Iterator[str]:
+    """A libpq URL of an empty database on a real PostgreSQL server."""
+    external = os.environ.get("PRISM_TEST_DATABASE_URL")
+    if external:
+        name = f"prism_test_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(external, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = make_url(external).set(database=name).render_as_string(hide_password=False)
+        yield url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(external, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        return
+    from prism.db import embedded
+
+    pgdata = workspace / "home" / "postgres"
+    url = embedded.start(pgdata)
+    yield url
+    embedded.stop(pgdata)
+
+
+@pytest.fixture(scope="session")
+def settings(workspace: Path, database_url: str) -> Settings:
+    """Settings pointing at the test database and the temporary MLflow store."""
+    os.environ["PRISM_DATABASE_URL"] = database_url
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def migrated_engine(settings: Settings) -> Engine:
+    """An engine on the test database with the schema at the newest revision."""
+    from prism.db.engine import open_database
+
+    return open_database(settings)
+
+
+@pytest.fixture
+def engine(migrated_engine: Engine) -> Engine:
+    """The migrated engine, with every Prism table emptied before the test."""
+    with migrated_engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    return migrated_engine
+
+
+@pytest.fixture(scope="session")
+def bundled_bars():  # type: ignore[no-untyped-def]
+    """The real SPX and NDX daily bars shipped with ``arch``, as a bar frame."""
+    from prism.data.sources import ArchBarSource
+
+    return ArchBarSource().fetch()

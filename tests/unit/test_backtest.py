@@ -1,0 +1,72 @@
+import numpy as np
+import pandas as pd
+import pytest
+import vectorbt as vbt
+
+from prism.backtest import BacktestConfig, run_backtest
+from prism.data.bars import close_panel
+from prism.errors import DataUnavailable
+from prism.strategies import SmaCrossover
+
+CONFIG = BacktestConfig(capital=1_000_000.0, commission_bps=5.0, slippage_bps=3.0)
+
+
+def test_vectorbt_replaying_our_fills_reaches_the_same_equity_every_bar(bundled_bars):
+    result = run_backtest(bundled_bars, SmaCrossover(fast=10, slow=50), CONFIG)
+    close = close_panel(bundled_bars)
+    size = result.trades.pivot(index="time", columns="symbol", values="quantity").reindex_like(close)
+    price = result.trades.pivot(index="time", columns="symbol", values="price").reindex_like(close)
+
+    portfolio = vbt.Portfolio.from_orders(
+        close=close, size=size, price=price.fillna(close), size_type="amount",
+        fees=CONFIG.commission_bps / 10_000, init_cash=CONFIG.capital,
+        cash_sharing=True, group_by=True, freq="1D",
+    )
+
+    np.testing.assert_allclose(portfolio.value().to_numpy(), result.equity.to_numpy(), rtol=1e-9)
+    assert len(result.trades) == portfolio.orders.count()
+
+
+def test_orders_decided_at_a_close_fill_at_the_next_bars_open_with_slippage(bundled_bars):
+    result = run_backtest(bundled_bars, SmaCrossover(fast=10, slow=50), CONFIG)
+    opens = close_panel(bundled_bars, "open")
+    first = result.trades.iloc[0]
+
+    next_open = opens.loc[opens.index > first["decided_at"], first["symbol"]].iloc[0]
+
+    assert first["time"] == opens.index[opens.index > first["decided_at"]][0]
+    assert first["price"] == pytest.approx(next_open * (1 + np.sign(first["quantity"]) * 3e-4))
+    assert first["commission"] == pytest.approx(abs(first["quantity"]) * first["price"] * 5e-4)
+
+
+def test_changing_the_future_does_not_change_the_past(bundled_bars):
+    strategy = SmaCrossover(fast=10, slow=50)
+    cut = pd.Timestamp("2010-06-30", tz="UTC")
+    future = bundled_bars["time"] > cut
+    scrambled = bundled_bars.copy()
+    scrambled.loc[future, ["open", "high", "low", "close"]] *= 0.5
+
+    original = run_backtest(bundled_bars, strategy, CONFIG).equity
+    changed = run_backtest(scrambled, strategy, CONFIG).equity
+
+    pd.testing.assert_series_equal(original[:cut], changed[:cut])
+    assert not original[cut:].equals(changed[cut:])
+
+
+def test_a_flat_strategy_keeps_its_capital(bundled_bars):
+    class Flat:
+        name = "flat"
+        warmup = 1
+
+        def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
+            return bars[["time", "symbol"]].assign(weight=0.0)
+
+    result = run_backtest(bundled_bars, Flat(), CONFIG)
+
+    assert result.trades.empty
+    assert (result.equity == CONFIG.capital).all()
+
+
+def test_an_empty_bar_frame_is_refused_with_a_reason():
+    with pytest.raises(DataUnavailable, match="empty bar frame"):
+        run_backtest(pd.DataFrame(), SmaCrossover(fast=2, slow=3), CONFIG)

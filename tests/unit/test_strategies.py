@@ -1,0 +1,69 @@
+import numpy as np
+import pandas as pd
+import pytest
+import talib
+
+from prism.errors import ConfigError
+from prism.strategies import SmaCrossover, make_strategy
+
+
+def _one_symbol(bars: pd.DataFrame, symbol: str = "SPX") -> pd.DataFrame:
+    return bars[bars["symbol"] == symbol].reset_index(drop=True)
+
+
+def test_sma_crossover_is_long_exactly_where_talib_fast_sma_is_above_slow(bundled_bars):
+    spx = _one_symbol(bundled_bars)
+    close = spx["close"].to_numpy()
+    fast, slow = talib.SMA(close, 10), talib.SMA(close, 50)
+    expected = np.where(np.isnan(slow), 0.0, (fast > slow).astype(float))
+
+    weights = SmaCrossover(fast=10, slow=50).target_weights(spx)
+
+    assert weights["time"].tolist() == spx["time"].tolist()
+    np.testing.assert_array_equal(weights["weight"].to_numpy(), expected)
+
+
+def test_sma_crossover_splits_equity_equally_and_shorts_only_when_allowed(bundled_bars):
+    long_only = SmaCrossover(fast=5, slow=20).target_weights(bundled_bars)
+    long_short = SmaCrossover(fast=5, slow=20, allow_short=True).target_weights(bundled_bars)
+
+    assert set(long_only["weight"].unique()) == {0.0, 0.5}
+    assert set(long_short["weight"].unique()) == {-0.5, 0.0, 0.5}
+
+
+@pytest.mark.parametrize("cut", [60, 61, 500, 2_000, 5_030])
+def test_weight_at_a_bar_is_the_same_on_history_cut_at_that_bar(bundled_bars, cut):
+    strategy = SmaCrossover(fast=10, slow=50)
+    full = strategy.target_weights(bundled_bars).set_index(["symbol", "time"])["weight"]
+    cut_time = _one_symbol(bundled_bars)["time"].iloc[cut]
+    history = bundled_bars[bundled_bars["time"] <= cut_time]
+
+    cut_weights = strategy.target_weights(history).set_index(["symbol", "time"])["weight"]
+
+    pd.testing.assert_series_equal(cut_weights, full.loc[cut_weights.index])
+
+
+def test_an_unknown_strategy_name_lists_the_available_ones():
+    with pytest.raises(ConfigError, match="unknown strategy 'momentum'; available strategies: sma"):
+        make_strategy("momentum", {})
+
+
+def test_a_missing_parameter_is_named_with_an_example():
+    with pytest.raises(ConfigError, match="missing parameter\\(s\\) slow; pass them"):
+        make_strategy("sma_crossover", {"fast": 10})
+
+
+def test_an_unknown_parameter_is_named_with_the_valid_ones():
+    with pytest.raises(ConfigError, match="no parameter\\(s\\) fsat; its parameters are"):
+        make_strategy("sma_crossover", {"fast": 10, "slow": 50, "fsat": 3})
+
+
+def test_fast_must_be_shorter_than_slow():
+    with pytest.raises(ConfigError, match="fast < slow"):
+        make_strategy("sma_crossover", {"fast": 50, "slow": 10})
+
+
+def test_a_fractional_window_is_refused_and_whole_floats_are_accepted():
+    with pytest.raises(ConfigError, match="whole number"):
+        make_strategy("sma_crossover", {"fast": 10.5, "slow": 50})
+    assert make_strategy("sma_crossover", {"fast": 10.0, "slow": 50}).fast == 10
