@@ -33,10 +33,14 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+ENV_FILES = (project_root() / ".env", Path(".env"))
+"""The checkout's ``.env``, then one in the working directory (which wins)."""
+
+
 class GateSettings(BaseSettings):
     """Thresholds a backtest must meet before its model may become ``champion``."""
 
-    model_config = SettingsConfigDict(env_prefix="PRISM_GATE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PRISM_GATE_", env_file=ENV_FILES, extra="ignore")
 
     min_sharpe: float = Field(0.3, description="lowest annualised Sharpe ratio accepted")
     max_drawdown: float = Field(0.35, description="largest peak-to-trough loss accepted (0.35 = 35%)")
@@ -46,7 +50,7 @@ class GateSettings(BaseSettings):
 class Settings(BaseSettings):
     """Prism's configuration. Every field maps to ``PRISM_<FIELD>`` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="PRISM_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PRISM_", env_file=ENV_FILES, extra="ignore")
 
     home: Path = Field(
         default_factory=lambda: project_root() / ".prism",
@@ -128,14 +132,14 @@ class SettingReport:
     description: str
 
 
-def _source_of(env_name: str, model: type[BaseSettings]) -> str:
+def _source_of(env_name: str) -> str:
     if env_name in os.environ:
         return f"environment ({env_name})"
-    env_file = Path(str(model.model_config.get("env_file") or ".env"))
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            if line.split("=", 1)[0].strip() == env_name:
-                return f".env ({env_name})"
+    for env_file in reversed(ENV_FILES):
+        if env_file.exists():
+            for line in env_file.read_text().splitlines():
+                if line.split("=", 1)[0].strip() == env_name:
+                    return f".env ({env_name})"
     return "default"
 
 
@@ -147,7 +151,7 @@ def describe_settings(settings: Settings, gates: GateSettings) -> list[SettingRe
         if name == "database_url" and value is None:
             value = "(embedded PostgreSQL under the workspace)"
         reports.append(
-            SettingReport(name, value, _source_of(f"PRISM_{name.upper()}", Settings),
+            SettingReport(name, value, _source_of(f"PRISM_{name.upper()}"),
                           field.description or "")
         )
     tracking_source = (
@@ -159,7 +163,7 @@ def describe_settings(settings: Settings, gates: GateSettings) -> list[SettingRe
     for name, field in GateSettings.model_fields.items():
         reports.append(
             SettingReport(f"gate.{name}", getattr(gates, name),
-                          _source_of(f"PRISM_GATE_{name.upper()}", GateSettings),
+                          _source_of(f"PRISM_GATE_{name.upper()}"),
                           field.description or "")
         )
     return reports

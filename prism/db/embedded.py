@@ -84,12 +84,15 @@ def _ensure_database(admin_url: str) -> None:
     import psycopg
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
-        if not exists:
-            try:
+        conn.execute("SELECT pg_advisory_lock(7072697372)")
+        try:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+            ).fetchone()
+            if not exists:
                 conn.execute(f'CREATE DATABASE "{DATABASE}"')
-            except psycopg.errors.DuplicateDatabase:
-                pass
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(7072697372)")
 
 
 def stop(pgdata: Path) -> bool:

