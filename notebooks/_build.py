@@ -37,10 +37,10 @@ CELLS = [
         "from prism.plots import equity_figure\n"
         "from prism.strategies import make_strategy\n"
         "from prism import tracking\n\n"
+        "chosen = make_strategy(strategy, {'fast': fast, 'slow': slow})\n"
         "settings = load_settings()\n"
         "engine = open_database(settings)\n"
         "bars = read_bars(engine, symbols, start=start, end=end)\n"
-        "chosen = make_strategy(strategy, {'fast': fast, 'slow': slow})\n"
         "bars.groupby('symbol')['time'].agg(['min', 'max', 'count'])"
     ),
     new_code_cell(

@@ -237,5 +237,5 @@ def main() -> None:
     try:
         app()
     except PrismError as err:
-        errors.print(f"[bold red]error:[/] {err}", highlight=False)
+        errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(1)

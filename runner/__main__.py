@@ -1,4 +1,4 @@
-"""``python -m runner [BARS]``: replay the newest bars through ``trade_cycle`` and print a summary."""
+"""``python -m runner [BARS]``: replay the newest bars through ``trade_cycle``, print a summary."""
 
 from __future__ import annotations
 
@@ -9,13 +9,18 @@ from prism.config import export_service_environment
 
 export_service_environment()
 
+from prism.errors import PrismError  # noqa: E402
 from runner.flows import replay  # noqa: E402
 
 
 def main() -> None:
-    """Replay the bars and print one JSON line per cycle-free summary."""
+    """Replay the bars and print a one-line JSON summary (errors: one line on stderr, exit 1)."""
     bars = int(sys.argv[1]) if len(sys.argv) > 1 else 60
-    reports = replay(bars=bars)
+    try:
+        reports = replay(bars=bars)
+    except PrismError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     summary = {
         "bars": len(reports),
         "orders": sum(r["orders"] for r in reports),

@@ -101,9 +101,13 @@ def replay(bars: int = 60, symbols: list[str] | None = None, alias: str = "champ
     """Run :func:`trade_cycle` once per bar, oldest first, over the newest ``bars`` bars.
 
     Each bar is its own ``trade_cycle`` flow run, as a scheduled live runner would make it.
+    Missing bars or a missing ``alias`` stop it before the first run, with one clear error.
     """
+    from prism.registry import champion
+
     chosen = list(symbols or DEFAULT_SYMBOLS)
     times = live.replay_times(_engine(), chosen, bars)
+    champion(load_settings(), alias)
     reports = []
     with Progress(disable=not progress, transient=True) as bar:
         job = bar.add_task("replaying bars through trade_cycle", total=len(times))

@@ -1,0 +1,56 @@
+# Prism — `make demo` and `make test` are all a fresh clone needs (Python 3.11 on PATH).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+.PHONY: install demo test test-unit test-integration test-notebooks test-e2e lab dashboard bench lint lock clean
+
+install: $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check uv
+	@echo "installing the pinned environment into $(VENV) (requirements.lock)"
+	@$(VENV)/bin/uv pip install --python $(PY) -q -r requirements.lock -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: install
+	$(VENV)/bin/prism demo
+
+test: install
+	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+test-integration: install
+	$(PY) -m pytest tests/integration
+
+test-notebooks: install
+	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+test-e2e: install
+	$(PY) -m pytest tests/e2e
+
+lab: install
+	$(VENV)/bin/jupyter lab --no-browser --ip 127.0.0.1 $(ROOT_FLAG) --notebook-dir .
+
+dashboard: install
+	$(VENV)/bin/prism dashboard
+
+bench: install
+	$(PY) -m tests.benchmarks
+
+lint: install
+	$(VENV)/bin/ruff check prism runner dashboards research tests notebooks
+	$(VENV)/bin/mypy prism runner dashboards research
+
+lock:
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	-$(VENV)/bin/prism db stop
+	rm -rf .prism mlruns/mlflow.db mlruns/artifacts

@@ -1,0 +1,73 @@
+"""The set-up files stay honest: the lock satisfies pyproject, environment.yml installs the lock,
+and docker-compose.yml is a valid compose file wired to the services Prism needs."""
+
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split(";")[0].strip().split("==")
+            pins[canonicalize_name(name.split("[")[0])] = version
+    return pins
+
+
+def test_every_dependency_in_pyproject_is_pinned_in_the_lock_within_its_range():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _pins()
+    requirements = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+
+    for text in requirements:
+        requirement = Requirement(text.split("#")[0].strip())
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is in pyproject.toml but not in requirements.lock"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} vs {requirement}"
+
+
+def test_the_stack_pins_that_prefect_needs_are_in_the_lock():
+    pins = _pins()
+    assert int(pins["fastapi"].split(".")[1]) < 155
+    assert pins["sqlalchemy"].startswith("2.0.")
+
+
+def test_environment_yml_installs_the_lock_and_the_project_on_the_same_python():
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+
+    assert "python=3.11" in environment["dependencies"]
+    assert ">=3.11" in requires
+    assert pip == ["-r requirements.lock", "-e .[dev]"]
+
+
+def test_compose_runs_the_full_stack_against_timescaledb():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+
+    assert {"db", "mlflow", "prefect", "runner", "dashboard", "jupyter"} <= set(services)
+    assert services["db"]["image"].startswith("timescale/timescaledb")
+    for name in ("runner", "dashboard", "jupyter"):
+        environment = services[name]["environment"]
+        assert environment["PRISM_DATABASE_URL"].endswith("@db:5432/prism")
+        assert environment["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    dockerfile = ROOT / services["runner"]["build"]["dockerfile"]
+    assert "requirements.lock" in dockerfile.read_text()
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None,
+                    reason="docker-compose is not installed (Debian package docker-compose)")
+def test_docker_compose_accepts_the_file():
+    result = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config",
+                             "-q"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
