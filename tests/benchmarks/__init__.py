@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): each prints its figures and a ratio against a named peer."""

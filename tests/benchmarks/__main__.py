@@ -1,0 +1,30 @@
+"""``python -m tests.benchmarks``: run every benchmark and print a Markdown table of ratios."""
+
+from __future__ import annotations
+
+import platform
+import warnings
+
+from prism.config import export_service_environment
+
+
+def main() -> None:
+    """Run the benchmarks one after the other and print their figures."""
+    export_service_environment()
+    warnings.simplefilter("ignore")
+    from tests.benchmarks import bench_backtest, bench_ingest
+
+    suites = {"executemany INSERT ON CONFLICT, 10k-row batches": bench_ingest,
+              "vectorbt 1.2 Portfolio.from_orders(targetpercent)": bench_backtest}
+    print(f"machine: {platform.machine()}, {platform.python_implementation()} "
+          f"{platform.python_version()}")
+    print("| benchmark | unit | Prism | peer | peer name | Prism / peer |")
+    print("|---|---|---:|---:|---|---:|")
+    for peer, suite in suites.items():
+        for case, unit, ours, theirs in suite.run():
+            print(f"| {case} | {unit} | {ours:,.0f} | {theirs:,.0f} | {peer} | "
+                  f"{ours / theirs:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
