@@ -18,12 +18,11 @@ def main() -> None:
               "vectorbt 1.2 Portfolio.from_orders(targetpercent)": bench_backtest}
     print(f"machine: {platform.machine()}, {platform.python_implementation()} "
           f"{platform.python_version()}")
-    print("| benchmark | unit | Prism | peer | peer name | Prism / peer |")
-    print("|---|---|---:|---:|---|---:|")
+    print("| benchmark | Prism | peer | peer name | speed ratio | Prism peak | peer peak |")
+    print("|---|---:|---:|---|---:|---:|---:|")
     for peer, suite in suites.items():
-        for case, unit, ours, theirs in suite.run():
-            print(f"| {case} | {unit} | {ours:,.0f} | {theirs:,.0f} | {peer} | "
-                  f"{ours / theirs:.2f}x |", flush=True)
+        for row in suite.run():
+            print(row.markdown(peer), flush=True)
 
 
 if __name__ == "__main__":

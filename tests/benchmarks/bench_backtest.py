@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
 import pandas as pd
 import vectorbt as vbt
 
@@ -12,6 +9,8 @@ from prism.backtest import BacktestConfig, run_backtest
 from prism.data.bars import close_panel
 from prism.data.sources import ArchBarSource
 from prism.strategies import SmaCrossover
+from tests.benchmarks.measure import measure
+from tests.benchmarks.row import Row
 from tests.benchmarks.synthetic import random_walk_bars
 
 CONFIG = BacktestConfig(commission_bps=1.0, slippage_bps=0.0)
@@ -28,17 +27,8 @@ def _vectorbt(bars: pd.DataFrame, strategy: SmaCrossover) -> float:
     return float(portfolio.final_value())
 
 
-def _best_of(runs: int, action) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
-def run() -> list[tuple[str, str, float, float]]:
-    """Return (case, unit, prism rate, peer rate) rows."""
+def run() -> list[Row]:
+    """Return one row per case: Prism's and the peer's rate and peak memory."""
     strategy = SmaCrossover(fast=10, slow=50)
     cases = {
         "SMA backtest, SPX+NDX 1999-2018 (10k bars)": ArchBarSource().fetch(),
@@ -47,8 +37,7 @@ def run() -> list[tuple[str, str, float, float]]:
     _vectorbt(cases[next(iter(cases))], strategy)
     results = []
     for case, bars in cases.items():
-        ours = _best_of(3, lambda b=bars: run_backtest(b, strategy, CONFIG))
-        peer = _best_of(3, lambda b=bars: _vectorbt(b, strategy))
-        results.append((case, "bars/s", len(bars) / ours, len(bars) / peer))
-    assert np.isfinite(results[0][2])
+        ours = measure(lambda b=bars: run_backtest(b, strategy, CONFIG), runs=3)
+        peer = measure(lambda b=bars: _vectorbt(b, strategy), runs=3)
+        results.append(Row(case, "bars/s", len(bars), ours, peer))
     return results

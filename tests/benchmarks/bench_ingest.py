@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -13,6 +12,8 @@ from prism.data.store import upsert_bars
 from prism.db import embedded
 from prism.db.engine import sqlalchemy_url
 from prism.db.migrate import upgrade
+from tests.benchmarks.measure import measure
+from tests.benchmarks.row import Row
 from tests.benchmarks.synthetic import random_walk_bars
 
 ROWS = 200_000
@@ -41,14 +42,8 @@ def _truncate(engine: Engine) -> None:
         conn.execute(text("TRUNCATE market_data.ohlcv"))
 
 
-def _timed(action) -> float:  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
-
-
-def run() -> list[tuple[str, str, float, float]]:
-    """Return (case, unit, prism rate, peer rate) rows."""
+def run() -> list[Row]:
+    """Return one row per case: Prism's and the peer's rate and peak memory."""
     from sqlalchemy import create_engine
 
     bars = random_walk_bars(symbols=40, bars=ROWS // 40)
@@ -58,15 +53,14 @@ def run() -> list[tuple[str, str, float, float]]:
         try:
             upgrade(engine)
             results = []
-            _truncate(engine)
-            prism_new = _timed(lambda: upsert_bars(engine, bars))
-            prism_again = _timed(lambda: upsert_bars(engine, bars))
-            _truncate(engine)
-            peer_new = _timed(lambda: _executemany(engine, bars))
-            peer_again = _timed(lambda: _executemany(engine, bars))
-            results.append(("load 200k new bars", "rows/s", ROWS / prism_new, ROWS / peer_new))
-            results.append(("re-load 200k unchanged bars", "rows/s", ROWS / prism_again,
-                            ROWS / peer_again))
+            empty = lambda: _truncate(engine)  # noqa: E731
+            prism_new = measure(lambda: upsert_bars(engine, bars), setup=empty)
+            prism_again = measure(lambda: upsert_bars(engine, bars))
+            peer_new = measure(lambda: _executemany(engine, bars), setup=empty)
+            peer_again = measure(lambda: _executemany(engine, bars))
+            results.append(Row("load 200k new bars", "rows/s", ROWS, prism_new, peer_new))
+            results.append(Row("re-load 200k unchanged bars", "rows/s", ROWS, prism_again,
+                               peer_again))
         finally:
             engine.dispose()
             embedded.stop(pgdata)
