@@ -29,14 +29,14 @@ CELLS = [
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
+        "from prism import tracking\n"
         "from prism.backtest import BacktestConfig, run_backtest\n"
         "from prism.config import load_settings\n"
         "from prism.data.store import read_bars\n"
         "from prism.db.engine import open_database\n"
         "from prism.metrics import summary\n"
         "from prism.plots import equity_figure\n"
-        "from prism.strategies import make_strategy\n"
-        "from prism import tracking\n\n"
+        "from prism.strategies import make_strategy\n\n"
         "chosen = make_strategy(strategy, {'fast': fast, 'slow': slow})\n"
         "settings = load_settings()\n"
         "engine = open_database(settings)\n"
@@ -49,13 +49,16 @@ CELLS = [
         "result = run_backtest(bars, chosen, config)\n"
         "summary(result.equity, len(result.trades))"
     ),
-    new_code_cell("figure = equity_figure(result.equity, f'{strategy} {fast}/{slow} on {symbols}')"),
+    new_code_cell(
+        "figure = equity_figure(result.equity, f'{strategy} {fast}/{slow} on {symbols}')"
+    ),
     new_code_cell("result.trades.tail(10)"),
     new_code_cell(
         "with tracking.research_run(settings, mlflow_run_id) as run_id:\n"
         "    logged = tracking.log_backtest(chosen, bars, result, symbols)\n"
-        "print(f'MLflow run {run_id}: sharpe {logged[\"sharpe\"]:.2f}, "
-        "max drawdown {logged[\"max_drawdown\"]:.1%}, trades {logged[\"n_trades\"]:.0f}')"
+        "sharpe, drawdown, trades = (logged[k] for k in ('sharpe', 'max_drawdown', 'n_trades'))\n"
+        "print(f'MLflow run {run_id}: sharpe {sharpe:.2f}, max drawdown {drawdown:.1%}, '\n"
+        "      f'trades {trades:.0f}')"
     ),
 ]
 
@@ -63,8 +66,11 @@ CELLS = [
 def main() -> None:
     """Write the notebook next to this file."""
     notebook = new_notebook(cells=CELLS)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     notebook.metadata["language_info"] = {"name": "python"}
     nbformat.write(notebook, Path(__file__).with_name("backtest.ipynb"))
 

@@ -30,7 +30,7 @@ from prism.strategies import Strategy
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    """Capital and costs of a backtest. Costs are in basis points of notional (slippage: of price)."""
+    """Capital and costs of a backtest, in basis points of notional (slippage: of price)."""
 
     capital: float = 1_000_000.0
     commission_bps: float = 1.0
@@ -67,7 +67,9 @@ class BacktestResult:
 
 def _sells_first(pending: dict[str, tuple[float, pd.Timestamp]], symbols: list[str]) -> list[int]:
     """Return the column indexes of pending orders, sells before buys, each in column order."""
-    return sorted((symbols.index(s) for s in pending), key=lambda j: (pending[symbols[j]][0] > 0, j))
+    return sorted(
+        (symbols.index(s) for s in pending), key=lambda j: (pending[symbols[j]][0] > 0, j)
+    )
 
 
 def run_backtest(
@@ -104,7 +106,11 @@ def run_backtest(
     equity = np.empty(len(opens))
     held = np.zeros((len(opens), len(symbols)))
     trades: list[tuple[object, ...]] = []
-    open_values, close_values, weight_values = opens.to_numpy(), closes.to_numpy(), weights.to_numpy()
+    open_values, close_values, weight_values = (
+        opens.to_numpy(),
+        closes.to_numpy(),
+        weights.to_numpy(),
+    )
     times = opens.index
     last_close = dict.fromkeys(symbols, math.nan)
     for t, time in enumerate(times):
@@ -128,7 +134,9 @@ def run_backtest(
         held[t] = [holdings[s] for s in symbols]
         targets = dict(zip(symbols, weight_values[t], strict=True))
         prices = {s: close_values[t, j] for j, s in enumerate(symbols)}
-        for symbol, quantity in order_quantities(targets, holdings, prices, equity[t], rule).items():
+        for symbol, quantity in order_quantities(
+            targets, holdings, prices, equity[t], rule
+        ).items():
             pending[symbol] = (quantity, time)
     trade_frame = pd.DataFrame(
         trades, columns=["decided_at", "time", "symbol", "quantity", "price", "commission"]

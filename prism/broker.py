@@ -47,8 +47,14 @@ class PaperBroker:
 
     name = "paper"
 
-    def __init__(self, engine: Engine, commission_bps: float, slippage_bps: float,
-                 timeframe: str = "1d", lot: float = 0.0001) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        commission_bps: float,
+        slippage_bps: float,
+        timeframe: str = "1d",
+        lot: float = 0.0001,
+    ) -> None:
         self.engine = engine
         self.commission_bps = commission_bps
         self.slippage_bps = slippage_bps
@@ -67,8 +73,12 @@ class PaperBroker:
                     "AND timeframe = :tf AND time > :after AND time <= :until "
                     "ORDER BY time LIMIT 1"
                 ),
-                {"s": order.symbol, "tf": self.timeframe, "after": order.decided_at,
-                 "until": until},
+                {
+                    "s": order.symbol,
+                    "tf": self.timeframe,
+                    "after": order.decided_at,
+                    "until": until,
+                },
             ).one_or_none()
         return (bar.time, float(bar.open)) if bar else None
 

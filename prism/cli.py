@@ -20,14 +20,21 @@ from rich.table import Table
 from prism.config import describe_settings, load_gates, load_settings, mask_url
 from prism.errors import ConfigError, PrismError
 
-app = typer.Typer(help="Prism: notebook-first quant research with a promotion-to-production runner.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-db_app = typer.Typer(help="The PostgreSQL database (embedded unless PRISM_DATABASE_URL is set).",
-                     no_args_is_help=True)
+app = typer.Typer(
+    help="Prism: notebook-first quant research with a promotion-to-production runner.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(
+    help="The PostgreSQL database (embedded unless PRISM_DATABASE_URL is set).",
+    no_args_is_help=True,
+)
 data_app = typer.Typer(help="Market data.", no_args_is_help=True)
 ingest_app = typer.Typer(help="Load bars into market_data.ohlcv.", no_args_is_help=True)
-research_app = typer.Typer(help="Research notebooks run with papermill and tracked in MLflow.",
-                           no_args_is_help=True)
+research_app = typer.Typer(
+    help="Research notebooks run with papermill and tracked in MLflow.", no_args_is_help=True
+)
 models_app = typer.Typer(help="The MLflow model registry.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
@@ -40,13 +47,22 @@ errors = Console(stderr=True)
 
 
 @app.command("config")
-def config_command(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+def config_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
     """Print the effective configuration and where each value came from."""
     reports = describe_settings(load_settings(), load_gates())
     if as_json:
-        print(json.dumps({r.name: {"value": r.value, "source": r.source,
-                                   "description": r.description} for r in reports},
-                         indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    r.name: {"value": r.value, "source": r.source, "description": r.description}
+                    for r in reports
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return
     table = Table("setting", "value", "source")
     for r in reports:
@@ -61,8 +77,10 @@ def db_start() -> None:
 
     settings = load_settings()
     if settings.database_url is not None:
-        console.print(f"PRISM_DATABASE_URL is set ({mask_url(settings.database_url.get_secret_value())});"
-                      " nothing to start")
+        console.print(
+            f"PRISM_DATABASE_URL is set ({mask_url(settings.database_url.get_secret_value())});"
+            " nothing to start"
+        )
         return
     console.print(f"embedded PostgreSQL running: {embedded.start(settings.pgdata)}")
 
@@ -86,20 +104,28 @@ def db_status() -> None:
         from prism.db.engine import connect
 
         connect(settings)
-        console.print(f"external database reachable: {mask_url(settings.database_url.get_secret_value())}")
+        console.print(
+            f"external database reachable: {mask_url(settings.database_url.get_secret_value())}"
+        )
         return
     state = embedded.status(settings.pgdata)
     if state.running:
-        console.print(f"embedded PostgreSQL running (pid {state.pid}, data {state.pgdata}, "
-                      f"socket {state.socket_dir})")
+        console.print(
+            f"embedded PostgreSQL running (pid {state.pid}, data {state.pgdata}, "
+            f"socket {state.socket_dir})"
+        )
     else:
-        console.print(f"embedded PostgreSQL not running (data {state.pgdata}); "
-                      "`prism db start` starts it")
+        console.print(
+            f"embedded PostgreSQL not running (data {state.pgdata}); `prism db start` starts it"
+        )
 
 
 @db_app.command("url")
-def db_url(sqlalchemy: Annotated[bool, typer.Option(
-        "--sqlalchemy", help="print the SQLAlchemy form (postgresql+psycopg://)")] = False) -> None:
+def db_url(
+    sqlalchemy: Annotated[
+        bool, typer.Option("--sqlalchemy", help="print the SQLAlchemy form (postgresql+psycopg://)")
+    ] = False,
+) -> None:
     """Print the database URL (starting the embedded server if needed); psql accepts it."""
     from prism.db.engine import database_url, sqlalchemy_url
 
@@ -128,9 +154,11 @@ def ingest_bundled() -> None:
     engine = open_database(load_settings())
     started = time.perf_counter()
     report = ingest(engine, ArchBarSource())
-    console.print(f"{report.source}: {report.received:,} bars received, {report.inserted:,} "
-                  f"inserted, {report.updated:,} updated, {report.unchanged:,} unchanged, "
-                  f"{report.quarantined} quarantined in {time.perf_counter() - started:.1f}s")
+    console.print(
+        f"{report.source}: {report.received:,} bars received, {report.inserted:,} "
+        f"inserted, {report.updated:,} updated, {report.unchanged:,} unchanged, "
+        f"{report.quarantined} quarantined in {time.perf_counter() - started:.1f}s"
+    )
 
 
 def parse_parameters(args: list[str]) -> dict[str, str]:
@@ -181,7 +209,9 @@ def models_promote(
         mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
         console.print(f"{mark} {gate.gate}: {gate.value if gate.value is not None else 'missing'}")
     if not result.promoted:
-        errors.print(f"[red]not promoted[/]: {len(result.failed())} gate(s) failed; nothing changed")
+        errors.print(
+            f"[red]not promoted[/]: {len(result.failed())} gate(s) failed; nothing changed"
+        )
         raise typer.Exit(1)
     console.print(f"promoted {result.model_name} version {result.version} to alias 'champion'")
 
@@ -193,8 +223,14 @@ def models_list() -> None:
 
     table = Table("model", "version", "aliases", "run id", "registered (UTC)", "approved by")
     for v in list_versions(load_settings()):
-        table.add_row(v.name, v.version, ", ".join(v.aliases), v.run_id,
-                      v.created_at.strftime("%Y-%m-%d %H:%M"), v.approved_by or "")
+        table.add_row(
+            v.name,
+            v.version,
+            ", ".join(v.aliases),
+            v.run_id,
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            v.approved_by or "",
+        )
     console.print(table)
 
 
@@ -213,8 +249,10 @@ def demo(
     table = Table("stage", "result", title=f"Prism demo ({time.perf_counter() - started:.0f}s)")
     table.add_row("bars ingested", f"{report.ingest.received:,} ({report.ingest.inserted:,} new)")
     table.add_row("MLflow run", report.run_id)
-    table.add_row("backtest sharpe / max drawdown",
-                  f"{report.metrics['sharpe']:.2f} / {report.metrics['max_drawdown']:.1%}")
+    table.add_row(
+        "backtest sharpe / max drawdown",
+        f"{report.metrics['sharpe']:.2f} / {report.metrics['max_drawdown']:.1%}",
+    )
     table.add_row("model promoted", f"{settings.model_name} v{report.model_version} @champion")
     table.add_row("orders / fills", f"{report.replay['orders']} / {report.replay['fills']}")
     table.add_row("final equity", f"{report.replay['final_equity']:,.2f}")

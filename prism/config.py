@@ -43,7 +43,9 @@ class GateSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRISM_GATE_", env_file=ENV_FILES, extra="ignore")
 
     min_sharpe: float = Field(0.3, description="lowest annualised Sharpe ratio accepted")
-    max_drawdown: float = Field(0.35, description="largest peak-to-trough loss accepted (0.35 = 35%)")
+    max_drawdown: float = Field(
+        0.35, description="largest peak-to-trough loss accepted (0.35 = 35%)"
+    )
     min_trades: int = Field(5, description="fewest trades a backtest must make to be judged")
 
 
@@ -151,20 +153,29 @@ def describe_settings(settings: Settings, gates: GateSettings) -> list[SettingRe
         if name == "database_url" and value is None:
             value = "(embedded PostgreSQL under the workspace)"
         reports.append(
-            SettingReport(name, value, _source_of(f"PRISM_{name.upper()}"),
-                          field.description or "")
+            SettingReport(name, value, _source_of(f"PRISM_{name.upper()}"), field.description or "")
         )
     tracking_source = (
-        "environment (MLFLOW_TRACKING_URI)" if "MLFLOW_TRACKING_URI" in os.environ
+        "environment (MLFLOW_TRACKING_URI)"
+        if "MLFLOW_TRACKING_URI" in os.environ
         else "default (mlruns_dir)"
     )
-    reports.append(SettingReport("mlflow_tracking_uri", settings.mlflow_tracking_uri,
-                                 tracking_source, "where MLflow runs and the registry live"))
+    reports.append(
+        SettingReport(
+            "mlflow_tracking_uri",
+            settings.mlflow_tracking_uri,
+            tracking_source,
+            "where MLflow runs and the registry live",
+        )
+    )
     for name, field in GateSettings.model_fields.items():
         reports.append(
-            SettingReport(f"gate.{name}", getattr(gates, name),
-                          _source_of(f"PRISM_GATE_{name.upper()}"),
-                          field.description or "")
+            SettingReport(
+                f"gate.{name}",
+                getattr(gates, name),
+                _source_of(f"PRISM_GATE_{name.upper()}"),
+                field.description or "",
+            )
         )
     return reports
 

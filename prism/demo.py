@@ -46,8 +46,14 @@ class DemoReport:
 def reset_deployment(engine: Engine, deployment: str) -> None:
     """Delete a paper deployment's orders, fills, positions, snapshots, decisions and account."""
     with engine.begin() as conn:
-        for table in ("audit.decisions", "trading.fills", "trading.orders", "trading.positions",
-                      "trading.portfolio_snapshots", "trading.accounts"):
+        for table in (
+            "audit.decisions",
+            "trading.fills",
+            "trading.orders",
+            "trading.positions",
+            "trading.portfolio_snapshots",
+            "trading.accounts",
+        ):
             conn.execute(text(f"DELETE FROM {table} WHERE deployment = :d"), {"d": deployment})
 
 
@@ -62,12 +68,18 @@ def subprocess_environment(settings: Settings) -> dict[str, str]:
 def replay(settings: Settings, bars: int) -> dict[str, object]:
     """Run ``python -m runner BARS`` (the Prefect replay) and return its JSON summary."""
     completed = subprocess.run(
-        [sys.executable, "-m", "runner", str(bars)], cwd=project_root(),
-        env=subprocess_environment(settings), stdout=subprocess.PIPE, text=True, check=False,
+        [sys.executable, "-m", "runner", str(bars)],
+        cwd=project_root(),
+        env=subprocess_environment(settings),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
     )
     if completed.returncode != 0:
-        raise PrismError(f"the runner's replay failed (exit code {completed.returncode}); "
-                         "its error is printed above")
+        raise PrismError(
+            f"the runner's replay failed (exit code {completed.returncode}); "
+            "its error is printed above"
+        )
     return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
 
 
@@ -79,43 +91,63 @@ def run_demo(settings: Settings, bars: int, console: Console) -> DemoReport:
 
     with console.status("ingesting the bundled S&P 500 and NASDAQ daily bars (COPY)"):
         ingested = ingest(engine, ArchBarSource())
-    console.print(f"[green]✓[/] ingested {ingested.received:,} bars: {ingested.inserted:,} new, "
-                  f"{ingested.unchanged:,} unchanged, {ingested.quarantined} quarantined")
+    console.print(
+        f"[green]✓[/] ingested {ingested.received:,} bars: {ingested.inserted:,} new, "
+        f"{ingested.unchanged:,} unchanged, {ingested.quarantined} quarantined"
+    )
 
     reset_deployment(engine, settings.deployment)
     window = replay_times(engine, SYMBOLS, bars)
     research_end = (window[0] - timedelta(days=1)).date().isoformat()
-    console.print(f"[bold]backtest[/] on bars up to {research_end}; replay window "
-                  f"{window[0].date()} → {window[-1].date()} ({len(window)} bars, out of sample)")
-    run = run_notebook(settings, project_root() / NOTEBOOK,
-                       {"end": research_end, "symbols": ",".join(SYMBOLS)})
-    console.print(f"[green]✓[/] MLflow run {run.run_id}: sharpe {run.metrics['sharpe']:.2f}, "
-                  f"max drawdown {run.metrics['max_drawdown']:.1%}, "
-                  f"{run.metrics['n_trades']:.0f} trades")
+    console.print(
+        f"[bold]backtest[/] on bars up to {research_end}; replay window "
+        f"{window[0].date()} → {window[-1].date()} ({len(window)} bars, out of sample)"
+    )
+    run = run_notebook(
+        settings, project_root() / NOTEBOOK, {"end": research_end, "symbols": ",".join(SYMBOLS)}
+    )
+    console.print(
+        f"[green]✓[/] MLflow run {run.run_id}: sharpe {run.metrics['sharpe']:.2f}, "
+        f"max drawdown {run.metrics['max_drawdown']:.1%}, "
+        f"{run.metrics['n_trades']:.0f} trades"
+    )
 
     promotion = registry.promote(settings, run.run_id, load_gates(), approved_by="prism demo")
     if not promotion.promoted:
         failed = "; ".join(f"{g.gate} (got {g.value})" for g in promotion.failed())
         raise ConfigError(f"the demo's backtest did not pass the promotion gates: {failed}")
-    console.print(f"[green]✓[/] promoted {promotion.model_name} version {promotion.version} "
-                  "to alias 'champion'")
+    console.print(
+        f"[green]✓[/] promoted {promotion.model_name} version {promotion.version} "
+        "to alias 'champion'"
+    )
 
     console.print(f"[bold]replaying[/] {len(window)} bars through the Prefect trade_cycle flow")
     replayed = replay(settings, bars)
-    console.print(f"[green]✓[/] paper trading: {replayed['orders']} orders, "
-                  f"{replayed['fills']} fills, final equity {replayed['final_equity']:,.2f}")
+    console.print(
+        f"[green]✓[/] paper trading: {replayed['orders']} orders, "
+        f"{replayed['fills']} fills, final equity {replayed['final_equity']:,.2f}"
+    )
     return DemoReport(ingested, run.run_id, run.metrics, str(promotion.version), replayed)
 
 
 def serve_dashboard(settings: Settings, port: int = 8501) -> int:
     """Serve the Streamlit dashboard on 127.0.0.1:``port`` until interrupted."""
     command = [
-        sys.executable, "-m", "streamlit", "run", str(project_root() / "dashboards" / "app.py"),
-        "--server.headless", "true", "--server.address", "127.0.0.1",
-        "--server.port", str(port), "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(project_root() / "dashboards" / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
     ]
     try:
         return subprocess.call(command, env=subprocess_environment(settings), cwd=project_root())
     except KeyboardInterrupt:
         return 0
-

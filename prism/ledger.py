@@ -80,7 +80,9 @@ def cash(conn: Connection, deployment: str) -> Decimal:
 def holdings(conn: Connection, deployment: str) -> dict[str, Decimal]:
     """Return the non-zero quantity held per symbol."""
     rows = conn.execute(
-        text("SELECT symbol, quantity FROM trading.positions WHERE deployment = :d AND quantity <> 0"),
+        text(
+            "SELECT symbol, quantity FROM trading.positions WHERE deployment = :d AND quantity <> 0"
+        ),
         {"d": deployment},
     )
     return {symbol: Decimal(quantity) for symbol, quantity in rows}
@@ -127,7 +129,9 @@ def apply_fill(conn: Connection, deployment: str, side: str, symbol: str, fill: 
         {"c": fill.client_order_id},
     ).one_or_none()
     if order is None:
-        raise InvariantViolated(f"fill {fill.fill_id} refers to unknown order {fill.client_order_id}")
+        raise InvariantViolated(
+            f"fill {fill.fill_id} refers to unknown order {fill.client_order_id}"
+        )
     inserted = conn.execute(
         text(
             "INSERT INTO trading.fills (fill_id, order_id, deployment, time, symbol, side, "
@@ -135,15 +139,22 @@ def apply_fill(conn: Connection, deployment: str, side: str, symbol: str, fill: 
             ":symbol, :side, :quantity, :price, :commission) "
             "ON CONFLICT (fill_id) DO NOTHING RETURNING id"
         ),
-        {**fill.__dict__, "order_id": order.id, "deployment": deployment, "symbol": symbol,
-         "side": side},
+        {
+            **fill.__dict__,
+            "order_id": order.id,
+            "deployment": deployment,
+            "symbol": symbol,
+            "side": side,
+        },
     ).scalar()
     if inserted is None:
         return False
     signed = fill.quantity if side == "buy" else -fill.quantity
     filled = Decimal(order.filled_quantity) + fill.quantity
     if filled > Decimal(order.quantity):
-        raise InvariantViolated(f"order {fill.client_order_id} overfilled: {filled} > {order.quantity}")
+        raise InvariantViolated(
+            f"order {fill.client_order_id} overfilled: {filled} > {order.quantity}"
+        )
     conn.execute(
         text(
             "UPDATE trading.orders SET filled_quantity = :filled, "
@@ -153,8 +164,13 @@ def apply_fill(conn: Connection, deployment: str, side: str, symbol: str, fill: 
             "status = CASE WHEN :filled = quantity THEN 'filled' ELSE 'partial' END "
             "WHERE id = :id"
         ),
-        {"filled": filled, "price": fill.price, "qty": fill.quantity,
-         "commission": fill.commission, "id": order.id},
+        {
+            "filled": filled,
+            "price": fill.price,
+            "qty": fill.quantity,
+            "commission": fill.commission,
+            "id": order.id,
+        },
     )
     conn.execute(
         text(
@@ -179,7 +195,8 @@ def _move_position(
     ).one_or_none()
     held, average, realized = (
         (Decimal(row.quantity), Decimal(row.average_price), Decimal(row.realized_pnl))
-        if row else (Decimal(0), Decimal(0), Decimal(0))
+        if row
+        else (Decimal(0), Decimal(0), Decimal(0))
     )
     new_held = held + signed
     if held == 0 or (held > 0) == (signed > 0):
@@ -200,8 +217,13 @@ def _move_position(
             "average_price = EXCLUDED.average_price, realized_pnl = EXCLUDED.realized_pnl, "
             "updated_at = now()"
         ),
-        {"d": deployment, "s": symbol, "q": new_held, "a": average.quantize(PRICE_STEP),
-         "r": realized.quantize(CASH_STEP)},
+        {
+            "d": deployment,
+            "s": symbol,
+            "q": new_held,
+            "a": average.quantize(PRICE_STEP),
+            "r": realized.quantize(CASH_STEP),
+        },
     )
 
 
@@ -226,13 +248,17 @@ def record_decision(conn: Connection, decision: dict[str, Any]) -> None:
             "CAST(:signals AS jsonb), CAST(:risk_check AS jsonb), :action, :reasoning, "
             ":client_order_id) ON CONFLICT DO NOTHING"
         ),
-        {**decision, "signals": json.dumps(decision["signals"]),
-         "risk_check": json.dumps(decision["risk_check"])},
+        {
+            **decision,
+            "signals": json.dumps(decision["signals"]),
+            "risk_check": json.dumps(decision["risk_check"]),
+        },
     )
 
 
-def record_snapshot(conn: Connection, deployment: str, time: datetime,
-                    marks: dict[str, Decimal]) -> dict[str, Decimal]:
+def record_snapshot(
+    conn: Connection, deployment: str, time: datetime, marks: dict[str, Decimal]
+) -> dict[str, Decimal]:
     """Write the portfolio's value at ``time`` from ``marks`` (price per symbol); return it."""
     held = holdings(conn, deployment)
     missing = sorted(set(held) - set(marks))

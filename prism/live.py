@@ -55,7 +55,8 @@ class LiveConfig:
     def rule(self) -> RebalanceRule:
         """Return the rebalancing rule, identical to the backtest's for the same costs."""
         return RebalanceRule(
-            band=self.band, lot=self.lot,
+            band=self.band,
+            lot=self.lot,
             cost_rate=(self.commission_bps + self.slippage_bps) / 10_000.0,
         )
 
@@ -86,22 +87,29 @@ def fill_open_orders(engine: Engine, broker: Broker, deployment: str, as_of: dat
         order = execution.order
         with engine.begin() as conn:
             if execution.fill is not None:
-                booked += ledger.apply_fill(conn, deployment, order.side, order.symbol,
-                                            execution.fill)
+                booked += ledger.apply_fill(
+                    conn, deployment, order.side, order.symbol, execution.fill
+                )
             if execution.rest_cancelled:
                 ledger.cancel_rest(conn, order.client_order_id)
     return booked
 
 
-def decide(engine: Engine, broker: Broker, strategy: LiveStrategy, config: LiveConfig,
-           as_of: datetime) -> list[OrderRow]:
+def decide(
+    engine: Engine, broker: Broker, strategy: LiveStrategy, config: LiveConfig, as_of: datetime
+) -> list[OrderRow]:
     """Compute targets at ``as_of``'s close, record decisions and send orders; return them."""
-    bars = read_bars(engine, list(config.symbols), end=as_of, timeframe=config.timeframe,
-                     last=strategy.warmup + 1)
+    bars = read_bars(
+        engine,
+        list(config.symbols),
+        end=as_of,
+        timeframe=config.timeframe,
+        last=strategy.warmup + 1,
+    )
     latest = bars[bars["time"] == pd.Timestamp(as_of)]
     weights = strategy.predict(bars)
     weights = weights[weights["time"] == pd.Timestamp(as_of)].set_index("symbol")["weight"]
-    closes = latest.set_index("symbol")["close"].to_dict()
+    closes = {str(s): float(c) for s, c in zip(latest["symbol"], latest["close"], strict=True)}
     sent: list[OrderRow] = []
     with engine.begin() as conn:
         held = {s: float(q) for s, q in ledger.holdings(conn, config.deployment).items()}
@@ -122,22 +130,36 @@ def decide(engine: Engine, broker: Broker, strategy: LiveStrategy, config: LiveC
             if quantity:
                 order = OrderRow(
                     client_order_id=client_order_id(config.deployment, symbol, as_of),
-                    deployment=config.deployment, symbol=symbol,
+                    deployment=config.deployment,
+                    symbol=symbol,
                     side="buy" if quantity > 0 else "sell",
-                    quantity=Decimal(repr(abs(quantity))), strategy=strategy.strategy,
-                    model_name=strategy.model_name, model_version=strategy.model_version,
-                    decided_at=as_of, broker=broker.name,
+                    quantity=Decimal(repr(abs(quantity))),
+                    strategy=strategy.strategy,
+                    model_name=strategy.model_name,
+                    model_version=strategy.model_version,
+                    decided_at=as_of,
+                    broker=broker.name,
                 )
                 if ledger.insert_order(conn, order, broker.submit(order)):
                     sent.append(order)
-            ledger.record_decision(conn, _decision(config, strategy, as_of, symbol, targets,
-                                                    held, closes, equity, order))
+            ledger.record_decision(
+                conn,
+                _decision(config, strategy, as_of, symbol, targets, held, closes, equity, order),
+            )
     return sent
 
 
-def _decision(config: LiveConfig, strategy: LiveStrategy, as_of: datetime, symbol: str,
-              targets: dict[str, float], held: dict[str, float], closes: dict[str, float],
-              equity: float, order: OrderRow | None) -> dict[str, Any]:
+def _decision(
+    config: LiveConfig,
+    strategy: LiveStrategy,
+    as_of: datetime,
+    symbol: str,
+    targets: dict[str, float],
+    held: dict[str, float],
+    closes: dict[str, float],
+    equity: float,
+    order: OrderRow | None,
+) -> dict[str, Any]:
     price = closes.get(symbol)
     if price is None:
         action, reasoning = "skip", f"no {config.timeframe} bar for {symbol} at {as_of}"
@@ -145,16 +167,26 @@ def _decision(config: LiveConfig, strategy: LiveStrategy, as_of: datetime, symbo
         action, reasoning = "hold", "position within the rebalancing band of the target"
     else:
         action = order.side
-        reasoning = (f"target weight {targets.get(symbol, 0.0):+.4f} of equity {equity:,.2f}; "
-                     f"held {held.get(symbol, 0.0):g}, trading {order.quantity} at ~{price:,.2f}")
+        reasoning = (
+            f"target weight {targets.get(symbol, 0.0):+.4f} of equity {equity:,.2f}; "
+            f"held {held.get(symbol, 0.0):g}, trading {order.quantity} at ~{price:,.2f}"
+        )
     return {
-        "time": as_of, "deployment": config.deployment, "decision_type": "rebalance",
-        "symbol": symbol, "model_name": strategy.model_name,
+        "time": as_of,
+        "deployment": config.deployment,
+        "decision_type": "rebalance",
+        "symbol": symbol,
+        "model_name": strategy.model_name,
         "model_version": strategy.model_version,
-        "signals": {"target_weight": targets.get(symbol), "close": price,
-                    "held": held.get(symbol, 0.0), "equity": equity},
+        "signals": {
+            "target_weight": targets.get(symbol),
+            "close": price,
+            "held": held.get(symbol, 0.0),
+            "equity": equity,
+        },
         "risk_check": {"passed": price is not None, "checks": ["price_available"]},
-        "action": action, "reasoning": reasoning,
+        "action": action,
+        "reasoning": reasoning,
         "client_order_id": order.client_order_id if order else None,
     }
 
@@ -162,12 +194,17 @@ def _decision(config: LiveConfig, strategy: LiveStrategy, as_of: datetime, symbo
 def snapshot(engine: Engine, config: LiveConfig, as_of: datetime) -> dict[str, Decimal]:
     """Value the portfolio at ``as_of``'s closes and store the snapshot; return it."""
     bars = read_bars(engine, list(config.symbols), end=as_of, timeframe=config.timeframe, last=1)
-    marks = {row.symbol: ledger.to_decimal(row.close) for row in bars.itertuples()}
+    marks = {
+        str(s): ledger.to_decimal(float(c))
+        for s, c in zip(bars["symbol"], bars["close"], strict=True)
+    }
     with engine.begin() as conn:
         return ledger.record_snapshot(conn, config.deployment, as_of, marks)
 
 
-def replay_times(engine: Engine, symbols: list[str], bars: int, timeframe: str = "1d") -> list[datetime]:
+def replay_times(
+    engine: Engine, symbols: list[str], bars: int, timeframe: str = "1d"
+) -> list[datetime]:
     """Return the times of the last ``bars`` bars stored for ``symbols`` (union, ascending)."""
     frame = read_bars(engine, symbols, timeframe=timeframe, last=bars)
     times = sorted(frame["time"].unique())[-bars:]
@@ -181,6 +218,9 @@ def load_live_strategy(settings: Settings, alias: str) -> LiveStrategy:
     info, model = load_champion(settings, alias)
     inner = model.unwrap_python_model()  # type: ignore[attr-defined]
     return LiveStrategy(
-        strategy=inner.strategy, model_name=info.name, model_version=info.version,
-        warmup=inner.warmup, predict=model.predict,  # type: ignore[attr-defined]
+        strategy=inner.strategy,
+        model_name=info.name,
+        model_version=info.version,
+        warmup=inner.warmup,
+        predict=model.predict,  # type: ignore[attr-defined]
     )

@@ -8,10 +8,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from prism.metrics import drawdown  # noqa: E402
+from prism.metrics import drawdown
 
 
 def equity_figure(equity: pd.Series, title: str) -> plt.Figure:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 class RebalanceRule:
     """How far a position may drift before it is traded, and how quantities are rounded.
 
-    ``band``: skip a trade smaller than this fraction of equity, except a close to
-    zero, which always goes through (0.05 = 5%). ``lot``: quantities are whole multiples of it, rounded
+    ``band``: skip a trade smaller than this fraction of equity (0.05 = 5%), except a close
+    to zero, which always goes through. ``lot``: quantities are whole multiples of it, rounded
     toward zero. ``cost_rate``: commission + slippage as a fraction of notional, reserved when
     sizing buys so that an all-in buy does not overdraw cash.
     """
@@ -75,7 +75,9 @@ def commission(quantity: float, price: float, commission_bps: float) -> float:
     return abs(quantity) * price * commission_bps / 10_000.0
 
 
-def affordable(quantity: float, price: float, cash: float, commission_bps: float, lot: float) -> float:
+def affordable(
+    quantity: float, price: float, cash: float, commission_bps: float, lot: float
+) -> float:
     """Return the part of a fill that cash pays for: a buy is cut to what ``cash`` covers,
     commission included, rounded down to whole lots; a sell is never cut.
 

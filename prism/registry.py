@@ -71,7 +71,9 @@ def evaluate_gates(metrics: dict[str, float], gates: GateSettings) -> list[GateR
         threshold = float(getattr(gates, gate))
         value = metrics.get(metric)
         passed = value is not None and value == value and compare(value, threshold)
-        results.append(GateResult(f"{metric} {symbol} {threshold:g}", metric, threshold, value, passed))
+        results.append(
+            GateResult(f"{metric} {symbol} {threshold:g}", metric, threshold, value, passed)
+        )
     return results
 
 

@@ -6,6 +6,7 @@ Every function returns a pandas DataFrame whose columns are listed in its docstr
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,17 +25,17 @@ def _frame(engine: Engine, query: str, **params: Any) -> pd.DataFrame:
         frame = pd.read_sql_query(text(query), conn, params=params)
     for column in frame.columns:
         if frame[column].dtype == object and column not in ("symbol", "side", "status"):
-            try:
+            with contextlib.suppress(ValueError, TypeError):
                 frame[column] = pd.to_numeric(frame[column])
-            except (ValueError, TypeError):
-                pass
     return frame
 
 
 def deployments(engine: Engine) -> list[str]:
     """Return the names of the paper/live accounts, alphabetically."""
     with engine.connect() as conn:
-        return [r[0] for r in conn.execute(text("SELECT deployment FROM trading.accounts ORDER BY 1"))]
+        return [
+            r[0] for r in conn.execute(text("SELECT deployment FROM trading.accounts ORDER BY 1"))
+        ]
 
 
 def equity_curve(engine: Engine, deployment: str) -> pd.DataFrame:
@@ -80,7 +81,8 @@ def orders(engine: Engine, deployment: str, limit: int = 200) -> pd.DataFrame:
         "SELECT decided_at, symbol, side, quantity, status, filled_quantity, average_fill_price, "
         "commission, model_name, model_version, client_order_id FROM trading.orders "
         "WHERE deployment = :d ORDER BY decided_at DESC, symbol LIMIT :n",
-        d=deployment, n=limit,
+        d=deployment,
+        n=limit,
     )
 
 
@@ -90,7 +92,8 @@ def decisions(engine: Engine, deployment: str, limit: int = 200) -> pd.DataFrame
         engine,
         "SELECT time, symbol, action, reasoning, model_version, client_order_id "
         "FROM audit.decisions WHERE deployment = :d ORDER BY time DESC, symbol LIMIT :n",
-        d=deployment, n=limit,
+        d=deployment,
+        n=limit,
     )
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import papermill
-from papermill.exceptions import PapermillExecutionError
 from mlflow.tracking import MlflowClient
+from papermill.exceptions import PapermillExecutionError
 
 from prism.config import Settings, export_service_environment
 from prism.errors import ConfigError, PrismError
@@ -96,9 +96,12 @@ def run_notebook(
     executed = output_dir / f"{notebook.stem}-{run_id}.ipynb"
     try:
         papermill.execute_notebook(
-            str(notebook), str(executed),
+            str(notebook),
+            str(executed),
             parameters={**parameters, RUN_ID_PARAMETER: run_id},
-            kernel_name="python3", cwd=str(notebook.parent), progress_bar=progress,
+            kernel_name="python3",
+            cwd=str(notebook.parent),
+            progress_bar=progress,
             log_output=False,
         )
     except PapermillExecutionError as err:

@@ -90,7 +90,8 @@ def make_strategy(name: str, params: dict[str, Any]) -> SmaCrossover:
     cls = STRATEGIES[name]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     required = sorted(
-        n for n, f in fields.items()
+        n
+        for n, f in fields.items()
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     )
     missing = [n for n in required if params.get(n) is None]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from prism.strategies import make_strategy
 
 
-class StrategyModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class StrategyModel(PythonModel):
     """Wrap a strategy (by name and parameters) as a pyfunc model."""
 
     # MLflow 3 turns predict's type hints into a schema and cannot express a bar frame;

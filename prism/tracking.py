@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from prism.backtest import BacktestResult
 from prism.config import Settings, export_service_environment, project_root
 from prism.data.bars import BAR_COLUMNS
+from prism.errors import ConfigError
 from prism.metrics import summary
 from prism.plots import save_equity_png
 from prism.strategies import SmaCrossover, strategy_params
@@ -49,11 +50,18 @@ def configure(settings: Settings) -> str:
                 settings.experiment, artifact_location=settings.mlflow_artifact_uri
             )
         except mlflow.exceptions.MlflowException:
-            experiment_id = mlflow.get_experiment_by_name(settings.experiment).experiment_id
+            experiment_id = _experiment_id(settings.experiment)
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return str(experiment_id)
+
+
+def _experiment_id(name: str) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        raise ConfigError(f"MLflow has no experiment {name!r} and could not create it")
+    return str(experiment.experiment_id)
 
 
 def git_state() -> dict[str, str]:
@@ -82,7 +90,8 @@ def start_run(settings: Settings, source: str, params: dict[str, Any]) -> str:
     configure(settings)
     tags = {**git_state(), "config_hash": settings.config_hash(), "source": source}
     run = MlflowClient().create_run(
-        mlflow.get_experiment_by_name(settings.experiment).experiment_id, tags=tags,
+        _experiment_id(settings.experiment),
+        tags=tags,
         run_name=Path(source).stem,
     )
     for key, value in params.items():
@@ -124,8 +133,11 @@ def log_backtest(
     )
     mlflow.log_metrics(metrics)
     with tempfile.TemporaryDirectory() as folder:
-        png = save_equity_png(result.equity, f"{strategy.name} on {', '.join(symbols)}",
-                              Path(folder) / "equity_curve.png")
+        png = save_equity_png(
+            result.equity,
+            f"{strategy.name} on {', '.join(symbols)}",
+            Path(folder) / "equity_curve.png",
+        )
         mlflow.log_artifact(str(png))
         trades = Path(folder) / "trades.csv"
         result.trades.to_csv(trades, index=False)

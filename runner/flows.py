@@ -38,8 +38,9 @@ def _engine() -> Engine:
 
 
 def _broker(config: live.LiveConfig) -> PaperBroker:
-    return PaperBroker(_engine(), config.commission_bps, config.slippage_bps, config.timeframe,
-                       config.lot)
+    return PaperBroker(
+        _engine(), config.commission_bps, config.slippage_bps, config.timeframe, config.lot
+    )
 
 
 @lru_cache(maxsize=4)
@@ -75,8 +76,9 @@ def take_snapshot(config: live.LiveConfig, as_of: datetime) -> float:
 
 
 @flow(name="trade_cycle", log_prints=False)
-async def trade_cycle(as_of: datetime | None = None, symbols: list[str] | None = None,
-                      alias: str = "champion") -> dict[str, Any]:
+async def trade_cycle(
+    as_of: datetime | None = None, symbols: list[str] | None = None, alias: str = "champion"
+) -> dict[str, Any]:
     """Trade the ``alias`` model for the bar at ``as_of`` (default: the newest stored bar).
 
     Declared ``async`` only because Prefect 3.8 joins a sync flow's heartbeat thread on exit,
@@ -92,12 +94,18 @@ async def trade_cycle(as_of: datetime | None = None, symbols: list[str] | None =
     fills = book_fills(config, as_of)
     orders = place_orders(strategy, config, as_of)
     equity = take_snapshot(config, as_of)
-    return {"as_of": as_of, "fills": fills, "orders": orders, "equity": equity,
-            "model_version": strategy.model_version}
+    return {
+        "as_of": as_of,
+        "fills": fills,
+        "orders": orders,
+        "equity": equity,
+        "model_version": strategy.model_version,
+    }
 
 
-def replay(bars: int = 60, symbols: list[str] | None = None, alias: str = "champion",
-           progress: bool = True) -> list[dict[str, Any]]:
+def replay(
+    bars: int = 60, symbols: list[str] | None = None, alias: str = "champion", progress: bool = True
+) -> list[dict[str, Any]]:
     """Run :func:`trade_cycle` once per bar, oldest first, over the newest ``bars`` bars.
 
     Each bar is its own ``trade_cycle`` flow run, as a scheduled live runner would make it.

@@ -20,9 +20,15 @@ from sqlalchemy.engine import make_url
 from prism.config import Settings
 
 TABLES = [
-    "audit.decisions", "trading.fills", "trading.orders", "trading.positions",
-    "trading.portfolio_snapshots", "trading.accounts", "market_data.quarantine",
-    "market_data.ohlcv", "market_data.assets",
+    "audit.decisions",
+    "trading.fills",
+    "trading.orders",
+    "trading.positions",
+    "trading.portfolio_snapshots",
+    "trading.accounts",
+    "market_data.quarantine",
+    "market_data.ohlcv",
+    "market_data.assets",
 ]
 
 
@@ -30,8 +36,10 @@ TABLES = [
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A temporary PRISM_HOME and MLflow store for the whole session."""
     root = tmp_path_factory.mktemp("prism")
-    saved = {k: os.environ.get(k) for k in ("PRISM_HOME", "PRISM_MLRUNS_DIR", "PRISM_DATABASE_URL",
-                                            "MLFLOW_TRACKING_URI")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("PRISM_HOME", "PRISM_MLRUNS_DIR", "PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI")
+    }
     os.environ["PRISM_HOME"] = str(root / "home")
     os.environ["PRISM_MLRUNS_DIR"] = str(root / "mlruns")
     os.environ.pop("MLFLOW_TRACKING_URI", None)

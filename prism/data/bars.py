@@ -2,9 +2,9 @@
 
 A bar frame is a pandas DataFrame with one row per (symbol, timeframe, time)::
 
-    time                       symbol timeframe     open     high      low    close     volume source
-    1999-01-04 00:00:00+00:00  SPX    1d        1229.23  1248.81  1219.10  1228.10  8.770e+08 arch
-    1999-01-05 00:00:00+00:00  SPX    1d        1228.10  1246.11  1228.10  1244.78  7.750e+08 arch
+    time                       symbol timeframe    open    high     low   close    volume source
+    1999-01-04 00:00:00+00:00  SPX    1d        1229.23 1248.81 1219.10 1228.10 8.770e+08 arch
+    1999-01-05 00:00:00+00:00  SPX    1d        1228.10 1246.11 1228.10 1244.78 7.750e+08 arch
 
 ``time`` is ``datetime64[us, UTC]`` and marks the bar's start (a daily bar is stamped at
 midnight UTC of its session date); prices and volume are float64; the rest are strings.

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import pandas as pd
 
@@ -44,7 +44,7 @@ class ArchBarSource:
     """Daily OHLCV of the S&P 500 (``SPX``) and NASDAQ Composite (``NDX``) bundled with ``arch``."""
 
     name = "arch"
-    _DATASETS = {
+    _DATASETS: ClassVar[dict[str, tuple[str, Asset]]] = {
         "SPX": ("sp500", Asset("SPX", "S&P 500 index", exchange="NYSE")),
         "NDX": ("nasdaq", Asset("NDX", "NASDAQ Composite index", exchange="NASDAQ")),
     }

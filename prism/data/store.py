@@ -70,9 +70,12 @@ def upsert_bars(engine: Engine, bars: pd.DataFrame) -> tuple[int, int]:
         )
         raw = conn.connection.driver_connection
         assert raw is not None
-        with raw.cursor() as cur, cur.copy(
-            f"COPY staging_ohlcv ({', '.join(BAR_COLUMNS)}) FROM STDIN (FORMAT csv)"
-        ) as copy:
+        with (
+            raw.cursor() as cur,
+            cur.copy(
+                f"COPY staging_ohlcv ({', '.join(BAR_COLUMNS)}) FROM STDIN (FORMAT csv)"
+            ) as copy,
+        ):
             copy.write(payload)
         inserted, updated = conn.execute(text(_UPSERT)).one()
     return int(inserted), int(updated)
@@ -86,7 +89,9 @@ def quarantine(engine: Engine, source: str, rejected: pd.DataFrame) -> int:
         {
             "source": source,
             "symbol": str(row.get("symbol")),
-            "raw": json.dumps({k: _jsonable(v) for k, v in row.items() if k not in ("rule", "reason")}),
+            "raw": json.dumps(
+                {k: _jsonable(v) for k, v in row.items() if k not in ("rule", "reason")}
+            ),
             "rule": row["rule"],
             "reason": row["reason"],
         }
@@ -192,7 +197,9 @@ def _as_utc(value: str | datetime | None) -> datetime | None:
     if value is None:
         return None
     stamp = pd.Timestamp(value)
-    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
+    return (
+        stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    ).to_pydatetime()
 
 
 def stored_symbols(engine: Engine, timeframe: str = "1d") -> list[str]:

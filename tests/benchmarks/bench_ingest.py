@@ -31,7 +31,7 @@ def _executemany(engine: Engine, bars) -> None:  # type: ignore[no-untyped-def]
     try:
         with raw.cursor() as cur:
             for i in range(0, len(rows), 10_000):
-                cur.executemany(sql, rows[i:i + 10_000])
+                cur.executemany(sql, rows[i : i + 10_000])
         raw.commit()
     finally:
         raw.close()
@@ -59,8 +59,9 @@ def run() -> list[Row]:
             peer_new = measure(lambda: _executemany(engine, bars), setup=empty)
             peer_again = measure(lambda: _executemany(engine, bars))
             results.append(Row("load 200k new bars", "rows/s", ROWS, prism_new, peer_new))
-            results.append(Row("re-load 200k unchanged bars", "rows/s", ROWS, prism_again,
-                               peer_again))
+            results.append(
+                Row("re-load 200k unchanged bars", "rows/s", ROWS, prism_again, peer_again)
+            )
         finally:
             engine.dispose()
             embedded.stop(pgdata)

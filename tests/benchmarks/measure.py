@@ -21,8 +21,9 @@ class Measurement:
     peak_mb: float
 
 
-def measure(action: Callable[[], Any], runs: int = 1,
-            setup: Callable[[], Any] = lambda: None) -> Measurement:
+def measure(
+    action: Callable[[], Any], runs: int = 1, setup: Callable[[], Any] = lambda: None
+) -> Measurement:
     """Time ``action`` ``runs`` times (``setup`` before each, untimed), then trace one more run."""
     times = []
     for _ in range(runs):

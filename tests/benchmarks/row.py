@@ -20,6 +20,8 @@ class Row:
     def markdown(self, peer_name: str) -> str:
         """Return the row as a Markdown table line."""
         ours, theirs = self.items / self.prism.seconds, self.items / self.peer.seconds
-        return (f"| {self.case} | {ours:,.0f} {self.unit} | {theirs:,.0f} {self.unit} | "
-                f"{peer_name} | **{ours / theirs:.2f}x** | {self.prism.peak_mb:,.0f} MB | "
-                f"{self.peer.peak_mb:,.0f} MB |")
+        return (
+            f"| {self.case} | {ours:,.0f} {self.unit} | {theirs:,.0f} {self.unit} | "
+            f"{peer_name} | **{ours / theirs:.2f}x** | {self.prism.peak_mb:,.0f} MB | "
+            f"{self.peer.peak_mb:,.0f} MB |"
+        )

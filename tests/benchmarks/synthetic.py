@@ -18,9 +18,19 @@ def random_walk_bars(symbols: int, bars: int, seed: int = 7) -> pd.DataFrame:
         open_ = np.concatenate([[100.0], close[:-1]]) * np.exp(rng.normal(0, 0.002, bars))
         high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, bars))
         low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, bars))
-        frames.append(pd.DataFrame({
-            "time": times, "symbol": f"S{k:03d}", "timeframe": "1d", "open": open_,
-            "high": high, "low": low, "close": close,
-            "volume": rng.integers(1_000, 1_000_000, bars).astype(float), "source": "synthetic",
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "time": times,
+                    "symbol": f"S{k:03d}",
+                    "timeframe": "1d",
+                    "open": open_,
+                    "high": high,
+                    "low": low,
+                    "close": close,
+                    "volume": rng.integers(1_000, 1_000_000, bars).astype(float),
+                    "source": "synthetic",
+                }
+            )
+        )
     return normalise(pd.concat(frames, ignore_index=True))

@@ -30,13 +30,20 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], str]]:
     """Run the demo once in a fresh workspace; yield its environment and its output."""
     root = tmp_path_factory.mktemp("demo")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME")}
-    env.update(PRISM_HOME=str(root / "home"), PRISM_MLRUNS_DIR=str(root / "mlruns"),
-               COLUMNS="200")
-    result = subprocess.run([sys.executable, "-c", "from prism.cli import main; main()",
-                             "demo", "--no-serve"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=900)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME")
+    }
+    env.update(PRISM_HOME=str(root / "home"), PRISM_MLRUNS_DIR=str(root / "mlruns"), COLUMNS="200")
+    result = subprocess.run(
+        [sys.executable, "-c", "from prism.cli import main; main()", "demo", "--no-serve"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     yield env, result.stdout
     embedded.stop(root / "home" / "postgres")
@@ -51,11 +58,20 @@ def test_the_demo_fills_the_database_with_bars_orders_fills_and_positions(demo):
     engine = connect(_settings(env))
 
     with engine.connect() as conn:
-        count = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in (
-            "market_data.ohlcv", "trading.orders", "trading.fills", "trading.positions",
-            "trading.portfolio_snapshots", "audit.decisions")}
-        last_equity = conn.execute(text(
-            "SELECT equity FROM trading.portfolio_snapshots ORDER BY time DESC LIMIT 1")).scalar()
+        count = {
+            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+            for t in (
+                "market_data.ohlcv",
+                "trading.orders",
+                "trading.fills",
+                "trading.positions",
+                "trading.portfolio_snapshots",
+                "audit.decisions",
+            )
+        }
+        last_equity = conn.execute(
+            text("SELECT equity FROM trading.portfolio_snapshots ORDER BY time DESC LIMIT 1")
+        ).scalar()
 
     assert count["market_data.ohlcv"] == 10_062
     assert count["trading.orders"] > 0 and count["trading.fills"] > 0
@@ -77,7 +93,8 @@ def test_the_demo_promotes_its_run_to_champion_with_the_executed_notebook(demo):
     assert run.info.status == "FINISHED"
     assert run.data.params["end"] < "2018-10-05"
     assert [a.path for a in client.list_artifacts(champion.run_id, "notebook")] == [
-        f"notebook/backtest-{champion.run_id}.ipynb"]
+        f"notebook/backtest-{champion.run_id}.ipynb"
+    ]
 
 
 def test_the_dashboard_shows_the_demo_accounts_equity_and_the_champion(demo, monkeypatch):
@@ -90,8 +107,9 @@ def test_the_dashboard_shows_the_demo_accounts_equity_and_the_champion(demo, mon
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     engine = connect(_settings(env))
     with engine.connect() as conn:
-        equity = conn.execute(text(
-            "SELECT equity FROM trading.portfolio_snapshots ORDER BY time DESC LIMIT 1")).scalar()
+        equity = conn.execute(
+            text("SELECT equity FROM trading.portfolio_snapshots ORDER BY time DESC LIMIT 1")
+        ).scalar()
 
     app = AppTest.from_file(str(ROOT / "dashboards" / "app.py"), default_timeout=120).run()
 
@@ -110,23 +128,46 @@ def _free_port() -> int:
 
 
 CHROMIUM = shutil.which("chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
-@pytest.mark.skipif(CHROMIUM is None,
-                    reason="Debian's chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 def test_the_dashboard_renders_in_headless_chromium(demo, tmp_path):
     from playwright.sync_api import sync_playwright
 
     env, _ = demo
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboards" / "app.py"),
-         "--server.headless", "true", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "dashboards" / "app.py"),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     shot = tmp_path / "dashboard.png"
     try:
         _wait_for(f"http://127.0.0.1:{port}/_stcore/health")

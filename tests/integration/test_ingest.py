@@ -10,7 +10,9 @@ from prism.errors import DataUnavailable
 
 def _table(engine) -> pd.DataFrame:
     with engine.connect() as conn:
-        return pd.read_sql_query(text("SELECT * FROM market_data.ohlcv ORDER BY symbol, time"), conn)
+        return pd.read_sql_query(
+            text("SELECT * FROM market_data.ohlcv ORDER BY symbol, time"), conn
+        )
 
 
 def test_ingesting_the_bundled_data_twice_leaves_exactly_the_same_rows(engine):
@@ -31,8 +33,10 @@ def test_stored_bars_read_back_equal_the_source(engine, bundled_bars):
 
     expected = bundled_bars.sort_values(["symbol", "time"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(stored, expected)
-    assert stored.groupby("symbol")["time"].min().dt.date.astype(str).tolist() == \
-        ["1999-01-04", "1999-01-04"]
+    assert stored.groupby("symbol")["time"].min().dt.date.astype(str).tolist() == [
+        "1999-01-04",
+        "1999-01-04",
+    ]
 
 
 def test_a_corrected_bar_is_updated_in_place(engine):
@@ -61,9 +65,12 @@ def test_bad_rows_go_to_quarantine_with_their_reason_and_good_rows_load(engine):
 
     assert (report.received, report.inserted, report.quarantined) == (5, 3, 2)
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT rule, reason, raw->>'symbol', raw->>'time' FROM market_data.quarantine "
-            "ORDER BY id")).all()
+        rows = conn.execute(
+            text(
+                "SELECT rule, reason, raw->>'symbol', raw->>'time' FROM market_data.quarantine "
+                "ORDER BY id"
+            )
+        ).all()
     assert [r[0] for r in rows] == ["high_below_body", "negative_volume"]
     assert rows[0][1] == "high is below open, close or low"
     assert rows[0][2] == "SPX" and rows[0][3].startswith("1999-01-05")

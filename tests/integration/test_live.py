@@ -24,8 +24,9 @@ def stocked(engine):
 
 
 def _live_strategy(strategy: SmaCrossover) -> live.LiveStrategy:
-    return live.LiveStrategy(strategy.name, "test-model", "1", strategy.warmup,
-                             strategy.target_weights)
+    return live.LiveStrategy(
+        strategy.name, "test-model", "1", strategy.warmup, strategy.target_weights
+    )
 
 
 def _replay(engine, strategy, times: list[datetime], config: live.LiveConfig) -> None:
@@ -40,10 +41,13 @@ def _replay(engine, strategy, times: list[datetime], config: live.LiveConfig) ->
 def _fills(engine, deployment: str) -> pd.DataFrame:
     with engine.connect() as conn:
         return pd.read_sql_query(
-            text("SELECT o.decided_at, f.time, f.symbol, f.side, f.quantity, f.price, f.commission "
-                 "FROM trading.fills f JOIN trading.orders o ON o.id = f.order_id "
-                 "WHERE f.deployment = :d ORDER BY f.time, f.symbol"),
-            conn, params={"d": deployment},
+            text(
+                "SELECT o.decided_at, f.time, f.symbol, f.side, f.quantity, f.price, f.commission "
+                "FROM trading.fills f JOIN trading.orders o ON o.id = f.order_id "
+                "WHERE f.deployment = :d ORDER BY f.time, f.symbol"
+            ),
+            conn,
+            params={"d": deployment},
         )
 
 
@@ -54,8 +58,9 @@ def test_replaying_the_runner_reproduces_the_backtests_fills_and_equity(stocked,
     start = pd.Timestamp(times[0])
     history = bundled_bars[bundled_bars["time"] >= start - pd.Timedelta(days=60)]
 
-    backtest = run_backtest(history, strategy, BacktestConfig(capital=1_000_000.0, **COSTS),
-                            start=start)
+    backtest = run_backtest(
+        history, strategy, BacktestConfig(capital=1_000_000.0, **COSTS), start=start
+    )
     _replay(stocked, strategy, times, config)
 
     fills = _fills(stocked, "parity")
@@ -63,13 +68,23 @@ def test_replaying_the_runner_reproduces_the_backtests_fills_and_equity(stocked,
     assert len(fills) == len(expected) > 10
     assert fills["symbol"].tolist() == expected["symbol"].tolist()
     assert fills["time"].tolist() == expected["time"].tolist()
-    np.testing.assert_allclose(fills["quantity"].astype(float), expected["quantity"].abs(),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        fills["quantity"].astype(float), expected["quantity"].abs(), atol=1e-4
+    )
     np.testing.assert_allclose(fills["price"].astype(float), expected["price"], rtol=1e-8)
     with stocked.connect() as conn:
-        equity = pd.read_sql_query(
-            text("SELECT time, equity FROM trading.portfolio_snapshots WHERE deployment = 'parity' "
-                 "ORDER BY time"), conn).set_index("time")["equity"].astype(float)
+        equity = (
+            pd.read_sql_query(
+                text(
+                    "SELECT time, equity FROM trading.portfolio_snapshots "
+                    "WHERE deployment = 'parity' "
+                    "ORDER BY time"
+                ),
+                conn,
+            )
+            .set_index("time")["equity"]
+            .astype(float)
+        )
     np.testing.assert_allclose(equity.to_numpy(), backtest.equity.to_numpy(), rtol=1e-7)
 
 
@@ -91,8 +106,12 @@ def _counts(engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {
             table: conn.execute(text(f"SELECT count(*) FROM {schema}.{table}")).scalar()
-            for schema, table in [("trading", "orders"), ("trading", "fills"),
-                                  ("trading", "portfolio_snapshots"), ("audit", "decisions")]
+            for schema, table in [
+                ("trading", "orders"),
+                ("trading", "fills"),
+                ("trading", "portfolio_snapshots"),
+                ("audit", "decisions"),
+            ]
         }
 
 
@@ -104,15 +123,28 @@ def test_cash_plus_positions_at_the_close_equals_the_snapshot_equity(stocked):
     with stocked.connect() as conn:
         cash = ledger.cash(conn, "books")
         held = ledger.holdings(conn, "books")
-        closes = dict(conn.execute(text(
-            "SELECT symbol, close FROM market_data.ohlcv WHERE time = :t AND timeframe = '1d'"),
-            {"t": times[-1]}).all())
-        snapshot = conn.execute(text(
-            "SELECT equity FROM trading.portfolio_snapshots WHERE deployment = 'books' "
-            "ORDER BY time DESC LIMIT 1")).scalar()
-        spent = conn.execute(text(
-            "SELECT sum(CASE WHEN side = 'buy' THEN 1 ELSE -1 END * quantity * price + commission) "
-            "FROM trading.fills WHERE deployment = 'books'")).scalar()
+        closes = dict(
+            conn.execute(
+                text(
+                    "SELECT symbol, close FROM market_data.ohlcv "
+                    "WHERE time = :t AND timeframe = '1d'"
+                ),
+                {"t": times[-1]},
+            ).all()
+        )
+        snapshot = conn.execute(
+            text(
+                "SELECT equity FROM trading.portfolio_snapshots WHERE deployment = 'books' "
+                "ORDER BY time DESC LIMIT 1"
+            )
+        ).scalar()
+        spent = conn.execute(
+            text(
+                "SELECT sum(CASE WHEN side = 'buy' THEN 1 ELSE -1 END * quantity * price "
+                "+ commission) "
+                "FROM trading.fills WHERE deployment = 'books'"
+            )
+        ).scalar()
 
     marked = cash + sum(q * ledger.to_decimal(closes[s]) for s, q in held.items())
     assert abs(marked - snapshot) < Decimal("0.01")
@@ -121,16 +153,24 @@ def test_cash_plus_positions_at_the_close_equals_the_snapshot_equity(stocked):
 
 def test_every_order_traces_to_an_audit_decision_with_the_model_version(stocked):
     config = live.LiveConfig("trace", SYMBOLS, **COSTS)
-    _replay(stocked, SmaCrossover(fast=5, slow=20),
-            live.replay_times(stocked, list(SYMBOLS), 60), config)
+    _replay(
+        stocked,
+        SmaCrossover(fast=5, slow=20),
+        live.replay_times(stocked, list(SYMBOLS), 60),
+        config,
+    )
 
     with stocked.connect() as conn:
-        orphans = conn.execute(text(
-            "SELECT count(*) FROM trading.orders o LEFT JOIN audit.decisions d "
-            "ON d.client_order_id = o.client_order_id WHERE o.deployment = 'trace' "
-            "AND (d.client_order_id IS NULL OR d.model_version IS DISTINCT FROM o.model_version)"
-        )).scalar()
-        orders = conn.execute(text(
-            "SELECT count(*) FROM trading.orders WHERE deployment = 'trace'")).scalar()
+        orphans = conn.execute(
+            text(
+                "SELECT count(*) FROM trading.orders o LEFT JOIN audit.decisions d "
+                "ON d.client_order_id = o.client_order_id WHERE o.deployment = 'trace' "
+                "AND (d.client_order_id IS NULL "
+                "OR d.model_version IS DISTINCT FROM o.model_version)"
+            )
+        ).scalar()
+        orders = conn.execute(
+            text("SELECT count(*) FROM trading.orders WHERE deployment = 'trace'")
+        ).scalar()
     assert orders > 0
     assert orphans == 0

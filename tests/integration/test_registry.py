@@ -41,7 +41,8 @@ def test_a_run_that_passes_the_gates_becomes_champion_once(registry_settings, bu
 
 
 def test_a_refused_promotion_names_the_failed_gate_and_changes_nothing(
-        registry_settings, bundled_bars):
+    registry_settings, bundled_bars
+):
     run_id, metrics = _logged_run(registry_settings, bundled_bars)
     strict = GateSettings(min_sharpe=5.0, max_drawdown=0.9, min_trades=1)
 
@@ -54,7 +55,8 @@ def test_a_refused_promotion_names_the_failed_gate_and_changes_nothing(
 
 
 def test_the_champion_loads_as_a_pyfunc_that_returns_the_strategys_weights(
-        registry_settings, bundled_bars):
+    registry_settings, bundled_bars
+):
     run_id, _ = _logged_run(registry_settings, bundled_bars)
     registry.promote(registry_settings, run_id, LENIENT, approved_by="carol")
 

@@ -14,13 +14,21 @@ CONFIG = BacktestConfig(capital=1_000_000.0, commission_bps=5.0, slippage_bps=3.
 def test_vectorbt_replaying_our_fills_reaches_the_same_equity_every_bar(bundled_bars):
     result = run_backtest(bundled_bars, SmaCrossover(fast=10, slow=50), CONFIG)
     close = close_panel(bundled_bars)
-    size = result.trades.pivot(index="time", columns="symbol", values="quantity").reindex_like(close)
+    size = result.trades.pivot(index="time", columns="symbol", values="quantity").reindex_like(
+        close
+    )
     price = result.trades.pivot(index="time", columns="symbol", values="price").reindex_like(close)
 
     portfolio = vbt.Portfolio.from_orders(
-        close=close, size=size, price=price.fillna(close), size_type="amount",
-        fees=CONFIG.commission_bps / 10_000, init_cash=CONFIG.capital,
-        cash_sharing=True, group_by=True, freq="1D",
+        close=close,
+        size=size,
+        price=price.fillna(close),
+        size_type="amount",
+        fees=CONFIG.commission_bps / 10_000,
+        init_cash=CONFIG.capital,
+        cash_sharing=True,
+        group_by=True,
+        freq="1D",
     )
 
     np.testing.assert_allclose(portfolio.value().to_numpy(), result.equity.to_numpy(), rtol=1e-9)

@@ -1,7 +1,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import vectorbt as vbt
 
 from prism import metrics
 

@@ -35,15 +35,17 @@ def test_a_zero_target_always_closes_the_whole_position(held, price):
 
 
 def test_a_symbol_without_a_price_gets_no_order():
-    orders = order_quantities({"X": 0.5, "Y": 0.5}, {}, {"X": 100.0, "Y": math.nan}, 1e6,
-                              RebalanceRule())
+    orders = order_quantities(
+        {"X": 0.5, "Y": 0.5}, {}, {"X": 100.0, "Y": math.nan}, 1e6, RebalanceRule()
+    )
 
     assert set(orders) == {"X"}
 
 
 def test_a_held_symbol_missing_from_the_targets_is_closed():
-    orders = order_quantities({"X": 0.5}, {"X": 10.0, "Y": 3.0}, {"X": 1.0, "Y": 2.0}, 100.0,
-                              RebalanceRule(band=0.5))
+    orders = order_quantities(
+        {"X": 0.5}, {"X": 10.0, "Y": 3.0}, {"X": 1.0, "Y": 2.0}, 100.0, RebalanceRule(band=0.5)
+    )
 
     assert orders == {"Y": -3.0}
 

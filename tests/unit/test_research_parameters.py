@@ -18,8 +18,10 @@ def test_the_backtest_notebook_declares_its_parameters():
 
 
 def test_command_line_strings_take_the_type_of_the_defaults():
-    typed = coerce_parameters(notebook_parameters(NOTEBOOK),
-                              {"fast": "10", "symbols": "SPX", "capital": "5e5", "end": "2010-01-01"})
+    typed = coerce_parameters(
+        notebook_parameters(NOTEBOOK),
+        {"fast": "10", "symbols": "SPX", "capital": "5e5", "end": "2010-01-01"},
+    )
 
     assert typed == {"fast": 10, "symbols": ["SPX"], "capital": 500_000.0, "end": "2010-01-01"}
 
@@ -35,11 +37,14 @@ def test_a_non_numeric_value_for_a_number_is_refused():
 
 
 def test_a_missing_notebook_is_named():
-    with pytest.raises(ConfigError, match="no notebook at nope.ipynb"):
+    with pytest.raises(ConfigError, match=r"no notebook at nope\.ipynb"):
         notebook_parameters(Path("nope.ipynb"))
 
 
 def test_parameters_come_in_papermill_style_pairs():
-    assert parse_parameters(["-p", "fast", "10", "-p", "slow", "50"]) == {"fast": "10", "slow": "50"}
+    assert parse_parameters(["-p", "fast", "10", "-p", "slow", "50"]) == {
+        "fast": "10",
+        "slow": "50",
+    }
     with pytest.raises(ConfigError, match="expected `-p NAME VALUE`"):
         parse_parameters(["-p", "fast"])

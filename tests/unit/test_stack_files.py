@@ -65,9 +65,15 @@ def test_compose_runs_the_full_stack_against_timescaledb():
     assert "requirements.lock" in dockerfile.read_text()
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None,
-                    reason="docker-compose is not installed (Debian package docker-compose)")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose is not installed (Debian package docker-compose)",
+)
 def test_docker_compose_accepts_the_file():
-    result = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config",
-                             "-q"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr

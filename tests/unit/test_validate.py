@@ -4,23 +4,38 @@ import pytest
 from prism.data.bars import normalise
 from prism.data.validate import RULES, validate
 
-GOOD = {"time": "2020-01-02", "symbol": "X", "timeframe": "1d", "open": 10.0, "high": 11.0,
-        "low": 9.0, "close": 10.5, "volume": 100.0, "source": "test"}
+GOOD = {
+    "time": "2020-01-02",
+    "symbol": "X",
+    "timeframe": "1d",
+    "open": 10.0,
+    "high": 11.0,
+    "low": 9.0,
+    "close": 10.5,
+    "volume": 100.0,
+    "source": "test",
+}
 
 
 def _bars(*rows: dict) -> pd.DataFrame:
-    return normalise(pd.DataFrame([{**GOOD, "time": f"2020-01-{i + 2:02d}", **row}
-                                   for i, row in enumerate(rows)]))
+    return normalise(
+        pd.DataFrame(
+            [{**GOOD, "time": f"2020-01-{i + 2:02d}", **row} for i, row in enumerate(rows)]
+        )
+    )
 
 
-@pytest.mark.parametrize(("change", "rule"), [
-    ({"close": None}, "missing_value"),
-    ({"open": 0.0, "low": 0.0}, "non_positive_price"),
-    ({"volume": -1.0}, "negative_volume"),
-    ({"high": 10.2}, "high_below_body"),
-    ({"low": 10.4}, "low_above_body"),
-    ({"timeframe": "2d"}, "unknown_timeframe"),
-])
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ({"close": None}, "missing_value"),
+        ({"open": 0.0, "low": 0.0}, "non_positive_price"),
+        ({"volume": -1.0}, "negative_volume"),
+        ({"high": 10.2}, "high_below_body"),
+        ({"low": 10.4}, "low_above_body"),
+        ({"timeframe": "2d"}, "unknown_timeframe"),
+    ],
+)
 def test_a_row_breaking_a_rule_is_rejected_with_that_rule_and_its_reason(change, rule):
     checked = validate(_bars({}, change))
 
