@@ -19,7 +19,7 @@ import pandas as pd
 from prism.data.bars import close_panel
 from prism.errors import DataUnavailable
 from prism.portfolio import (
-    RebalanceRule,
+    AccountConfig,
     affordable,
     commission,
     fill_price,
@@ -28,23 +28,9 @@ from prism.portfolio import (
 from prism.strategies import Strategy
 
 
-@dataclass(frozen=True)
-class BacktestConfig:
-    """Capital and costs of a backtest, in basis points of notional (slippage: of price)."""
-
-    capital: float = 1_000_000.0
-    commission_bps: float = 1.0
-    slippage_bps: float = 2.0
-    band: float = 0.05
-    lot: float = 0.0001
-
-    def rule(self) -> RebalanceRule:
-        """Return the rebalancing rule these costs imply."""
-        return RebalanceRule(
-            band=self.band,
-            lot=self.lot,
-            cost_rate=(self.commission_bps + self.slippage_bps) / 10_000.0,
-        )
+@dataclass(frozen=True, kw_only=True)
+class BacktestConfig(AccountConfig):
+    """Capital and costs of a backtest (see :class:`~prism.portfolio.AccountConfig`)."""
 
 
 @dataclass(frozen=True)

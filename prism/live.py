@@ -25,21 +25,16 @@ from prism.config import Settings
 from prism.data.store import read_bars
 from prism.errors import DataUnavailable
 from prism.ledger import OrderRow
-from prism.portfolio import RebalanceRule, order_quantities
+from prism.portfolio import AccountConfig, order_quantities
 
 
-@dataclass(frozen=True)
-class LiveConfig:
-    """What a deployment trades and at what cost."""
+@dataclass(frozen=True, kw_only=True)
+class LiveConfig(AccountConfig):
+    """What a deployment trades, on top of its capital and costs."""
 
     deployment: str
     symbols: tuple[str, ...]
     timeframe: str = "1d"
-    capital: float = 1_000_000.0
-    commission_bps: float = 1.0
-    slippage_bps: float = 2.0
-    band: float = 0.05
-    lot: float = 0.0001
 
     @classmethod
     def from_settings(cls, settings: Settings, symbols: tuple[str, ...]) -> LiveConfig:
@@ -50,14 +45,6 @@ class LiveConfig:
             capital=settings.capital,
             commission_bps=settings.commission_bps,
             slippage_bps=settings.slippage_bps,
-        )
-
-    def rule(self) -> RebalanceRule:
-        """Return the rebalancing rule, identical to the backtest's for the same costs."""
-        return RebalanceRule(
-            band=self.band,
-            lot=self.lot,
-            cost_rate=(self.commission_bps + self.slippage_bps) / 10_000.0,
         )
 
 

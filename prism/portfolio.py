@@ -27,6 +27,29 @@ class RebalanceRule:
     cost_rate: float = 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class AccountConfig:
+    """Capital and costs of an account, shared by backtests and live deployments.
+
+    Costs are basis points of notional (slippage: of price); ``band`` and ``lot`` feed the
+    :class:`RebalanceRule`.
+    """
+
+    capital: float = 1_000_000.0
+    commission_bps: float = 1.0
+    slippage_bps: float = 2.0
+    band: float = 0.05
+    lot: float = 0.0001
+
+    def rule(self) -> RebalanceRule:
+        """Return the rebalancing rule these costs imply."""
+        return RebalanceRule(
+            band=self.band,
+            lot=self.lot,
+            cost_rate=(self.commission_bps + self.slippage_bps) / 10_000.0,
+        )
+
+
 def order_quantities(
     targets: Mapping[str, float],
     holdings: Mapping[str, float],

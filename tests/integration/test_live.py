@@ -53,7 +53,7 @@ def _fills(engine, deployment: str) -> pd.DataFrame:
 
 def test_replaying_the_runner_reproduces_the_backtests_fills_and_equity(stocked, bundled_bars):
     strategy = SmaCrossover(fast=5, slow=20)
-    config = live.LiveConfig("parity", SYMBOLS, capital=1_000_000.0, **COSTS)
+    config = live.LiveConfig(deployment="parity", symbols=SYMBOLS, capital=1_000_000.0, **COSTS)
     times = live.replay_times(stocked, list(SYMBOLS), 250)
     start = pd.Timestamp(times[0])
     history = bundled_bars[bundled_bars["time"] >= start - pd.Timedelta(days=60)]
@@ -90,7 +90,7 @@ def test_replaying_the_runner_reproduces_the_backtests_fills_and_equity(stocked,
 
 def test_repeating_cycles_never_duplicates_an_order_a_fill_or_a_snapshot(stocked):
     strategy = SmaCrossover(fast=5, slow=20)
-    config = live.LiveConfig("repeat", SYMBOLS, **COSTS)
+    config = live.LiveConfig(deployment="repeat", symbols=SYMBOLS, **COSTS)
     times = live.replay_times(stocked, list(SYMBOLS), 80)
 
     _replay(stocked, strategy, times, config)
@@ -116,7 +116,7 @@ def _counts(engine) -> dict[str, int]:
 
 
 def test_cash_plus_positions_at_the_close_equals_the_snapshot_equity(stocked):
-    config = live.LiveConfig("books", SYMBOLS, **COSTS)
+    config = live.LiveConfig(deployment="books", symbols=SYMBOLS, **COSTS)
     times = live.replay_times(stocked, list(SYMBOLS), 120)
     _replay(stocked, SmaCrossover(fast=5, slow=20), times, config)
 
@@ -152,7 +152,7 @@ def test_cash_plus_positions_at_the_close_equals_the_snapshot_equity(stocked):
 
 
 def test_every_order_traces_to_an_audit_decision_with_the_model_version(stocked):
-    config = live.LiveConfig("trace", SYMBOLS, **COSTS)
+    config = live.LiveConfig(deployment="trace", symbols=SYMBOLS, **COSTS)
     _replay(
         stocked,
         SmaCrossover(fast=5, slow=20),
