@@ -13,7 +13,9 @@ CELLS = [
         "slippage) and logs the run to MLflow: parameters, metrics, the equity curve, the hash "
         "of the bars, and the strategy as a pyfunc model the live runner can trade.\n\n"
         "Run it from the command line with `prism research run notebooks/backtest.ipynb "
-        "-p fast 10 -p slow 50`, or here in JupyterLab (`make lab`)."
+        "-p fast 10 -p slow 50`, or here in JupyterLab (`make lab`). Another registered "
+        "strategy takes its parameters as a dict: `-p strategy time_series_momentum "
+        "-p strategy_params \"{'lookback': 126}\"` (`fast` and `slow` are then ignored)."
     ),
     new_code_cell(
         'strategy = "sma_crossover"\n'
@@ -22,6 +24,7 @@ CELLS = [
         'end = "2018-12-31"\n'
         "fast = 10\n"
         "slow = 50\n"
+        "strategy_params = {}\n"
         "commission_bps = 1.0\n"
         "slippage_bps = 2.0\n"
         "capital = 1_000_000.0\n"
@@ -37,7 +40,7 @@ CELLS = [
         "from prism.metrics import summary\n"
         "from prism.plots import equity_figure\n"
         "from prism.strategies import make_strategy\n\n"
-        "chosen = make_strategy(strategy, {'fast': fast, 'slow': slow})\n"
+        "chosen = make_strategy(strategy, strategy_params or {'fast': fast, 'slow': slow})\n"
         "settings = load_settings()\n"
         "engine = open_database(settings)\n"
         "bars = read_bars(engine, symbols, start=start, end=end)\n"

@@ -69,6 +69,11 @@ def coerce_parameters(defaults: dict[str, Any], raw: dict[str, str]) -> dict[str
     for name, text in raw.items():
         default = defaults[name]
         value = _literal(text)
+        if isinstance(default, dict) and not isinstance(value, dict):
+            raise ConfigError(
+                f"parameter {name} must be a dict literal such as \"{{'lookback': 126}}\", "
+                f"got {text!r}"
+            )
         if isinstance(default, list) and not isinstance(value, list):
             value = [item.strip() for item in str(text).split(",") if item.strip()]
         elif isinstance(default, bool) and not isinstance(value, bool):
@@ -103,6 +108,7 @@ def run_notebook(
             cwd=str(notebook.parent),
             progress_bar=progress,
             log_output=False,
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as err:
         finish_run(run_id, executed, failed=True)

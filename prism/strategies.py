@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -78,16 +79,40 @@ class SmaCrossover:
         return out.reset_index(drop=True)
 
 
-STRATEGIES: dict[str, type[SmaCrossover]] = {SmaCrossover.name: SmaCrossover}
+ENTRY_POINT_GROUP = "prism.strategies"
 
 
-def make_strategy(name: str, params: dict[str, Any]) -> SmaCrossover:
+def available_strategies() -> dict[str, type]:
+    """Return every strategy by name: Prism's own and those installed under the entry-point
+    group ``prism.strategies`` (how ``research/`` registers its strategies, see pyproject.toml).
+
+    A strategy is a frozen dataclass whose fields are its parameters, with a ``name`` class
+    attribute, a ``warmup`` property and a ``target_weights`` method.
+    """
+    found: dict[str, type] = {SmaCrossover.name: SmaCrossover}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded: Any = entry.load()
+        except (ImportError, AttributeError) as err:
+            raise ConfigError(f"strategy entry point {entry.value!r} cannot load: {err}") from err
+        if not (
+            isinstance(loaded, type)
+            and dataclasses.is_dataclass(loaded)
+            and hasattr(loaded, "target_weights")
+        ):
+            raise ConfigError(f"{entry.value} is not a strategy dataclass with target_weights")
+        found[str(getattr(loaded, "name"))] = loaded  # noqa: B009
+    return found
+
+
+def make_strategy(name: str, params: dict[str, Any]) -> Strategy:
     """Return the strategy ``name`` built from ``params``, or a ConfigError saying what is wrong."""
-    if name not in STRATEGIES:
+    strategies = available_strategies()
+    if name not in strategies:
         raise ConfigError(
-            f"unknown strategy {name!r}; available strategies: {', '.join(sorted(STRATEGIES))}"
+            f"unknown strategy {name!r}; available strategies: {', '.join(sorted(strategies))}"
         )
-    cls = STRATEGIES[name]
+    cls = strategies[name]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     required = sorted(
         n
@@ -107,7 +132,8 @@ def make_strategy(name: str, params: dict[str, Any]) -> SmaCrossover:
             f"its parameters are {', '.join(sorted(fields))}"
         )
     try:
-        return cls(**{n: _coerce(cls, n, v) for n, v in params.items()})
+        strategy: Strategy = cls(**{n: _coerce(cls, n, v) for n, v in params.items()})
+        return strategy
     except (TypeError, ValueError) as err:
         raise ConfigError(f"strategy {name!r}: bad parameter value: {err}") from err
 
@@ -123,6 +149,6 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
     return value
 
 
-def strategy_params(strategy: SmaCrossover) -> dict[str, Any]:
+def strategy_params(strategy: Strategy) -> dict[str, Any]:
     """Return the parameters that rebuild ``strategy`` with :func:`make_strategy`."""
-    return dataclasses.asdict(strategy)
+    return dataclasses.asdict(strategy)  # type: ignore[call-overload]

@@ -28,7 +28,7 @@ from prism.data.bars import BAR_COLUMNS
 from prism.errors import ConfigError
 from prism.metrics import summary
 from prism.plots import save_equity_png
-from prism.strategies import SmaCrossover, strategy_params
+from prism.strategies import Strategy, strategy_params
 from prism.strategy_model import StrategyModel
 
 MODEL_ARTIFACT = "model"
@@ -113,7 +113,7 @@ def research_run(settings: Settings, run_id: str | None = None) -> Iterator[str]
 
 
 def log_backtest(
-    strategy: SmaCrossover, bars: pd.DataFrame, result: BacktestResult, symbols: list[str]
+    strategy: Strategy, bars: pd.DataFrame, result: BacktestResult, symbols: list[str]
 ) -> dict[str, float]:
     """Log a backtest into the active run: parameters, metrics, plot, data hash and model."""
     metrics = summary(result.equity, len(result.trades))

@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
+from rich.console import Console
 from rich.progress import Progress
 from sqlalchemy import Engine
 
@@ -117,7 +118,7 @@ def replay(
     times = live.replay_times(_engine(), chosen, bars)
     champion(load_settings(), alias)
     reports = []
-    with Progress(disable=not progress, transient=True) as bar:
+    with Progress(console=Console(stderr=True), disable=not progress, transient=True) as bar:
         job = bar.add_task("replaying bars through trade_cycle", total=len(times))
         for as_of in times:
             reports.append(asyncio.run(trade_cycle(as_of=as_of, symbols=chosen, alias=alias)))

@@ -7,7 +7,7 @@ from prism import registry, tracking
 from prism.backtest import BacktestConfig, run_backtest
 from prism.config import GateSettings
 from prism.errors import ConfigError, DataUnavailable
-from prism.strategies import SmaCrossover
+from prism.strategies import SmaCrossover, make_strategy
 
 LENIENT = GateSettings(min_sharpe=0.0, max_drawdown=0.9, min_trades=1)
 
@@ -19,8 +19,8 @@ def registry_settings(settings, tmp_path, monkeypatch):
     return settings.model_copy(update={"mlruns_dir": tmp_path / "mlruns"})
 
 
-def _logged_run(settings, bundled_bars) -> tuple[str, dict[str, float]]:
-    strategy = SmaCrossover(fast=10, slow=50)
+def _logged_run(settings, bundled_bars, strategy=None) -> tuple[str, dict[str, float]]:
+    strategy = strategy or SmaCrossover(fast=10, slow=50)
     bars = bundled_bars[bundled_bars["time"] < pd.Timestamp("2010-01-01", tz="UTC")]
     result = run_backtest(bars, strategy, BacktestConfig())
     with tracking.research_run(settings) as run_id:
@@ -66,6 +66,20 @@ def test_the_champion_loads_as_a_pyfunc_that_returns_the_strategys_weights(
     expected = SmaCrossover(fast=10, slow=50).target_weights(bundled_bars)
     pd.testing.assert_frame_equal(weights.reset_index(drop=True), expected)
     assert info.version == "1"
+
+
+def test_a_strategy_registered_by_research_round_trips_through_the_registry(
+    registry_settings, bundled_bars
+):
+    strategy = make_strategy("time_series_momentum", {"lookback": 63})
+    run_id, _ = _logged_run(registry_settings, bundled_bars, strategy)
+    registry.promote(registry_settings, run_id, LENIENT, approved_by="erin")
+
+    _, model = registry.load_champion(registry_settings)
+
+    pd.testing.assert_frame_equal(
+        model.predict(bundled_bars).reset_index(drop=True), strategy.target_weights(bundled_bars)
+    )
 
 
 def test_the_run_records_its_provenance(registry_settings, bundled_bars):

@@ -36,6 +36,16 @@ def test_a_non_numeric_value_for_a_number_is_refused():
         coerce_parameters(notebook_parameters(NOTEBOOK), {"slow": "fifty"})
 
 
+def test_strategy_params_take_a_dict_literal_and_refuse_anything_else():
+    defaults = notebook_parameters(NOTEBOOK)
+
+    assert coerce_parameters(defaults, {"strategy_params": "{'lookback': 126}"}) == {
+        "strategy_params": {"lookback": 126}
+    }
+    with pytest.raises(ConfigError, match="must be a dict literal"):
+        coerce_parameters(defaults, {"strategy_params": "126"})
+
+
 def test_a_missing_notebook_is_named():
     with pytest.raises(ConfigError, match=r"no notebook at nope\.ipynb"):
         notebook_parameters(Path("nope.ipynb"))

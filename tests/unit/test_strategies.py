@@ -4,7 +4,7 @@ import pytest
 import talib
 
 from prism.errors import ConfigError
-from prism.strategies import SmaCrossover, make_strategy
+from prism.strategies import SmaCrossover, available_strategies, make_strategy
 
 
 def _one_symbol(bars: pd.DataFrame, symbol: str = "SPX") -> pd.DataFrame:
@@ -31,9 +31,20 @@ def test_sma_crossover_splits_equity_equally_and_shorts_only_when_allowed(bundle
     assert set(long_short["weight"].unique()) == {-0.5, 0.0, 0.5}
 
 
+EXAMPLES = {
+    "sma_crossover": {"fast": 10, "slow": 50},
+    "time_series_momentum": {"lookback": 126, "allow_short": True},
+}
+
+
+def test_every_available_strategy_has_an_example_for_the_look_ahead_check():
+    assert set(EXAMPLES) == set(available_strategies())
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
 @pytest.mark.parametrize("cut", [60, 61, 500, 2_000, 5_030])
-def test_weight_at_a_bar_is_the_same_on_history_cut_at_that_bar(bundled_bars, cut):
-    strategy = SmaCrossover(fast=10, slow=50)
+def test_weight_at_a_bar_is_the_same_on_history_cut_at_that_bar(bundled_bars, name, cut):
+    strategy = make_strategy(name, EXAMPLES[name])
     full = strategy.target_weights(bundled_bars).set_index(["symbol", "time"])["weight"]
     cut_time = _one_symbol(bundled_bars)["time"].iloc[cut]
     history = bundled_bars[bundled_bars["time"] <= cut_time]
@@ -41,6 +52,16 @@ def test_weight_at_a_bar_is_the_same_on_history_cut_at_that_bar(bundled_bars, cu
     cut_weights = strategy.target_weights(history).set_index(["symbol", "time"])["weight"]
 
     pd.testing.assert_series_equal(cut_weights, full.loc[cut_weights.index])
+
+
+def test_time_series_momentum_from_research_is_long_where_talib_roc_is_positive(bundled_bars):
+    ndx = _one_symbol(bundled_bars, "NDX")
+    roc = talib.ROC(ndx["close"].to_numpy(), 126)
+    expected = np.where(np.isnan(roc), 0.0, (roc > 0).astype(float))
+
+    weights = make_strategy("time_series_momentum", {"lookback": 126}).target_weights(ndx)
+
+    np.testing.assert_array_equal(weights["weight"].to_numpy(), expected)
 
 
 def test_an_unknown_strategy_name_lists_the_available_ones():
