@@ -91,7 +91,7 @@ from pathlib import Path
 from prism.db import embedded
 from prism.db.embedded import status
 url = embedded.start(Path(sys.argv[1]))
-print(json.dumps({"url": url, "pid": status(Path(sys.argv[1])).pid}))
+print(json.dumps({"url": url, "pid": status(Path(sys.argv[1])).pid}), flush=True)
 """
 
 
@@ -122,3 +122,21 @@ def test_processes_starting_the_embedded_server_at_once_share_one_server(tmp_pat
     finally:
         embedded.stop(pgdata)
     assert not embedded.status(pgdata).running
+
+
+def test_db_stop_stops_a_server_whose_starting_process_was_killed(tmp_path: Path):
+    pgdata = tmp_path / "postgres"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _START + "import time; time.sleep(600)", str(pgdata)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    started = json.loads(holder.stdout.readline())
+    holder.kill()
+    holder.wait()
+    assert embedded.status(pgdata).pid == started["pid"]
+
+    assert embedded.stop(pgdata) is True
+
+    assert not embedded.status(pgdata).running
+    assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
