@@ -12,11 +12,12 @@ def main() -> None:
     """Run the benchmarks one after the other and print their figures."""
     export_service_environment()
     warnings.simplefilter("ignore")
-    from tests.benchmarks import bench_backtest, bench_ingest
+    from tests.benchmarks import bench_backtest, bench_indicators, bench_ingest
 
     suites = {
         "executemany INSERT ON CONFLICT, 10k-row batches": bench_ingest,
         "vectorbt 1.2 Portfolio.from_orders(targetpercent)": bench_backtest,
+        "TA-Lib 0.8.1 C library (ta-lib 0.8.2 wheel)": bench_indicators,
     }
     print(
         f"machine: {platform.machine()}, {platform.python_implementation()} "
