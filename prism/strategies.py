@@ -123,7 +123,7 @@ def make_strategy(name: str, params: dict[str, Any]) -> Strategy:
     if missing:
         raise ConfigError(
             f"strategy {name!r} is missing parameter(s) {', '.join(missing)}; "
-            f"pass them, e.g. `-p {missing[0]} 20`"
+            f"its parameters are {', '.join(sorted(fields))}"
         )
     unknown = sorted(set(params) - set(fields))
     if unknown:

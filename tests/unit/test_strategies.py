@@ -70,7 +70,7 @@ def test_an_unknown_strategy_name_lists_the_available_ones():
 
 
 def test_a_missing_parameter_is_named_with_an_example():
-    with pytest.raises(ConfigError, match="missing parameter\\(s\\) slow; pass them"):
+    with pytest.raises(ConfigError, match="missing parameter\\(s\\) slow; its parameters are allow_short, fast, slow"):
         make_strategy("sma_crossover", {"fast": 10})
 
 
