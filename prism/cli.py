@@ -46,6 +46,18 @@ console = Console()
 errors = Console(stderr=True)
 
 
+def _table(*headers: str, whole: str | None = None) -> Table:
+    """Return a table that folds long values instead of cutting them; the ``whole`` column
+    (an id to copy) is never broken."""
+    table = Table()
+    for header in headers:
+        if header == whole:
+            table.add_column(header, no_wrap=True, min_width=32)
+        else:
+            table.add_column(header, overflow="fold")
+    return table
+
+
 @app.command("config")
 def config_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -64,7 +76,7 @@ def config_command(
             )
         )
         return
-    table = Table("setting", "value", "source")
+    table = _table("setting", "value", "source")
     for r in reports:
         table.add_row(r.name, str(r.value), r.source)
     console.print(table)
@@ -221,7 +233,9 @@ def models_list() -> None:
     """List registered model versions and their aliases."""
     from prism.registry import list_versions
 
-    table = Table("model", "version", "aliases", "run id", "registered (UTC)", "approved by")
+    table = _table(
+        "model", "version", "aliases", "run id", "registered (UTC)", "approved by", whole="run id"
+    )
     for v in list_versions(load_settings()):
         table.add_row(
             v.name,

@@ -69,8 +69,9 @@ def test_an_unknown_strategy_name_lists_the_available_ones():
         make_strategy("momentum", {})
 
 
-def test_a_missing_parameter_is_named_with_an_example():
-    with pytest.raises(ConfigError, match="missing parameter\\(s\\) slow; its parameters are allow_short, fast, slow"):
+def test_a_missing_parameter_is_named_with_the_strategys_parameters():
+    expected = "missing parameter\\(s\\) slow; its parameters are allow_short, fast, slow"
+    with pytest.raises(ConfigError, match=expected):
         make_strategy("sma_crossover", {"fast": 10})
 
 
