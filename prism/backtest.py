@@ -10,7 +10,6 @@ order is cancelled. This matches vectorbt's cash-sharing accounting, which the t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,13 +17,8 @@ import pandas as pd
 
 from prism.data.bars import close_panel
 from prism.errors import DataUnavailable
-from prism.portfolio import (
-    AccountConfig,
-    affordable,
-    commission,
-    fill_price,
-    order_quantities,
-)
+from prism.portfolio import AccountConfig
+from prism.simulation import simulate
 from prism.strategies import Strategy
 
 
@@ -49,13 +43,6 @@ class BacktestResult:
     positions: pd.DataFrame
     weights: pd.DataFrame
     config: BacktestConfig
-
-
-def _sells_first(pending: dict[str, tuple[float, pd.Timestamp]], symbols: list[str]) -> list[int]:
-    """Return the column indexes of pending orders, sells before buys, each in column order."""
-    return sorted(
-        (symbols.index(s) for s in pending), key=lambda j: (pending[symbols[j]][0] > 0, j)
-    )
 
 
 def run_backtest(
@@ -85,47 +72,27 @@ def run_backtest(
         if opens.empty:
             raise DataUnavailable(f"no bars at or after the backtest start {start}")
     symbols = list(opens.columns)
-    rule = config.rule()
-    cash = config.capital
-    holdings = dict.fromkeys(symbols, 0.0)
-    pending: dict[str, tuple[float, pd.Timestamp]] = {}
-    equity = np.empty(len(opens))
-    held = np.zeros((len(opens), len(symbols)))
-    trades: list[tuple[object, ...]] = []
-    open_values, close_values, weight_values = (
-        opens.to_numpy(),
-        closes.to_numpy(),
-        weights.to_numpy(),
-    )
     times = opens.index
-    last_close = dict.fromkeys(symbols, math.nan)
-    for t, time in enumerate(times):
-        for j in _sells_first(pending, symbols):
-            symbol = symbols[j]
-            if not math.isfinite(open_values[t, j]):
-                continue
-            wanted, decided_at = pending.pop(symbol)
-            price = fill_price(open_values[t, j], wanted, config.slippage_bps)
-            quantity = affordable(wanted, price, cash, config.commission_bps, config.lot)
-            if quantity == 0.0:
-                continue
-            fee = commission(quantity, price, config.commission_bps)
-            cash -= quantity * price + fee
-            holdings[symbol] += quantity
-            trades.append((decided_at, time, symbol, quantity, price, fee))
-        for j, symbol in enumerate(symbols):
-            if math.isfinite(close_values[t, j]):
-                last_close[symbol] = close_values[t, j]
-        equity[t] = cash + sum(holdings[s] * last_close[s] for s in symbols if holdings[s])
-        held[t] = [holdings[s] for s in symbols]
-        targets = dict(zip(symbols, weight_values[t], strict=True))
-        prices = {s: close_values[t, j] for j, s in enumerate(symbols)}
-        for symbol, quantity in order_quantities(
-            targets, holdings, prices, equity[t], rule
-        ).items():
-            pending[symbol] = (quantity, time)
+    equity, held, fills = simulate(
+        opens.to_numpy(np.float64),
+        closes.to_numpy(np.float64),
+        weights.to_numpy(np.float64),
+        config.capital,
+        config.commission_bps,
+        config.slippage_bps,
+        config.band,
+        config.lot,
+    )
+    bar, column, decided = (fills[:, k].astype(np.int64) for k in (0, 1, 5))
     trade_frame = pd.DataFrame(
-        trades, columns=["decided_at", "time", "symbol", "quantity", "price", "commission"]
+        {
+            "decided_at": times[decided],
+            "time": times[bar],
+            "symbol": np.asarray(symbols, dtype=object)[column],
+            "quantity": fills[:, 2],
+            "price": fills[:, 3],
+            "commission": fills[:, 4],
+        }
     )
     trade_frame.insert(3, "side", np.where(trade_frame["quantity"] > 0, "buy", "sell"))
     return BacktestResult(

@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class RebalanceRule:
@@ -84,8 +86,9 @@ def order_quantities(
 
 
 def _round_to_lot(quantity: float, lot: float) -> float:
+    """Round toward zero to whole lots, then to 1e-10 (the compiled backtest does the same)."""
     lots = math.floor(abs(quantity) / lot + 1e-9)
-    return math.copysign(round(lots * lot, 10), quantity) if lots else 0.0
+    return math.copysign(float(np.rint(lots * lot * 1e10) / 1e10), quantity) if lots else 0.0
 
 
 def fill_price(open_price: float, quantity: float, slippage_bps: float) -> float:

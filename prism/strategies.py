@@ -14,6 +14,7 @@ bar's open.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
@@ -22,6 +23,18 @@ import numpy as np
 import pandas as pd
 
 from prism.errors import ConfigError
+from prism.indicators import sma
+
+
+def per_symbol(ordered: pd.DataFrame, series: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply ``series`` to each symbol's closes of a frame sorted by (symbol, time); concatenate."""
+    close = ordered["close"].to_numpy(np.float64)
+    symbols = ordered["symbol"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])
+    stops = np.r_[starts[1:], len(symbols)]
+    if len(close) == 0:
+        return close
+    return np.concatenate([series(close[a:b]) for a, b in zip(starts, stops, strict=True)])
 
 
 class Strategy(Protocol):
@@ -66,11 +79,10 @@ class SmaCrossover:
     def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
         """Return the crossover weights of every bar (columns time, symbol, weight)."""
         ordered = bars.sort_values(["symbol", "time"], kind="stable")
-        close = ordered.groupby("symbol", sort=False)["close"]
-        fast = close.transform(lambda s: s.rolling(self.fast, min_periods=self.fast).mean())
-        slow = close.transform(lambda s: s.rolling(self.slow, min_periods=self.slow).mean())
+        fast = per_symbol(ordered, lambda close: sma(close, self.fast))
+        slow = per_symbol(ordered, lambda close: sma(close, self.slow))
         share = 1.0 / ordered["symbol"].nunique()
-        signal = np.sign((fast - slow).to_numpy())
+        signal = np.sign(fast - slow)
         signal = np.nan_to_num(signal, nan=0.0)
         if not self.allow_short:
             signal = np.clip(signal, 0.0, None)
