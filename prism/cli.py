@@ -248,6 +248,76 @@ def models_list() -> None:
     console.print(table)
 
 
+@app.command("strategies")
+def strategies_command() -> None:
+    """List the strategies (built in and registered by research/) with their parameters."""
+    import dataclasses
+
+    from prism.strategies import available_strategies
+
+    table = _table("strategy", "parameters (default)", "what it does")
+    for name, cls in sorted(available_strategies().items()):
+        params = ", ".join(
+            f"{f.name}" + ("" if f.default is dataclasses.MISSING else f"={f.default!r}")
+            for f in dataclasses.fields(cls)
+        )
+        table.add_row(name, params, (cls.__doc__ or "").strip().splitlines()[0])
+    console.print(table)
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, object]:
+    """Return ``{key: value}`` from ``key=value`` strings, values read as Python literals."""
+    import ast
+
+    parsed: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected --param key=value, got {pair!r}")
+        try:
+            parsed[key.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            parsed[key.strip()] = text
+    return parsed
+
+
+@app.command("backtest")
+def backtest_command(
+    strategy: Annotated[str, typer.Argument(help="strategy name (see `prism strategies`)")],
+    symbols: Annotated[str, typer.Option(help="comma-separated symbols")] = "SPX,NDX",
+    timeframe: Annotated[str, typer.Option(help="bar timeframe")] = "1d",
+    start: Annotated[str | None, typer.Option(help="first bar (UTC date)")] = None,
+    end: Annotated[str | None, typer.Option(help="last bar (UTC date)")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
+    cash: Annotated[float, typer.Option(help="starting capital")] = 1_000_000.0,
+    commission_bps: Annotated[float, typer.Option(help="commission, bps of notional")] = 1.0,
+    slippage_bps: Annotated[float, typer.Option(help="slippage, bps of price")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Backtest a strategy on stored bars and print its metrics (no MLflow run)."""
+    from prism.backtest import BacktestConfig, run_backtest
+    from prism.data.store import read_bars
+    from prism.db.engine import open_database
+    from prism.metrics import summary, trade_statistics
+    from prism.strategies import make_strategy
+
+    chosen = make_strategy(strategy, parse_assignments(param or []))
+    names = [s.strip() for s in symbols.split(",") if s.strip()]
+    bars = read_bars(open_database(load_settings()), names, start, end, timeframe)
+    config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
+    result = run_backtest(bars, chosen, config)
+    figures = {**summary(result.equity, len(result.trades)), **trade_statistics(result.trades)}
+    figures["trades"] = figures.pop("n_trades")
+    if as_json:
+        print(json.dumps({"strategy": strategy, "symbols": names, **figures}, default=float))
+        return
+    table = _table("metric", "value")
+    for key, value in figures.items():
+        shown = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4f}"
+        table.add_row(key, shown)
+    console.print(table)
+
+
 @app.command("demo")
 def demo(
     serve: Annotated[bool, typer.Option(help="serve the dashboard afterwards")] = True,
