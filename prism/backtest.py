@@ -17,7 +17,7 @@ import pandas as pd
 
 from prism.data.bars import close_panel
 from prism.errors import DataUnavailable
-from prism.portfolio import AccountConfig
+from prism.portfolio import AccountConfig, cap_leverage
 from prism.simulation import simulate
 from prism.strategies import Strategy
 
@@ -35,13 +35,17 @@ class BacktestResult:
     - ``trades``: one row per fill: decided_at, time, symbol, side, quantity (signed float64),
       price, commission.
     - ``positions``: (time × symbol) float64 quantities held at each close.
-    - ``weights``: (time × symbol) float64 target weights the strategy returned.
+    - ``weights``: (time × symbol) float64 target weights after the leverage cap.
+    - ``exposure``: gross and net market value as fractions of equity, per bar.
+    - ``turnover``: traded notional as a fraction of equity, per bar.
     """
 
     equity: pd.Series
     trades: pd.DataFrame
     positions: pd.DataFrame
     weights: pd.DataFrame
+    exposure: pd.DataFrame
+    turnover: pd.Series
     config: BacktestConfig
 
 
@@ -51,20 +55,50 @@ def run_backtest(
     config: BacktestConfig,
     start: pd.Timestamp | None = None,
 ) -> BacktestResult:
-    """Backtest ``strategy`` over ``bars`` (a bar frame of one timeframe).
+    """Backtest ``strategy`` over ``bars`` (a bar frame of one timeframe), calling it once.
 
     With ``start``, bars before it are history only: the strategy sees them, trading begins at
     the first bar at or after ``start`` (as the live runner begins with warm-up history).
     """
     if bars.empty:
         raise DataUnavailable("cannot backtest on an empty bar frame")
+    return simulate_weights(bars, strategy.target_weights(bars), config, start)
+
+
+def run_bar_by_bar(
+    bars: pd.DataFrame,
+    strategy: Strategy,
+    config: BacktestConfig,
+    start: pd.Timestamp,
+) -> BacktestResult:
+    """Backtest by calling ``strategy`` at every bar from ``start`` on its last ``warmup + 1``
+    bars per symbol, exactly as the live runner does; slower, and the proof that the
+    whole-history path is honest (the tests require both to agree)."""
+    times = np.sort(bars["time"].unique())
+    rows = []
+    for time in times[times >= pd.Timestamp(start)]:
+        window = bars[bars["time"] <= time].groupby("symbol").tail(strategy.warmup + 1)
+        weights = strategy.target_weights(window)
+        rows.append(weights[weights["time"] == time])
+    if not rows:
+        raise DataUnavailable(f"no bars at or after the backtest start {start}")
+    return simulate_weights(bars, pd.concat(rows, ignore_index=True), config, start)
+
+
+def simulate_weights(
+    bars: pd.DataFrame,
+    target_weights: pd.DataFrame,
+    config: BacktestConfig,
+    start: pd.Timestamp | None = None,
+) -> BacktestResult:
+    """Trade ``target_weights`` (time, symbol, weight) over ``bars`` with ``config``'s costs."""
     opens = close_panel(bars, "open")
     closes = close_panel(bars, "close").reindex_like(opens)
-    weights = (
-        strategy.target_weights(bars)
-        .pivot(index="time", columns="symbol", values="weight")
-        .reindex_like(opens)
-        .fillna(0.0)
+    raw = target_weights.pivot(index="time", columns="symbol", values="weight")
+    weights = pd.DataFrame(
+        cap_leverage(raw.reindex_like(opens).to_numpy(), config.max_leverage),
+        index=opens.index,
+        columns=opens.columns,
     )
     if start is not None:
         first = int(opens.index.searchsorted(pd.Timestamp(start)))
@@ -95,10 +129,20 @@ def run_backtest(
         }
     )
     trade_frame.insert(3, "side", np.where(trade_frame["quantity"] > 0, "buy", "sell"))
+    equity_series = pd.Series(equity, index=times, name="equity")
+    values = held * closes.ffill().fillna(0.0).to_numpy()
+    exposure = pd.DataFrame(
+        {"gross": np.abs(values).sum(axis=1) / equity, "net": values.sum(axis=1) / equity},
+        index=times,
+    )
+    traded = np.zeros(len(times))
+    np.add.at(traded, bar, np.abs(fills[:, 2] * fills[:, 3]))
     return BacktestResult(
-        equity=pd.Series(equity, index=times, name="equity"),
+        equity=equity_series,
         trades=trade_frame,
         positions=pd.DataFrame(held, index=times, columns=symbols),
         weights=weights,
+        exposure=exposure,
+        turnover=pd.Series(traded / equity, index=times, name="turnover"),
         config=config,
     )

@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
@@ -25,7 +26,7 @@ from prism.config import Settings
 from prism.data.store import read_bars
 from prism.errors import DataUnavailable
 from prism.ledger import OrderRow
-from prism.portfolio import AccountConfig, order_quantities
+from prism.portfolio import AccountConfig, cap_leverage, order_quantities
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +110,9 @@ def decide(
         equity = float(ledger.cash(conn, config.deployment)) + sum(
             q * closes[s] for s, q in held.items()
         )
-        targets = {s: float(weights.get(s, 0.0)) for s in closes}
+        names = sorted(closes)
+        capped = cap_leverage(np.array([weights.get(s, 0.0) for s in names]), config.max_leverage)
+        targets = dict(zip(names, map(float, capped), strict=True))
         quantities = order_quantities(targets, held, closes, equity, config.rule())
         for symbol in sorted(set(config.symbols)):
             quantity = quantities.get(symbol, 0.0)

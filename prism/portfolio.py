@@ -34,7 +34,7 @@ class AccountConfig:
     """Capital and costs of an account, shared by backtests and live deployments.
 
     Costs are basis points of notional (slippage: of price); ``band`` and ``lot`` feed the
-    :class:`RebalanceRule`.
+    :class:`RebalanceRule`; ``max_leverage`` caps the sum of absolute target weights.
     """
 
     capital: float = 1_000_000.0
@@ -42,6 +42,7 @@ class AccountConfig:
     slippage_bps: float = 2.0
     band: float = 0.05
     lot: float = 0.0001
+    max_leverage: float = 1.0
 
     def rule(self) -> RebalanceRule:
         """Return the rebalancing rule these costs imply."""
@@ -50,6 +51,17 @@ class AccountConfig:
             lot=self.lot,
             cost_rate=(self.commission_bps + self.slippage_bps) / 10_000.0,
         )
+
+
+def cap_leverage(weights: np.ndarray, max_leverage: float) -> np.ndarray:
+    """Return target weights scaled down, per row, so their absolute sum is at most the cap.
+
+    ``weights`` is one row (symbols) or a (time × symbol) panel; NaN counts as zero.
+    """
+    values = np.nan_to_num(np.asarray(weights, dtype=np.float64), nan=0.0)
+    gross = np.abs(values).sum(axis=-1, keepdims=True)
+    scale = np.where(gross > max_leverage, max_leverage / np.where(gross > 0, gross, 1.0), 1.0)
+    return values * scale
 
 
 def order_quantities(

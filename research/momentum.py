@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from prism.errors import ConfigError
+from prism.strategies import equal_split
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,6 @@ class TimeSeriesMomentum:
         """Return (time, symbol, weight) for every bar, equity split equally across symbols."""
         ordered = bars.sort_values(["symbol", "time"], kind="stable")
         past = ordered.groupby("symbol", sort=False)["close"].shift(self.lookback)
-        signal = np.nan_to_num(np.sign((ordered["close"] / past - 1.0).to_numpy()), nan=0.0)
-        if not self.allow_short:
-            signal = np.clip(signal, 0.0, None)
-        out = ordered[["time", "symbol"]].copy()
-        out["weight"] = signal / ordered["symbol"].nunique()
-        return out.reset_index(drop=True)
+        return equal_split(
+            ordered, np.sign((ordered["close"] / past - 1.0).to_numpy()), self.allow_short
+        )

@@ -3,10 +3,11 @@ import pandas as pd
 import pytest
 import vectorbt as vbt
 
-from prism.backtest import BacktestConfig, run_backtest
+from prism.backtest import BacktestConfig, run_backtest, run_bar_by_bar
 from prism.data.bars import close_panel
 from prism.errors import DataUnavailable
-from prism.strategies import SmaCrossover
+from prism.strategies import SmaCrossover, make_strategy
+from tests.unit.test_strategies import EXAMPLES
 
 CONFIG = BacktestConfig(capital=1_000_000.0, commission_bps=5.0, slippage_bps=3.0)
 
@@ -73,6 +74,49 @@ def test_a_flat_strategy_keeps_its_capital(bundled_bars):
 
     assert result.trades.empty
     assert (result.equity == CONFIG.capital).all()
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_calling_the_strategy_bar_by_bar_like_the_live_runner_gives_the_same_backtest(
+    bundled_bars, name
+):
+    strategy = make_strategy(name, EXAMPLES[name])
+    start = pd.Timestamp("2018-01-02", tz="UTC")
+
+    whole = run_backtest(bundled_bars, strategy, CONFIG, start=start)
+    stepped = run_bar_by_bar(bundled_bars, strategy, CONFIG, start=start)
+
+    pd.testing.assert_frame_equal(stepped.trades, whole.trades)
+    pd.testing.assert_series_equal(stepped.equity, whole.equity)
+
+
+class LongShort:
+    name = "long_short"
+    warmup = 1
+
+    def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
+        sign = np.where(bars["symbol"] == "SPX", 1.0, -1.0)
+        return bars[["time", "symbol"]].assign(weight=sign)
+
+
+@pytest.mark.parametrize("cap", [1.0, 2.0])
+def test_gross_exposure_stays_at_the_leverage_cap(bundled_bars, cap):
+    config = BacktestConfig(max_leverage=cap, band=0.02)
+
+    result = run_backtest(bundled_bars, LongShort(), config)
+
+    gross = result.exposure["gross"].iloc[1:]
+    assert result.weights.abs().sum(axis=1).max() == pytest.approx(cap)
+    assert gross.median() == pytest.approx(cap, rel=0.03)
+    assert abs(result.exposure["net"].iloc[1:].median()) < 0.05 * cap
+
+
+def test_turnover_adds_up_to_the_traded_notional(bundled_bars):
+    result = run_backtest(bundled_bars, SmaCrossover(fast=10, slow=50), CONFIG)
+
+    traded = (result.turnover * result.equity).sum()
+
+    assert traded == pytest.approx((result.trades["quantity"].abs() * result.trades["price"]).sum())
 
 
 def test_an_empty_bar_frame_is_refused_with_a_reason():

@@ -33,6 +33,9 @@ def test_sma_crossover_splits_equity_equally_and_shorts_only_when_allowed(bundle
 
 EXAMPLES = {
     "sma_crossover": {"fast": 10, "slow": 50},
+    "rsi_mean_reversion": {"period": 14, "allow_short": True},
+    "macd_trend": {"allow_short": True},
+    "bollinger_breakout": {"period": 20, "width": 2.0, "allow_short": True},
     "time_series_momentum": {"lookback": 126, "allow_short": True},
 }
 
@@ -64,8 +67,30 @@ def test_time_series_momentum_from_research_is_long_where_talib_roc_is_positive(
     np.testing.assert_array_equal(weights["weight"].to_numpy(), expected)
 
 
+def _talib_signal(name: str, bars: pd.DataFrame) -> np.ndarray:
+    high, low, close = (bars[c].to_numpy() for c in ("high", "low", "close"))
+    del high, low
+    if name == "rsi_mean_reversion":
+        value = talib.RSI(close, 14)
+        return np.where(value < 30, 1.0, np.where(value > 70, -1.0, 0.0))
+    if name == "macd_trend":
+        return np.nan_to_num(np.sign(talib.MACD(close, 12, 26, 9)[2]), nan=0.0)
+    upper, _, lower = talib.BBANDS(close, 20, 2, 2)
+    return np.where(close > upper, 1.0, np.where(close < lower, -1.0, 0.0))
+
+
+@pytest.mark.parametrize("name", ["rsi_mean_reversion", "macd_trend", "bollinger_breakout"])
+def test_library_strategies_follow_their_talib_rule(bundled_bars, name):
+    spx = _one_symbol(bundled_bars)
+
+    weights = make_strategy(name, EXAMPLES[name]).target_weights(spx)
+
+    np.testing.assert_array_equal(weights["weight"].to_numpy(), _talib_signal(name, spx))
+
+
 def test_an_unknown_strategy_name_lists_the_available_ones():
-    with pytest.raises(ConfigError, match="unknown strategy 'momentum'; available strategies: sma"):
+    expected = "unknown strategy 'momentum'; available strategies: bollinger_breakout, macd"
+    with pytest.raises(ConfigError, match=expected):
         make_strategy("momentum", {})
 
 

@@ -1,0 +1,106 @@
+"""Strategies: the contract (:mod:`.base`), Prism's library (:mod:`.technical`), and the
+registry that finds them and the ones ``research/`` registers, by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib.metadata import entry_points
+from typing import Any
+
+from prism.errors import ConfigError
+from prism.strategies.base import Strategy, equal_split, per_symbol
+from prism.strategies.technical import (
+    TECHNICAL,
+    BollingerBreakout,
+    MacdTrend,
+    RsiMeanReversion,
+    SmaCrossover,
+)
+
+__all__ = [
+    "BollingerBreakout",
+    "MacdTrend",
+    "RsiMeanReversion",
+    "SmaCrossover",
+    "Strategy",
+    "available_strategies",
+    "equal_split",
+    "make_strategy",
+    "per_symbol",
+    "strategy_params",
+]
+
+ENTRY_POINT_GROUP = "prism.strategies"
+
+
+def available_strategies() -> dict[str, type]:
+    """Return every strategy by name: Prism's own and those installed under the entry-point
+    group ``prism.strategies`` (how ``research/`` registers its strategies, see pyproject.toml).
+
+    A strategy is a frozen dataclass whose fields are its parameters, with a ``name`` class
+    attribute, a ``warmup`` property and a ``target_weights`` method.
+    """
+    found: dict[str, type] = {cls.name: cls for cls in TECHNICAL}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded: Any = entry.load()
+        except (ImportError, AttributeError) as err:
+            raise ConfigError(f"strategy entry point {entry.value!r} cannot load: {err}") from err
+        if not (
+            isinstance(loaded, type)
+            and dataclasses.is_dataclass(loaded)
+            and hasattr(loaded, "target_weights")
+        ):
+            raise ConfigError(f"{entry.value} is not a strategy dataclass with target_weights")
+        found[str(getattr(loaded, "name"))] = loaded  # noqa: B009
+    return found
+
+
+def make_strategy(name: str, params: dict[str, Any]) -> Strategy:
+    """Return the strategy ``name`` built from ``params``, or a ConfigError saying what is wrong."""
+    strategies = available_strategies()
+    if name not in strategies:
+        raise ConfigError(
+            f"unknown strategy {name!r}; available strategies: {', '.join(sorted(strategies))}"
+        )
+    cls = strategies[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    required = sorted(
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    missing = [n for n in required if params.get(n) is None]
+    if missing:
+        raise ConfigError(
+            f"strategy {name!r} is missing parameter(s) {', '.join(missing)}; "
+            f"its parameters are {', '.join(sorted(fields))}"
+        )
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"strategy {name!r} has no parameter(s) {', '.join(unknown)}; "
+            f"its parameters are {', '.join(sorted(fields))}"
+        )
+    try:
+        strategy: Strategy = cls(**{n: _coerce(cls, n, v) for n, v in params.items()})
+        return strategy
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"strategy {name!r}: bad parameter value: {err}") from err
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    annotation = cls.__annotations__.get(name)
+    if annotation in ("int", int):
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{name} must be a whole number, got {value}")
+        return int(value)
+    if annotation in ("bool", bool) and isinstance(value, str):
+        return value.lower() in ("1", "true", "yes")
+    return value
+
+
+def strategy_params(strategy: Strategy) -> dict[str, Any]:
+    """Return the parameters that rebuild ``strategy`` with :func:`make_strategy`."""
+    return dataclasses.asdict(strategy)  # type: ignore[call-overload]
