@@ -39,7 +39,7 @@ def test_an_unknown_strategy_is_named_with_the_available_ones(settings, tmp_path
     _assert_clean_error(
         result,
         "unknown strategy 'momentum'",
-        "available strategies: sma_crossover",
+        "available strategies: bollinger_breakout, macd_trend",
         "marked FAILED",
     )
 
