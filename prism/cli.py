@@ -248,6 +248,26 @@ def models_list() -> None:
     console.print(table)
 
 
+@data_app.command("indicators")
+def data_indicators(
+    symbols: Annotated[str | None, typer.Option(help="comma-separated (default: all)")] = None,
+    timeframe: Annotated[str, typer.Option(help="bar timeframe")] = "1d",
+) -> None:
+    """Compute the indicators (SMA, EMA, RSI, MACD, ATR, Bollinger, ADX) and store them."""
+    from prism import indicators
+    from prism.data.store import read_bars, store_indicators, stored_symbols
+    from prism.db.engine import open_database
+
+    engine = open_database(load_settings())
+    names = symbols.split(",") if symbols else stored_symbols(engine, timeframe)
+    values = indicators.compute(read_bars(engine, names, timeframe=timeframe))
+    written = store_indicators(engine, values, timeframe)
+    console.print(
+        f"{written:,} indicator values for {', '.join(names)} ({timeframe}) stored "
+        "in market_data.indicators"
+    )
+
+
 @app.command("strategies")
 def strategies_command() -> None:
     """List the strategies (built in and registered by research/) with their parameters."""

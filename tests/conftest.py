@@ -29,6 +29,7 @@ TABLES = [
     "market_data.quarantine",
     "market_data.ohlcv",
     "market_data.assets",
+    "market_data.indicators",
 ]
 
 

@@ -149,6 +149,42 @@ def ingest(engine: Engine, source: BarSource) -> IngestReport:
     )
 
 
+def store_indicators(engine: Engine, values: pd.DataFrame, timeframe: str) -> int:
+    """COPY-upsert a wide indicator frame (time, symbol, one column per indicator) into
+    ``market_data.indicators`` as long rows, skipping warm-up NaNs; return the rows written."""
+    long = values.melt(id_vars=["time", "symbol"], var_name="indicator", value_name="value")
+    long = long.dropna(subset=["value"])
+    long.insert(2, "timeframe", timeframe)
+    if long.empty:
+        return 0
+    payload = pl.from_pandas(long).write_csv(
+        include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z"
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE staging_indicators "
+            "(time timestamptz, symbol text, timeframe text, indicator text, value float8) "
+            "ON COMMIT DROP"
+        )
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with (
+            raw.cursor() as cur,
+            cur.copy("COPY staging_indicators FROM STDIN (FORMAT csv)") as copy,
+        ):
+            copy.write(payload.encode())
+        conn.execute(
+            text(
+                "INSERT INTO market_data.indicators (time, symbol, timeframe, indicator, value) "
+                "SELECT time, symbol, timeframe, indicator, value FROM staging_indicators "
+                "ON CONFLICT (symbol, timeframe, indicator, time) DO UPDATE "
+                "SET value = EXCLUDED.value, computed_at = now() "
+                "WHERE market_data.indicators.value IS DISTINCT FROM EXCLUDED.value"
+            )
+        )
+    return len(long)
+
+
 def read_bars(
     engine: Engine,
     symbols: list[str],

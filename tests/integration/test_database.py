@@ -14,7 +14,7 @@ from prism.db.migrate import current_revision, database_mode, head_revision, upg
 from prism.errors import ConfigError
 
 FIRST_SCHEMA = {
-    "market_data": {"assets", "ohlcv", "quarantine"},
+    "market_data": {"assets", "ohlcv", "quarantine", "indicators"},
     "trading": {"accounts", "orders", "fills", "positions", "portfolio_snapshots"},
     "audit": {"decisions"},
 }

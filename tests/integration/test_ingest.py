@@ -90,3 +90,26 @@ def test_last_keeps_each_symbols_newest_bars_up_to_the_end(engine):
 
     assert bars.groupby("symbol").size().tolist() == [3, 3]
     assert str(bars["time"].max().date()) == "2018-06-29"
+
+
+def test_indicators_are_stored_once_per_bar_and_match_the_computed_values(engine):
+    from prism import indicators
+    from prism.data.store import store_indicators
+
+    ingest(engine, ArchBarSource())
+    values = indicators.compute(read_bars(engine, ["SPX", "NDX"]))
+
+    written = store_indicators(engine, values, "1d")
+    again = store_indicators(engine, values, "1d")
+
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT count(*) FROM market_data.indicators")).scalar()
+        rsi = conn.execute(
+            text(
+                "SELECT value FROM market_data.indicators WHERE symbol = 'SPX' "
+                "AND indicator = 'rsi_14' ORDER BY time DESC LIMIT 1"
+            )
+        ).scalar()
+    expected_rsi = values[values["symbol"] == "SPX"]["rsi_14"].iloc[-1]
+    assert written == again == stored == int(values[list(indicators.INDICATORS)].count().sum())
+    assert rsi == pytest.approx(expected_rsi, rel=1e-15)
