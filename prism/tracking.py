@@ -24,12 +24,13 @@ from mlflow.tracking import MlflowClient
 
 from prism.backtest import BacktestResult
 from prism.config import Settings, export_service_environment, project_root
-from prism.data.bars import BAR_COLUMNS
+from prism.data.bars import BAR_COLUMNS, close_panel
 from prism.errors import ConfigError
 from prism.metrics import summary
 from prism.plots import save_equity_png
 from prism.strategies import Strategy, strategy_params
 from prism.strategy_model import StrategyModel
+from prism.tearsheet import tear_sheet, write_tear_sheet
 
 MODEL_ARTIFACT = "model"
 MODEL_URI_TAG = "prism.model_uri"
@@ -142,6 +143,13 @@ def log_backtest(
         trades = Path(folder) / "trades.csv"
         result.trades.to_csv(trades, index=False)
         mlflow.log_artifact(str(trades))
+        benchmark = close_panel(bars).mean(axis=1).reindex(result.equity.index).ffill()
+        sheet = tear_sheet(
+            result.equity, benchmark, result.trades, f"{strategy.name} on {', '.join(symbols)}"
+        )
+        mlflow.log_artifact(
+            str(write_tear_sheet(sheet, result.trades, Path(folder) / "tear_sheet.html"))
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         info = mlflow.pyfunc.log_model(

@@ -91,7 +91,7 @@ def test_the_run_records_its_provenance(registry_settings, bundled_bars):
     assert run.data.tags["git_commit"]
     assert run.data.tags["config_hash"] == registry_settings.config_hash()
     artifacts = {a.path for a in MlflowClient().list_artifacts(run_id)}
-    assert {"equity_curve.png", "trades.csv"} <= artifacts
+    assert {"equity_curve.png", "trades.csv", "tear_sheet.html"} <= artifacts
 
 
 def test_promoting_an_unknown_run_says_where_run_ids_come_from(registry_settings):

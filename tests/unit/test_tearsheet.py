@@ -1,0 +1,31 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from prism.backtest import BacktestConfig, run_backtest
+from prism.data.bars import close_panel
+from prism.strategies import SmaCrossover
+from prism.tearsheet import monthly_returns, tear_sheet, write_tear_sheet
+
+
+def test_monthly_returns_compound_back_to_the_total_return():
+    times = pd.date_range("2020-01-01", "2021-12-31", freq="D", tz="UTC")
+    equity = pd.Series(np.linspace(100.0, 150.0, len(times)), index=times)
+
+    months = monthly_returns(equity)
+
+    assert months.shape == (2, 12)
+    assert np.prod(1 + months.to_numpy().ravel()) == pytest.approx(1.5)
+
+
+def test_the_tear_sheet_page_holds_every_panel_and_the_trades(bundled_bars, tmp_path):
+    result = run_backtest(bundled_bars, SmaCrossover(fast=10, slow=50), BacktestConfig())
+    benchmark = close_panel(bundled_bars).mean(axis=1)
+
+    figure = tear_sheet(result.equity, benchmark, result.trades, "sma")
+    page = write_tear_sheet(figure, result.trades, tmp_path / "sheet.html").read_text()
+
+    assert [t.type for t in figure.data] == ["scatter", "scatter", "scatter", "scatter", "heatmap"]
+    for title in ("equity vs buy and hold", "drawdown %", "monthly returns %", "<h2>Trades</h2>"):
+        assert title in page
+    assert page.count("<tr") == len(result.trades) + 1
