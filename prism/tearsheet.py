@@ -21,9 +21,8 @@ def monthly_returns(equity: pd.Series) -> pd.DataFrame:
     """Return compounded returns as a (year × month 1..12) float64 frame, NaN where no data."""
     monthly = equity.resample("ME").last().pct_change()
     monthly.iloc[0] = equity.resample("ME").last().iloc[0] / equity.iloc[0] - 1.0
-    table = pd.DataFrame(
-        {"year": monthly.index.year, "month": monthly.index.month, "value": monthly.to_numpy()}
-    )
+    stamps = pd.DatetimeIndex(monthly.index)
+    table = pd.DataFrame({"year": stamps.year, "month": stamps.month, "value": monthly.to_numpy()})
     return table.pivot(index="year", columns="month", values="value").reindex(columns=range(1, 13))
 
 
