@@ -11,12 +11,13 @@ order is cancelled. This matches vectorbt's cash-sharing accounting, which the t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from prism.data.bars import close_panel
-from prism.errors import DataUnavailable
+from prism.errors import ConfigError, DataUnavailable
 from prism.portfolio import AccountConfig, cap_leverage
 from prism.simulation import simulate
 from prism.strategies import Strategy
@@ -24,7 +25,15 @@ from prism.strategies import Strategy
 
 @dataclass(frozen=True, kw_only=True)
 class BacktestConfig(AccountConfig):
-    """Capital and costs of a backtest (see :class:`~prism.portfolio.AccountConfig`)."""
+    """Capital and costs of a backtest (see :class:`~prism.portfolio.AccountConfig`), and
+    where orders fill: ``"open"`` of the next bar (the default, as live) or ``"close"`` of the
+    bar that decided them (a market-on-close study; no live equivalent)."""
+
+    fill_at: Literal["open", "close"] = "open"
+
+    def __post_init__(self) -> None:
+        if self.fill_at not in ("open", "close"):
+            raise ConfigError(f"fill_at must be 'open' or 'close', got {self.fill_at!r}")
 
 
 @dataclass(frozen=True)
@@ -112,10 +121,11 @@ def simulate_weights(
         closes.to_numpy(np.float64),
         weights.to_numpy(np.float64),
         config.capital,
-        config.commission_bps,
-        config.slippage_bps,
+        np.array(
+            [config.commission_bps, config.commission_per_share, config.slippage_bps, config.lot]
+        ),
         config.band,
-        config.lot,
+        config.fill_at == "close",
     )
     bar, column, decided = (fills[:, k].astype(np.int64) for k in (0, 1, 5))
     trade_frame = pd.DataFrame(

@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy import Engine, text
 
 from prism.ledger import FillRow, OrderRow, to_decimal
-from prism.portfolio import affordable, commission, fill_price
+from prism.portfolio import AccountConfig, affordable, commission, fill_price
 
 
 @dataclass(frozen=True)
@@ -47,19 +47,10 @@ class PaperBroker:
 
     name = "paper"
 
-    def __init__(
-        self,
-        engine: Engine,
-        commission_bps: float,
-        slippage_bps: float,
-        timeframe: str = "1d",
-        lot: float = 0.0001,
-    ) -> None:
+    def __init__(self, engine: Engine, account: AccountConfig, timeframe: str = "1d") -> None:
         self.engine = engine
-        self.commission_bps = commission_bps
-        self.slippage_bps = slippage_bps
+        self.account = account
         self.timeframe = timeframe
-        self.lot = lot
 
     def submit(self, order: OrderRow) -> str:
         """Accept every order; the id is derived from the client id, so resubmits match."""
@@ -92,8 +83,16 @@ class PaperBroker:
                 continue
             time, open_price = bar
             wanted = float(order.quantity) * (1 if order.side == "buy" else -1)
-            price = fill_price(open_price, wanted, self.slippage_bps)
-            signed = affordable(wanted, price, available, self.commission_bps, self.lot)
+            costs = self.account
+            price = fill_price(open_price, wanted, costs.slippage_bps)
+            signed = affordable(
+                wanted,
+                price,
+                available,
+                costs.commission_bps,
+                costs.lot,
+                costs.commission_per_share,
+            )
             if signed == 0.0:
                 results.append(Execution(order, None, rest_cancelled=True))
                 continue
@@ -104,7 +103,9 @@ class PaperBroker:
                 time=time,
                 quantity=quantity,
                 price=to_decimal(price),
-                commission=to_decimal(commission(signed, price, self.commission_bps)),
+                commission=to_decimal(
+                    commission(signed, price, costs.commission_bps, costs.commission_per_share)
+                ),
             )
             available -= float(quantity) * (1 if signed > 0 else -1) * float(fill.price)
             available -= float(fill.commission)

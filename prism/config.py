@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     deployment: str = Field("demo", description="name of the live deployment (paper account)")
     capital: float = Field(1_000_000.0, description="starting equity of a paper account")
     commission_bps: float = Field(1.0, description="commission per trade, basis points of notional")
+    commission_per_share: float = Field(0.0, description="commission per share traded")
     slippage_bps: float = Field(2.0, description="slippage per trade, basis points of price")
 
     @property

@@ -45,6 +45,7 @@ class LiveConfig(AccountConfig):
             symbols=symbols,
             capital=settings.capital,
             commission_bps=settings.commission_bps,
+            commission_per_share=settings.commission_per_share,
             slippage_bps=settings.slippage_bps,
         )
 

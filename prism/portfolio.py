@@ -20,13 +20,15 @@ class RebalanceRule:
 
     ``band``: skip a trade smaller than this fraction of equity (0.05 = 5%), except a close
     to zero, which always goes through. ``lot``: quantities are whole multiples of it, rounded
-    toward zero. ``cost_rate``: commission + slippage as a fraction of notional, reserved when
-    sizing buys so that an all-in buy does not overdraw cash.
+    toward zero. ``cost_rate``: commission + slippage as a fraction of notional, and
+    ``cost_per_share`` the per-share commission, both reserved when sizing buys so that an
+    all-in buy does not overdraw cash.
     """
 
     band: float = 0.05
     lot: float = 0.0001
     cost_rate: float = 0.0
+    cost_per_share: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +41,7 @@ class AccountConfig:
 
     capital: float = 1_000_000.0
     commission_bps: float = 1.0
+    commission_per_share: float = 0.0
     slippage_bps: float = 2.0
     band: float = 0.05
     lot: float = 0.0001
@@ -50,6 +53,7 @@ class AccountConfig:
             band=self.band,
             lot=self.lot,
             cost_rate=(self.commission_bps + self.slippage_bps) / 10_000.0,
+            cost_per_share=self.commission_per_share,
         )
 
 
@@ -90,7 +94,9 @@ def order_quantities(
             gap_value = weight * equity - held * price
             if abs(gap_value) <= rule.band * equity:
                 continue
-            unit_cost = price * (1.0 + rule.cost_rate) if gap_value > 0 else price
+            unit_cost = (
+                price * (1.0 + rule.cost_rate) + rule.cost_per_share if gap_value > 0 else price
+            )
             delta = _round_to_lot(gap_value / unit_cost, rule.lot)
         if delta != 0.0:
             orders[symbol] = delta
@@ -108,13 +114,20 @@ def fill_price(open_price: float, quantity: float, slippage_bps: float) -> float
     return open_price * (1.0 + math.copysign(slippage_bps, quantity) / 10_000.0)
 
 
-def commission(quantity: float, price: float, commission_bps: float) -> float:
-    """Return the commission on a fill: basis points of its notional."""
-    return abs(quantity) * price * commission_bps / 10_000.0
+def commission(
+    quantity: float, price: float, commission_bps: float, per_share: float = 0.0
+) -> float:
+    """Return the commission on a fill: basis points of its notional plus a per-share fee."""
+    return abs(quantity) * price * commission_bps / 10_000.0 + abs(quantity) * per_share
 
 
 def affordable(
-    quantity: float, price: float, cash: float, commission_bps: float, lot: float
+    quantity: float,
+    price: float,
+    cash: float,
+    commission_bps: float,
+    lot: float,
+    per_share: float = 0.0,
 ) -> float:
     """Return the part of a fill that cash pays for: a buy is cut to what ``cash`` covers,
     commission included, rounded down to whole lots; a sell is never cut.
@@ -123,7 +136,7 @@ def affordable(
     """
     if quantity <= 0:
         return quantity
-    cost_per_unit = price * (1.0 + commission_bps / 10_000.0)
+    cost_per_unit = price * (1.0 + commission_bps / 10_000.0) + per_share
     if quantity * cost_per_unit <= cash:
         return quantity
     return _round_to_lot(max(cash, 0.0) / cost_per_unit, lot)

@@ -23,24 +23,80 @@ def _round_to_lot(quantity: float, lot: float) -> float:
 
 
 @njit(cache=True)
+def _execute(
+    t: int,
+    prices: np.ndarray,
+    pending: np.ndarray,
+    decided: np.ndarray,
+    holdings: np.ndarray,
+    cash: float,
+    fills: np.ndarray,
+    n_fills: int,
+    costs: np.ndarray,
+) -> tuple[float, int]:
+    """Fill pending orders at ``prices`` (sells first); return the new cash and fill count."""
+    commission_bps, per_share, slippage_bps, lot = costs[0], costs[1], costs[2], costs[3]
+    for pass_ in range(2):
+        sells = pass_ == 0
+        for j in range(prices.size):
+            wanted = pending[j]
+            if wanted == 0.0 or (wanted < 0) != sells or not math.isfinite(prices[j]):
+                continue
+            pending[j] = 0.0
+            price = prices[j] * (1.0 + math.copysign(slippage_bps, wanted) / 10_000.0)
+            quantity = wanted
+            if wanted > 0:
+                unit = price * (1.0 + commission_bps / 10_000.0) + per_share
+                if wanted * unit > cash:
+                    quantity = _round_to_lot(max(cash, 0.0) / unit, lot)
+            if quantity == 0.0:
+                continue
+            fee = abs(quantity) * price * commission_bps / 10_000.0 + abs(quantity) * per_share
+            cash -= quantity * price + fee
+            holdings[j] += quantity
+            fills[n_fills, 0] = t
+            fills[n_fills, 1] = j
+            fills[n_fills, 2] = quantity
+            fills[n_fills, 3] = price
+            fills[n_fills, 4] = fee
+            fills[n_fills, 5] = decided[j]
+            n_fills += 1
+    return cash, n_fills
+
+
+@njit(cache=True)
+def _mark(
+    t: int, closes: np.ndarray, last_close: np.ndarray, holdings: np.ndarray, cash: float
+) -> float:
+    value = 0.0
+    for j in range(holdings.size):
+        if math.isfinite(closes[t, j]):
+            last_close[j] = closes[t, j]
+        if holdings[j] != 0.0:
+            value += holdings[j] * last_close[j]
+    return cash + value
+
+
+@njit(cache=True)
 def simulate(
     opens: np.ndarray,
     closes: np.ndarray,
     weights: np.ndarray,
     capital: float,
-    commission_bps: float,
-    slippage_bps: float,
+    costs: np.ndarray,
     band: float,
-    lot: float,
+    at_close: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step through (time × symbol) panels; return equity, holdings and fills.
 
+    ``costs`` is (commission in bps, commission per share, slippage in bps, lot). Orders decided
+    at a bar's close fill at the next bar's open, or at that same close when ``at_close``.
     Fills are rows of (bar index filled, symbol index, quantity, price, commission, bar index
     decided). NaN opens or closes mean the symbol has no bar then.
     """
     n_bars, n_symbols = opens.shape
+    commission_bps, per_share, slippage_bps, lot = costs[0], costs[1], costs[2], costs[3]
     cost_rate = (commission_bps + slippage_bps) / 10_000.0
-    fee_rate = commission_bps / 10_000.0
     cash = capital
     holdings = np.zeros(n_symbols)
     last_close = np.full(n_symbols, np.nan)
@@ -51,39 +107,11 @@ def simulate(
     fills = np.empty((n_bars * n_symbols, 6))
     n_fills = 0
     for t in range(n_bars):
-        for pass_ in range(2):
-            sells = pass_ == 0
-            for j in range(n_symbols):
-                wanted = pending[j]
-                if wanted == 0.0 or (wanted < 0) != sells or not math.isfinite(opens[t, j]):
-                    continue
-                pending[j] = 0.0
-                price = opens[t, j] * (1.0 + math.copysign(slippage_bps, wanted) / 10_000.0)
-                quantity = wanted
-                if wanted > 0:
-                    unit = price * (1.0 + fee_rate)
-                    if wanted * unit > cash:
-                        quantity = _round_to_lot(max(cash, 0.0) / unit, lot)
-                if quantity == 0.0:
-                    continue
-                fee = abs(quantity) * price * commission_bps / 10_000.0
-                cash -= quantity * price + fee
-                holdings[j] += quantity
-                fills[n_fills, 0] = t
-                fills[n_fills, 1] = j
-                fills[n_fills, 2] = quantity
-                fills[n_fills, 3] = price
-                fills[n_fills, 4] = fee
-                fills[n_fills, 5] = decided[j]
-                n_fills += 1
-        value = 0.0
-        for j in range(n_symbols):
-            if math.isfinite(closes[t, j]):
-                last_close[j] = closes[t, j]
-            if holdings[j] != 0.0:
-                value += holdings[j] * last_close[j]
-        equity[t] = cash + value
-        held[t] = holdings
+        if not at_close:
+            cash, n_fills = _execute(
+                t, opens[t], pending, decided, holdings, cash, fills, n_fills, costs
+            )
+        equity[t] = _mark(t, closes, last_close, holdings, cash)
         for j in range(n_symbols):
             price = closes[t, j]
             if not (math.isfinite(price) and price > 0):
@@ -95,9 +123,15 @@ def simulate(
                 gap = weight * equity[t] - holdings[j] * price
                 if abs(gap) <= band * equity[t]:
                     continue
-                unit_cost = price * (1.0 + cost_rate) if gap > 0 else price
+                unit_cost = price * (1.0 + cost_rate) + per_share if gap > 0 else price
                 delta = _round_to_lot(gap / unit_cost, lot)
             if delta != 0.0:
                 pending[j] = delta
                 decided[j] = t
+        if at_close:
+            cash, n_fills = _execute(
+                t, closes[t], pending, decided, holdings, cash, fills, n_fills, costs
+            )
+            equity[t] = _mark(t, closes, last_close, holdings, cash)
+        held[t] = holdings
     return equity, held, fills[:n_fills]

@@ -39,9 +39,7 @@ def _engine() -> Engine:
 
 
 def _broker(config: live.LiveConfig) -> PaperBroker:
-    return PaperBroker(
-        _engine(), config.commission_bps, config.slippage_bps, config.timeframe, config.lot
-    )
+    return PaperBroker(_engine(), config, config.timeframe)
 
 
 @lru_cache(maxsize=4)

@@ -14,7 +14,7 @@ from prism.data.store import ingest
 from prism.strategies import SmaCrossover
 
 SYMBOLS = ("SPX", "NDX")
-COSTS = {"commission_bps": 5.0, "slippage_bps": 3.0}
+COSTS = {"commission_bps": 5.0, "slippage_bps": 3.0, "commission_per_share": 0.01}
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def _live_strategy(strategy: SmaCrossover) -> live.LiveStrategy:
 
 
 def _replay(engine, strategy, times: list[datetime], config: live.LiveConfig) -> None:
-    broker = PaperBroker(engine, config.commission_bps, config.slippage_bps)
+    broker = PaperBroker(engine, config)
     ledger.ensure_account(engine, config.deployment, Decimal("1000000"))
     for as_of in times:
         live.fill_open_orders(engine, broker, config.deployment, as_of)

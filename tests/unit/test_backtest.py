@@ -4,8 +4,8 @@ import pytest
 import vectorbt as vbt
 
 from prism.backtest import BacktestConfig, run_backtest, run_bar_by_bar
-from prism.data.bars import close_panel
-from prism.errors import DataUnavailable
+from prism.data.bars import close_panel, normalise
+from prism.errors import ConfigError, DataUnavailable
 from prism.strategies import SmaCrossover, make_strategy
 from tests.unit.test_strategies import EXAMPLES
 
@@ -122,3 +122,73 @@ def test_turnover_adds_up_to_the_traded_notional(bundled_bars):
 def test_an_empty_bar_frame_is_refused_with_a_reason():
     with pytest.raises(DataUnavailable, match="empty bar frame"):
         run_backtest(pd.DataFrame(), SmaCrossover(fast=2, slow=3), CONFIG)
+
+
+def _four_bars() -> pd.DataFrame:
+    times = pd.date_range("2020-01-06", periods=4, freq="D", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "time": times,
+            "symbol": "X",
+            "timeframe": "1d",
+            "open": [100.0, 101.0, 103.0, 105.0],
+            "high": [101.0, 103.0, 105.0, 107.0],
+            "low": [99.0, 100.0, 102.0, 104.0],
+            "close": [100.0, 102.0, 104.0, 106.0],
+            "volume": 1_000.0,
+            "source": "hand",
+        }
+    )
+    return normalise(frame)
+
+
+class InThenOut:
+    name = "in_then_out"
+    warmup = 1
+
+    def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
+        return bars[["time", "symbol"]].assign(weight=[1.0, 1.0, 0.0, 0.0][: len(bars)])
+
+
+def test_a_round_trip_worked_by_hand():
+    """Buy sized at bar 0's close (10,000 / (100 * 1.001 + 0.01) -> 99 shares), cut at bar 1's
+    open to what cash covers (10,000 / (101 * 1.001 + 0.01) -> 98), sold at bar 3's open."""
+    config = BacktestConfig(
+        capital=10_000.0,
+        commission_bps=10.0,
+        commission_per_share=0.01,
+        slippage_bps=0.0,
+        band=0.0,
+        lot=1.0,
+    )
+
+    result = run_backtest(_four_bars(), InThenOut(), config)
+
+    assert result.trades[["quantity", "price"]].to_numpy().tolist() == [
+        [98.0, 101.0],
+        [-98.0, 105.0],
+    ]
+    np.testing.assert_allclose(result.trades["commission"], [10.878, 11.27], rtol=1e-12)
+    np.testing.assert_allclose(
+        result.equity, [10_000.0, 10_087.122, 10_283.122, 10_369.852], rtol=1e-12
+    )
+
+
+def test_filling_at_the_close_trades_on_the_deciding_bar():
+    config = BacktestConfig(
+        capital=10_000.0, commission_bps=0.0, slippage_bps=0.0, band=0.0, lot=1.0, fill_at="close"
+    )
+
+    result = run_backtest(_four_bars(), InThenOut(), config)
+
+    assert (result.trades["time"] == result.trades["decided_at"]).all()
+    assert result.trades[["quantity", "price"]].to_numpy().tolist() == [
+        [100.0, 100.0],
+        [-100.0, 104.0],
+    ]
+    assert result.equity.iloc[-1] == pytest.approx(10_400.0)
+
+
+def test_an_unknown_fill_time_is_refused():
+    with pytest.raises(ConfigError, match="fill_at must be 'open' or 'close'"):
+        BacktestConfig(fill_at="noon")  # type: ignore[arg-type]
