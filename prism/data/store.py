@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pandas as pd
 import polars as pl
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from prism.data.bars import BAR_COLUMNS, empty_bars, normalise
 from prism.data.sources import Asset, BarSource
@@ -53,30 +53,31 @@ SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FR
 """
 
 
-def _csv_buffer(bars: pd.DataFrame) -> bytes:
-    frame = pl.from_pandas(bars[BAR_COLUMNS])
-    return frame.write_csv(include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z").encode()
+def _copy_to_staging(conn: Connection, staging: str, columns: str, frame: pd.DataFrame) -> None:
+    """Create the temporary table ``staging`` (``columns`` is its SQL column list) and COPY
+    ``frame`` into it as CSV written by polars (pandas' ``to_csv`` is the slow step otherwise)."""
+    payload = pl.from_pandas(frame).write_csv(
+        include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z"
+    )
+    conn.exec_driver_sql(f"CREATE TEMP TABLE {staging} ({columns}) ON COMMIT DROP")
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(f"COPY {staging} FROM STDIN (FORMAT csv)") as copy:
+        copy.write(payload.encode())
 
 
 def upsert_bars(engine: Engine, bars: pd.DataFrame) -> tuple[int, int]:
     """COPY-upsert validated ``bars``; return (inserted, updated) row counts."""
     if bars.empty:
         return 0, 0
-    payload = _csv_buffer(bars)
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE staging_ohlcv (LIKE market_data.ohlcv INCLUDING DEFAULTS) "
-            "ON COMMIT DROP"
+        _copy_to_staging(
+            conn,
+            "staging_ohlcv",
+            "time timestamptz, symbol text, timeframe text, open float8, high float8, "
+            "low float8, close float8, volume float8, source text",
+            bars[BAR_COLUMNS],
         )
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with (
-            raw.cursor() as cur,
-            cur.copy(
-                f"COPY staging_ohlcv ({', '.join(BAR_COLUMNS)}) FROM STDIN (FORMAT csv)"
-            ) as copy,
-        ):
-            copy.write(payload)
         inserted, updated = conn.execute(text(_UPSERT)).one()
     return int(inserted), int(updated)
 
@@ -157,22 +158,13 @@ def store_indicators(engine: Engine, values: pd.DataFrame, timeframe: str) -> in
     long.insert(2, "timeframe", timeframe)
     if long.empty:
         return 0
-    payload = pl.from_pandas(long).write_csv(
-        include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z"
-    )
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE staging_indicators "
-            "(time timestamptz, symbol text, timeframe text, indicator text, value float8) "
-            "ON COMMIT DROP"
+        _copy_to_staging(
+            conn,
+            "staging_indicators",
+            "time timestamptz, symbol text, timeframe text, indicator text, value float8",
+            long,
         )
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with (
-            raw.cursor() as cur,
-            cur.copy("COPY staging_indicators FROM STDIN (FORMAT csv)") as copy,
-        ):
-            copy.write(payload.encode())
         conn.execute(
             text(
                 "INSERT INTO market_data.indicators (time, symbol, timeframe, indicator, value) "
