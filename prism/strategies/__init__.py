@@ -10,6 +10,7 @@ from typing import Any
 
 from prism.errors import ConfigError
 from prism.strategies.base import Strategy, equal_split, per_symbol
+from prism.strategies.ml import DirectionClassifier
 from prism.strategies.technical import (
     TECHNICAL,
     BollingerBreakout,
@@ -20,6 +21,7 @@ from prism.strategies.technical import (
 
 __all__ = [
     "BollingerBreakout",
+    "DirectionClassifier",
     "MacdTrend",
     "RsiMeanReversion",
     "SmaCrossover",
@@ -41,7 +43,7 @@ def available_strategies() -> dict[str, type]:
     A strategy is a frozen dataclass whose fields are its parameters, with a ``name`` class
     attribute, a ``warmup`` property and a ``target_weights`` method.
     """
-    found: dict[str, type] = {cls.name: cls for cls in TECHNICAL}
+    found: dict[str, type] = {cls.name: cls for cls in (*TECHNICAL, DirectionClassifier)}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded: Any = entry.load()

@@ -37,6 +37,7 @@ EXAMPLES = {
     "macd_trend": {"allow_short": True},
     "bollinger_breakout": {"period": 20, "width": 2.0, "allow_short": True},
     "time_series_momentum": {"lookback": 126, "allow_short": True},
+    "direction_classifier": {"model": "logistic", "train_bars": 250, "allow_short": True},
 }
 
 
@@ -86,6 +87,25 @@ def test_library_strategies_follow_their_talib_rule(bundled_bars, name):
     weights = make_strategy(name, EXAMPLES[name]).target_weights(spx)
 
     np.testing.assert_array_equal(weights["weight"].to_numpy(), _talib_signal(name, spx))
+
+
+@pytest.mark.parametrize("model", ["logistic", "xgboost"])
+def test_the_direction_classifier_trades_only_after_its_first_training_quarter(bundled_bars, model):
+    strategy = make_strategy("direction_classifier", {"model": model, "train_bars": 250})
+
+    weights = strategy.target_weights(bundled_bars)
+
+    spx = weights[weights["symbol"] == "SPX"].reset_index(drop=True)
+    first_trade = spx.loc[spx["weight"] != 0, "time"].min()
+    assert (
+        pd.Timestamp("2000-01-01", tz="UTC") <= first_trade < pd.Timestamp("2000-07-01", tz="UTC")
+    )
+    assert 0.2 < (weights["weight"] != 0).mean() < 0.9
+
+
+def test_an_unknown_classifier_is_named():
+    with pytest.raises(ConfigError, match="unknown classifier 'svm'; use 'logistic' or 'xgboost'"):
+        make_strategy("direction_classifier", {"model": "svm"})
 
 
 def test_an_unknown_strategy_name_lists_the_available_ones():
