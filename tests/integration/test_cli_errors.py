@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from prism.strategies import available_strategies
+
 ROOT = Path(__file__).resolve().parents[2]
 PRISM = [sys.executable, "-c", "from prism.cli import main; main()"]
 
@@ -39,7 +41,7 @@ def test_an_unknown_strategy_is_named_with_the_available_ones(settings, tmp_path
     _assert_clean_error(
         result,
         "unknown strategy 'momentum'",
-        "available strategies: bollinger_breakout, macd_trend",
+        f"available strategies: {', '.join(sorted(available_strategies()))} ",
         "marked FAILED",
     )
 
