@@ -2,6 +2,9 @@
 
 - :func:`walk_forward_splits` cuts ``n`` bars into consecutive (train, test) index ranges,
   rolling or expanding.
+- :func:`purged_kfold_splits` is k-fold cross-validation for labels that look ``horizon`` bars
+  ahead (López de Prado, 2018, ch. 7): training bars whose label window overlaps the test
+  fold are purged, and ``embargo`` bars after the fold are dropped too.
 - :func:`deflated_sharpe_ratio` (Bailey and López de Prado, 2014) is the probability that a
   Sharpe ratio beats the best one expected from ``n_trials`` unskilled trials, given the
   returns' skewness and kurtosis. Sharpe ratios here are per bar, not annualised.
@@ -40,6 +43,26 @@ def walk_forward_splits(
         first = 0 if expanding else start
         splits.append((range(first, start + train), range(start + train, start + train + test)))
         start += advance
+    return splits
+
+
+def purged_kfold_splits(
+    n: int, folds: int, horizon: int = 1, embargo: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Return (train, test) index arrays for ``folds`` contiguous test folds over ``n`` bars.
+
+    A bar's label uses bars up to ``horizon`` ahead, so a training bar is kept only if its
+    label window ends before the test fold starts, or it starts more than ``embargo`` bars
+    after the fold ends.
+    """
+    if folds < 2 or n < folds:
+        raise ValueError(f"need 2 <= folds <= n, got folds={folds}, n={n}")
+    bars = np.arange(n)
+    splits = []
+    for test in np.array_split(bars, folds):
+        first, last = int(test[0]), int(test[-1])
+        keep = (bars + horizon < first) | (bars > last + embargo)
+        splits.append((bars[keep], test))
     return splits
 
 

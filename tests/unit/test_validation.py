@@ -9,6 +9,7 @@ from prism.validation import (
     deflated_sharpe_ratio,
     expected_max_sharpe,
     look_ahead_violations,
+    purged_kfold_splits,
     walk_forward_splits,
 )
 from tests.unit.test_strategies import EXAMPLES
@@ -81,3 +82,24 @@ def test_every_available_strategy_passes_the_look_ahead_check(bundled_bars, name
     strategy = make_strategy(name, EXAMPLES[name])
 
     assert look_ahead_violations(strategy, bundled_bars, _cuts(bundled_bars)) == []
+
+
+def test_purged_kfold_keeps_no_training_label_that_reaches_into_the_test_fold():
+    horizon, embargo = 5, 3
+
+    splits = purged_kfold_splits(100, folds=4, horizon=horizon, embargo=embargo)
+
+    assert [len(test) for _, test in splits] == [25, 25, 25, 25]
+    for train, test in splits:
+        first, last = test[0], test[-1]
+        assert not set(train) & set(test)
+        assert all(t + horizon < first or t > last + embargo for t in train)
+    train, test = splits[1]
+    assert train.tolist() == [*range(0, 20), *range(53, 100)]
+
+
+def test_purged_kfold_with_no_horizon_or_embargo_is_plain_kfold():
+    splits = purged_kfold_splits(10, folds=5, horizon=0)
+
+    for train, test in splits:
+        assert sorted([*train, *test]) == list(range(10))
