@@ -53,7 +53,7 @@ if curve.empty:
 last = curve.iloc[-1]
 cols = st.columns(5)
 cols[0].metric("equity", f"{last['equity']:,.0f}")
-cols[1].metric("P&L", f"{last['pnl']:,.0f}", f"{last['pnl'] / (last['equity'] - last['pnl']):+.2%}")
+cols[1].metric("P&L", f"{last['pnl']:,.0f}", f"{last['pnl_pct']:+.2%}")
 cols[2].metric(
     "drawdown", f"{last['drawdown']:.2%}", f"max {curve['drawdown'].min():.2%}", delta_color="off"
 )

@@ -19,7 +19,7 @@ from datetime import timedelta
 from rich.console import Console
 from sqlalchemy import Engine, text
 
-from prism import registry
+from prism import ledger, registry
 from prism.config import Settings, load_gates, project_root, service_environment
 from prism.data.sources import ArchBarSource
 from prism.data.store import IngestReport, ingest
@@ -46,14 +46,7 @@ class DemoReport:
 def reset_deployment(engine: Engine, deployment: str) -> None:
     """Delete a paper deployment's orders, fills, positions, snapshots, decisions and account."""
     with engine.begin() as conn:
-        for table in (
-            "audit.decisions",
-            "trading.fills",
-            "trading.orders",
-            "trading.positions",
-            "trading.portfolio_snapshots",
-            "trading.accounts",
-        ):
+        for table in ledger.DEPLOYMENT_TABLES:
             conn.execute(text(f"DELETE FROM {table} WHERE deployment = :d"), {"d": deployment})
 
 

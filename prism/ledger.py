@@ -18,6 +18,16 @@ from sqlalchemy import Connection, Engine, text
 
 from prism.errors import InvariantViolated
 
+DEPLOYMENT_TABLES = (
+    "audit.decisions",
+    "trading.fills",
+    "trading.orders",
+    "trading.positions",
+    "trading.portfolio_snapshots",
+    "trading.accounts",
+)
+"""Every table holding a deployment's state, children before parents (safe deletion order)."""
+
 PRICE_STEP = Decimal("0.000001")
 CASH_STEP = Decimal("0.0001")
 

@@ -39,7 +39,8 @@ def deployments(engine: Engine) -> list[str]:
 
 
 def equity_curve(engine: Engine, deployment: str) -> pd.DataFrame:
-    """Return time, cash, market_value, equity, gross_exposure, net_exposure, pnl, drawdown."""
+    """Return time, cash, market_value, equity, gross_exposure, net_exposure, pnl, pnl_pct
+    (of initial capital) and drawdown."""
     frame = _frame(
         engine,
         "SELECT s.time, s.cash, s.market_value, s.equity, s.gross_exposure, s.net_exposure, "
@@ -48,6 +49,7 @@ def equity_curve(engine: Engine, deployment: str) -> pd.DataFrame:
         d=deployment,
     )
     frame["pnl"] = frame["equity"] - frame["initial_capital"]
+    frame["pnl_pct"] = frame["pnl"] / frame["initial_capital"]
     frame["drawdown"] = frame["equity"] / frame["equity"].cummax() - 1.0
     return frame.drop(columns="initial_capital")
 
@@ -67,9 +69,15 @@ def positions(engine: Engine, deployment: str) -> pd.DataFrame:
     )
     frame["market_value"] = frame["quantity"] * frame["last_price"]
     frame["unrealized_pnl"] = (frame["last_price"] - frame["average_price"]) * frame["quantity"]
-    curve = equity_curve(engine, deployment)
-    equity = float(curve["equity"].iloc[-1]) if not curve.empty else float("nan")
-    frame["weight"] = frame["market_value"] / equity
+    with engine.connect() as conn:
+        equity = conn.execute(
+            text(
+                "SELECT equity FROM trading.portfolio_snapshots WHERE deployment = :d "
+                "ORDER BY time DESC LIMIT 1"
+            ),
+            {"d": deployment},
+        ).scalar()
+    frame["weight"] = frame["market_value"] / (float(equity) if equity else float("nan"))
     return frame
 
 

@@ -18,14 +18,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from prism.config import Settings
+from prism.ledger import DEPLOYMENT_TABLES
 
 TABLES = [
-    "audit.decisions",
-    "trading.fills",
-    "trading.orders",
-    "trading.positions",
-    "trading.portfolio_snapshots",
-    "trading.accounts",
+    *DEPLOYMENT_TABLES,
     "market_data.quarantine",
     "market_data.ohlcv",
     "market_data.assets",
