@@ -16,24 +16,34 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from prism.data.bars import close_panel
+from prism.data.bars import BarPanel
 from prism.errors import ConfigError, DataUnavailable
-from prism.portfolio import AccountConfig, cap_leverage
-from prism.simulation import simulate
+from prism.portfolio import AccountConfig
+from prism.simulation import cap_leverage
+from prism.simulation import simulate as run_loop
 from prism.strategies import Strategy
 
 
 @dataclass(frozen=True, kw_only=True)
 class BacktestConfig(AccountConfig):
-    """Capital and costs of a backtest (see :class:`~prism.portfolio.AccountConfig`), and
-    where orders fill: ``"open"`` of the next bar (the default, as live) or ``"close"`` of the
-    bar that decided them (a market-on-close study; no live equivalent)."""
+    """Capital and costs of a backtest (see :class:`~prism.portfolio.AccountConfig`), where
+    orders fill, and when they are sized.
+
+    ``fill_at``: ``"open"`` of the next bar (the default, as live) or ``"close"`` of the bar
+    that decided them (a market-on-close study; no live equivalent). ``size_at``:
+    ``"decision"`` (the default, as live: the quantity is fixed at the close that decided it)
+    or ``"fill"`` (the quantity is worked out at the fill price, as vectorbt and backtesting.py
+    do; an idealisation, like an order for a notional amount).
+    """
 
     fill_at: Literal["open", "close"] = "open"
+    size_at: Literal["decision", "fill"] = "decision"
 
     def __post_init__(self) -> None:
         if self.fill_at not in ("open", "close"):
             raise ConfigError(f"fill_at must be 'open' or 'close', got {self.fill_at!r}")
+        if self.size_at not in ("decision", "fill"):
+            raise ConfigError(f"size_at must be 'decision' or 'fill', got {self.size_at!r}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,8 @@ def run_backtest(
     """
     if bars.empty:
         raise DataUnavailable("cannot backtest on an empty bar frame")
-    return simulate_weights(bars, strategy.target_weights(bars), config, start)
+    panel = BarPanel.from_bars(bars)
+    return simulate_panel(panel, strategy_weights(strategy, panel, bars), config, start)
 
 
 def run_bar_by_bar(
@@ -101,58 +112,94 @@ def simulate_weights(
     start: pd.Timestamp | None = None,
 ) -> BacktestResult:
     """Trade ``target_weights`` (time, symbol, weight) over ``bars`` with ``config``'s costs."""
-    opens = close_panel(bars, "open")
-    closes = close_panel(bars, "close").reindex_like(opens)
-    raw = target_weights.pivot(index="time", columns="symbol", values="weight")
-    weights = pd.DataFrame(
-        cap_leverage(raw.reindex_like(opens).to_numpy(), config.max_leverage),
-        index=opens.index,
-        columns=opens.columns,
-    )
-    if start is not None:
-        first = int(opens.index.searchsorted(pd.Timestamp(start)))
-        opens, closes, weights = opens.iloc[first:], closes.iloc[first:], weights.iloc[first:]
-        if opens.empty:
-            raise DataUnavailable(f"no bars at or after the backtest start {start}")
-    symbols = list(opens.columns)
-    times = opens.index
-    equity, held, fills = simulate(
-        opens.to_numpy(np.float64),
-        closes.to_numpy(np.float64),
-        weights.to_numpy(np.float64),
+    panel = BarPanel.from_bars(bars)
+    return simulate_panel(panel, panel.place(target_weights, "weight"), config, start)
+
+
+def strategy_weights(strategy: Strategy, panel: BarPanel, bars: pd.DataFrame | None) -> np.ndarray:
+    """Return ``strategy``'s weights on ``panel``'s grid: straight from the panel when the
+    strategy can (:class:`~prism.strategies.base.PanelStrategy`), else from ``bars``, the bar
+    frame the panel was built from."""
+    if hasattr(strategy, "panel_weights"):
+        return np.asarray(strategy.panel_weights(panel), dtype=np.float64)
+    if bars is None:
+        raise ConfigError(f"strategy {strategy.name!r} needs the bar frame, not only a panel")
+    return panel.place(strategy.target_weights(bars), "weight")
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """The compiled loop's raw output over a panel's rows from ``first`` on."""
+
+    first: int
+    weights: np.ndarray
+    equity: np.ndarray
+    values: np.ndarray
+    held: np.ndarray
+    fills: np.ndarray
+
+
+def simulate(
+    panel: BarPanel,
+    weights: np.ndarray,
+    config: BacktestConfig,
+    start: pd.Timestamp | None = None,
+) -> Simulation:
+    """Run the compiled loop on a panel and a (time × symbol) weight array; what a sweep
+    calls per combination, with no frames built."""
+    first = 0 if start is None else panel.since(start)
+    if first >= len(panel.times):
+        raise DataUnavailable(f"no bars at or after the backtest start {start}")
+    capped = cap_leverage(np.asarray(weights[first:], dtype=np.float64), config.max_leverage)
+    equity, values, held, fills = run_loop(
+        panel.open[first:],
+        panel.close[first:],
+        capped,
         config.capital,
         np.array(
             [config.commission_bps, config.commission_per_share, config.slippage_bps, config.lot]
         ),
         config.band,
         config.fill_at == "close",
+        config.size_at == "fill",
     )
+    return Simulation(first, capped, equity, values, held, fills)
+
+
+def simulate_panel(
+    panel: BarPanel,
+    weights: np.ndarray,
+    config: BacktestConfig,
+    start: pd.Timestamp | None = None,
+) -> BacktestResult:
+    """Trade (time × symbol) ``weights`` over ``panel`` with ``config``'s costs."""
+    run = simulate(panel, weights, config, start)
+    times = panel.times[run.first :]
+    fills = run.fills
     bar, column, decided = (fills[:, k].astype(np.int64) for k in (0, 1, 5))
     trade_frame = pd.DataFrame(
         {
             "decided_at": times[decided],
             "time": times[bar],
-            "symbol": np.asarray(symbols, dtype=object)[column],
+            "symbol": np.asarray(panel.symbols, dtype=object)[column],
             "quantity": fills[:, 2],
             "price": fills[:, 3],
             "commission": fills[:, 4],
         }
     )
     trade_frame.insert(3, "side", np.where(trade_frame["quantity"] > 0, "buy", "sell"))
-    equity_series = pd.Series(equity, index=times, name="equity")
-    values = held * closes.ffill().fillna(0.0).to_numpy()
     exposure = pd.DataFrame(
-        {"gross": np.abs(values).sum(axis=1) / equity, "net": values.sum(axis=1) / equity},
+        {"gross": run.values[:, 0] / run.equity, "net": run.values[:, 1] / run.equity},
         index=times,
     )
-    traded = np.zeros(len(times))
-    np.add.at(traded, bar, np.abs(fills[:, 2] * fills[:, 3]))
+    traded = np.bincount(bar, np.abs(fills[:, 2] * fills[:, 3]), minlength=len(times))
+    symbols = list(panel.symbols)
     return BacktestResult(
-        equity=equity_series,
+        equity=pd.Series(run.equity, index=times, name="equity"),
         trades=trade_frame,
-        positions=pd.DataFrame(held, index=times, columns=symbols),
-        weights=weights,
+        positions=pd.DataFrame(run.held, index=times, columns=symbols, copy=False),
+        weights=pd.DataFrame(run.weights, index=times, columns=symbols, copy=False),
         exposure=exposure,
-        turnover=pd.Series(traded / equity, index=times, name="turnover"),
+        turnover=pd.Series(traded / run.equity, index=times, name="turnover"),
         config=config,
     )

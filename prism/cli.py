@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.table import Table
 
 from prism.config import describe_settings, load_gates, load_settings, mask_url
 from prism.errors import ConfigError, PrismError
+
+if TYPE_CHECKING:
+    from prism.data.sources import BarSource
 
 app = typer.Typer(
     help="Prism: notebook-first quant research with a promotion-to-production runner.",
@@ -41,6 +44,10 @@ app.add_typer(data_app, name="data")
 data_app.add_typer(ingest_app, name="ingest")
 app.add_typer(research_app, name="research")
 app.add_typer(models_app, name="models")
+features_app = typer.Typer(
+    help="The Parquet feature store and its catalog (features.catalog).", no_args_is_help=True
+)
+app.add_typer(features_app, name="features")
 
 console = Console()
 errors = Console(stderr=True)
@@ -156,21 +163,133 @@ def db_upgrade() -> None:
     console.print(f"schema at revision {revision} ({database_mode(engine)} mode)")
 
 
-@ingest_app.command("bundled")
-def ingest_bundled() -> None:
-    """Load the daily S&P 500 (SPX) and NASDAQ (NDX) bars that ship with `arch`, 1999-2018."""
-    from prism.data.sources import ArchBarSource
+def _ingest(source: BarSource) -> None:
+    """Validate, quarantine and upsert ``source``'s bars, then print what happened."""
     from prism.data.store import ingest
     from prism.db.engine import open_database
 
     engine = open_database(load_settings())
     started = time.perf_counter()
-    report = ingest(engine, ArchBarSource())
+    report = ingest(engine, source)
     console.print(
         f"{report.source}: {report.received:,} bars received, {report.inserted:,} "
         f"inserted, {report.updated:,} updated, {report.unchanged:,} unchanged, "
         f"{report.quarantined} quarantined in {time.perf_counter() - started:.1f}s"
     )
+
+
+def _symbols(text: str) -> list[str]:
+    """Split a comma-separated symbol list, dropping blanks."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+@ingest_app.command("bundled")
+def ingest_bundled() -> None:
+    """Load the daily S&P 500 (SPX) and NASDAQ (NDX) bars that ship with `arch`, 1999-2018."""
+    from prism.data.sources import ArchBarSource
+
+    _ingest(ArchBarSource())
+
+
+@ingest_app.command("skfolio")
+def ingest_skfolio(
+    symbols: Annotated[str | None, typer.Option(help="comma-separated (default: all 20)")] = None,
+) -> None:
+    """Load the daily closes of 20 S&P 500 stocks that ship with `skfolio`, 1990-2022
+    (flat bars: open = high = low = close, volume 0)."""
+    from prism.data.sources import SkfolioBarSource
+
+    _ingest(SkfolioBarSource(_symbols(symbols) if symbols else None))
+
+
+FileSymbol = Annotated[
+    str | None, typer.Option(help="the symbol of every row (else the file needs a symbol column)")
+]
+FileTimeframe = Annotated[str, typer.Option(help="bar timeframe: 1m, 5m, 1h or 1d")]
+FileMap = Annotated[
+    list[str] | None,
+    typer.Option("--map", help="FILE_COLUMN=BAR_COLUMN, repeatable: --map 'Adj Close=close'"),
+]
+FileTimezone = Annotated[
+    str, typer.Option("--tz", help="time zone of naive timestamps (IANA name)")
+]
+FileDateFormat = Annotated[
+    str | None, typer.Option(help="strftime format of the time column, e.g. %d/%m/%Y")
+]
+
+
+def _ingest_file(
+    path: Path,
+    file_format: Literal["csv", "parquet"],
+    symbol: str | None,
+    timeframe: str,
+    mapping: list[str] | None,
+    tz: str,
+    date_format: str | None,
+) -> None:
+    """Ingest one file through :class:`~prism.data.files.FileBarSource`."""
+    from prism.data.files import FileBarSource, parse_mapping
+
+    _ingest(
+        FileBarSource(
+            path, symbol, timeframe, parse_mapping(mapping or []), tz, date_format, file_format
+        )
+    )
+
+
+@ingest_app.command("csv")
+def ingest_csv(
+    path: Annotated[Path, typer.Argument(help="the CSV file")],
+    symbol: FileSymbol = None,
+    timeframe: FileTimeframe = "1d",
+    mapping: FileMap = None,
+    tz: FileTimezone = "UTC",
+    date_format: FileDateFormat = None,
+) -> None:
+    """Load bars from a CSV file (columns time, open, high, low, close, volume after --map)."""
+    _ingest_file(path, "csv", symbol, timeframe, mapping, tz, date_format)
+
+
+@ingest_app.command("parquet")
+def ingest_parquet(
+    path: Annotated[Path, typer.Argument(help="the Parquet file")],
+    symbol: FileSymbol = None,
+    timeframe: FileTimeframe = "1d",
+    mapping: FileMap = None,
+    tz: FileTimezone = "UTC",
+    date_format: FileDateFormat = None,
+) -> None:
+    """Load bars from a Parquet file (columns time, open, high, low, close, volume after --map)."""
+    _ingest_file(path, "parquet", symbol, timeframe, mapping, tz, date_format)
+
+
+@ingest_app.command("yahoo")
+def ingest_yahoo(
+    symbols: Annotated[str, typer.Argument(help="comma-separated Yahoo symbols: AAPL,^GSPC")],
+    interval: Annotated[str, typer.Option(help="1m, 5m, 1h or 1d")] = "1d",
+    start: Annotated[str | None, typer.Option(help="first day (YYYY-MM-DD)")] = None,
+    end: Annotated[str | None, typer.Option(help="day after the last (exclusive)")] = None,
+    adjust: Annotated[bool, typer.Option(help="split- and dividend-adjusted prices")] = True,
+) -> None:
+    """Load bars from Yahoo Finance through yfinance (needs the network)."""
+    from prism.data.yahoo import YahooBarSource
+
+    _ingest(YahooBarSource(_symbols(symbols), interval, start, end, adjust))
+
+
+@ingest_app.command("ccxt")
+def ingest_ccxt(
+    exchange: Annotated[str, typer.Argument(help="a ccxt exchange id: binance, kraken, …")],
+    symbols: Annotated[str, typer.Argument(help="comma-separated unified symbols: BTC/USDT")],
+    timeframe: Annotated[str, typer.Option(help="1m, 5m, 1h or 1d")] = "1h",
+    since: Annotated[str, typer.Option(help="first candle (UTC date or time)")] = "2024-01-01",
+    until: Annotated[str | None, typer.Option(help="last candle (default: now)")] = None,
+    limit: Annotated[int, typer.Option(help="candles asked for per request")] = 1000,
+) -> None:
+    """Load candles from a crypto exchange through ccxt, paged within its rate limit."""
+    from prism.data.crypto import CcxtBarSource
+
+    _ingest(CcxtBarSource(exchange, _symbols(symbols), timeframe, since, until, limit))
 
 
 def parse_parameters(args: list[str]) -> dict[str, str]:
@@ -268,6 +387,63 @@ def data_indicators(
     )
 
 
+PROGRESS_FROM = 24
+"""Show a progress bar when a build writes at least this many partitions."""
+
+
+@features_app.command("build")
+def features_build(
+    symbols: Annotated[str | None, typer.Option(help="comma-separated (default: all)")] = None,
+    timeframe: Annotated[str, typer.Option(help="bar timeframe")] = "1d",
+    benchmark: Annotated[str, typer.Option(help="the symbol beta is measured against")] = "SPX",
+) -> None:
+    """Compute the features into Parquet, rewriting only the months whose bars changed."""
+    from rich.progress import Progress
+
+    from prism.db.engine import open_database
+    from prism.feature_store import build
+
+    engine = open_database(load_settings())
+    names = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    started = time.perf_counter()
+    with Progress(console=errors, transient=True) as bar:
+        task = bar.add_task("writing partitions", total=None, visible=False)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, visible=total >= PROGRESS_FROM)
+
+        report = build(engine, names, timeframe, benchmark, progress=advance)
+    table = _table("symbol", "months written", "months unchanged", "removed", "written range")
+    for line in report.by_symbol():
+        span = f"{line.first_written} … {line.last_written}" if line.written else ""
+        table.add_row(line.symbol, str(line.written), str(line.unchanged), str(line.removed), span)
+    console.print(table)
+    console.print(
+        f"{len(report.written)} months written ({report.rows_written:,} rows), "
+        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed under "
+        f"{report.root / f'timeframe={timeframe}'} in {time.perf_counter() - started:.1f}s"
+    )
+
+
+@features_app.command("catalog")
+def features_catalog() -> None:
+    """Print features.catalog: each feature's meaning, category, formula, inputs and lookback."""
+    from prism.db.engine import open_database
+    from prism.feature_store import read_catalog
+
+    catalog = read_catalog(open_database(load_settings()))
+    table = _table(
+        "feature", "category", "dtype", "lookback", "description", "computation", "inputs"
+    )
+    for row in catalog.to_dict("records"):
+        table.add_row(
+            *(str(row[c]) for c in ("name", "category", "dtype", "lookback", "description")),
+            str(row["computation"]),
+            ", ".join(row["dependencies"]),
+        )
+    console.print(table)
+
+
 @app.command("strategies")
 def strategies_command() -> None:
     """List the strategies (built in and registered by research/) with their parameters."""
@@ -318,7 +494,7 @@ def backtest_command(
     from prism.backtest import BacktestConfig, run_backtest
     from prism.data.store import read_bars
     from prism.db.engine import open_database
-    from prism.metrics import summary, trade_statistics
+    from prism.metrics import PERIODS_PER_YEAR, summary, trade_statistics
     from prism.strategies import make_strategy
 
     chosen = make_strategy(strategy, parse_assignments(param or []))
@@ -326,7 +502,11 @@ def backtest_command(
     bars = read_bars(open_database(load_settings()), names, start, end, timeframe)
     config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
     result = run_backtest(bars, chosen, config)
-    figures = {**summary(result.equity, len(result.trades)), **trade_statistics(result.trades)}
+    per_year = PERIODS_PER_YEAR.get(timeframe, 252)
+    figures = {
+        **summary(result.equity, len(result.trades), per_year),
+        **trade_statistics(result.trades),
+    }
     figures["trades"] = figures.pop("n_trades")
     if as_json:
         print(json.dumps({"strategy": strategy, "symbols": names, **figures}, default=float))
@@ -336,6 +516,69 @@ def backtest_command(
         shown = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4f}"
         table.add_row(key, shown)
     console.print(table)
+
+
+@app.command("sweep")
+def sweep_command(
+    strategy: Annotated[str, typer.Argument(help="strategy name (see `prism strategies`)")],
+    grid: Annotated[
+        list[str], typer.Option(help="axis: name=v1,v2,... or name=start..stop[:step]")
+    ],
+    where: Annotated[list[str] | None, typer.Option(help="filter, e.g. fast<slow")] = None,
+    symbols: Annotated[str, typer.Option(help="comma-separated symbols")] = "SPX,NDX",
+    timeframe: Annotated[str, typer.Option(help="bar timeframe")] = "1d",
+    start: Annotated[str | None, typer.Option(help="first bar (UTC date)")] = None,
+    end: Annotated[str | None, typer.Option(help="last bar (UTC date)")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="fixed key=value, repeatable")] = None,
+    cash: Annotated[float, typer.Option(help="starting capital")] = 1_000_000.0,
+    commission_bps: Annotated[float, typer.Option(help="commission, bps of notional")] = 1.0,
+    slippage_bps: Annotated[float, typer.Option(help="slippage, bps of price")] = 2.0,
+    top: Annotated[int, typer.Option(help="rows to print, best Sharpe first")] = 10,
+    out: Annotated[Path | None, typer.Option(help="write the whole table here (.csv)")] = None,
+) -> None:
+    """Backtest every combination of a parameter grid in parallel (threads here, or the Dask
+    cluster at PRISM_DASK_ADDRESS) and print the best, with its deflated Sharpe ratio."""
+    from rich.progress import Progress
+
+    from prism.backtest import BacktestConfig
+    from prism.data.store import read_bars
+    from prism.db.engine import open_database
+    from prism.sweep import best, expand_grid, parse_axis, parse_condition, run_sweep
+
+    axes = dict(parse_axis(axis) for axis in grid)
+    filters = [parse_condition(text) for text in where or []]
+    combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))
+    names = [s.strip() for s in symbols.split(",") if s.strip()]
+    bars = read_bars(open_database(load_settings()), names, start, end, timeframe)
+    config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
+    with Progress(console=errors, transient=True) as progress:
+        task = progress.add_task(f"{strategy}: {len(combos):,} combinations", total=len(combos))
+        table = run_sweep(
+            bars,
+            strategy,
+            combos,
+            config,
+            fixed=parse_assignments(param or []),
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    if out is not None:
+        table.to_csv(out, index=False)
+    winner = best(table)
+    shown = _table(*axes, "sharpe", "total_return", "max_drawdown", "n_trades")
+    for row in table.sort_values("sharpe", ascending=False).head(top).itertuples():
+        shown.add_row(
+            *(str(getattr(row, name)) for name in axes),
+            f"{row.sharpe:.3f}",
+            f"{row.total_return:.2%}",
+            f"{row.max_drawdown:.2%}",
+            f"{row.n_trades:,.0f}",
+        )
+    console.print(shown)
+    console.print(
+        f"best of {winner['trials']:,} trials: Sharpe {winner['sharpe']:.3f}, deflated Sharpe "
+        f"ratio {winner['deflated_sharpe']:.3f} (the probability its true Sharpe beats the "
+        "best that luck alone would give)"
+    )
 
 
 @app.command("demo")

@@ -61,9 +61,16 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         None, description="PostgreSQL URL; unset means the embedded server under the workspace"
     )
+    feature_dir: Path = Field(
+        default_factory=lambda values: values["home"] / "features",
+        description="Parquet feature store (default: features/ under the workspace)",
+    )
     mlruns_dir: Path = Field(
         default_factory=lambda: project_root() / "mlruns",
         description="local MLflow store (SQLite tracking database and artifacts)",
+    )
+    dask_address: str | None = Field(
+        None, description="Dask scheduler for parameter sweeps; unset means threads here"
     )
     experiment: str = Field("prism-research", description="MLflow experiment for research runs")
     model_name: str = Field("prism-strategy", description="registered model the runner trades")

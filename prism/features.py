@@ -4,7 +4,8 @@
 deviation of 1-bar returns over 20 bars; volume over its 20-bar mean; close over SMA(50); the
 position of the close between the Bollinger bands (0 at the lower, 1 at the upper); ATR(14) and
 ADX(14); and the 60-bar beta of 1-bar returns against a benchmark symbol's. Warm-up values are
-NaN. :data:`CATALOG` describes each feature (what ``features.catalog`` will hold).
+NaN. :data:`CATALOG` describes each feature; :mod:`prism.feature_store` copies it to
+``features.catalog``.
 """
 
 from __future__ import annotations
@@ -19,24 +20,104 @@ from prism.indicators import adx, atr, bollinger, sma
 
 @dataclass(frozen=True)
 class Feature:
-    """A feature's description: name, meaning, and the bars of history it needs."""
+    """A feature's description, as ``features.catalog`` holds it.
+
+    ``lookback`` is the bars of history before the first non-NaN value; ``computation`` says
+    how the value is made (a formula over the bar columns, or the function that computes it);
+    ``dependencies`` names the bar columns (and, for beta, the benchmark's) it reads.
+    """
 
     name: str
     description: str
     lookback: int
+    category: str = "other"
+    dtype: str = "float64"
+    computation: str = ""
+    dependencies: tuple[str, ...] = ()
 
 
 CATALOG = (
-    Feature("ret_1", "simple return over 1 bar", 1),
-    Feature("ret_5", "simple return over 5 bars", 5),
-    Feature("ret_20", "simple return over 20 bars", 20),
-    Feature("vol_20", "sample std of 1-bar returns over 20 bars", 21),
-    Feature("volume_ratio_20", "volume over its 20-bar mean", 20),
-    Feature("close_sma_50", "close over its 50-bar simple moving average", 50),
-    Feature("bb_position", "close between Bollinger(20, 2) lower (0) and upper (1)", 20),
-    Feature("atr_14", "Wilder's average true range over 14 bars", 15),
-    Feature("adx_14", "Wilder's average directional index over 14 bars", 28),
-    Feature("beta_60", "OLS beta of 1-bar returns on the benchmark's over 60 bars", 61),
+    Feature(
+        "ret_1",
+        "simple return over 1 bar",
+        1,
+        "returns",
+        computation="close / close[-1] - 1",
+        dependencies=("close",),
+    ),
+    Feature(
+        "ret_5",
+        "simple return over 5 bars",
+        5,
+        "returns",
+        computation="close / close[-5] - 1",
+        dependencies=("close",),
+    ),
+    Feature(
+        "ret_20",
+        "simple return over 20 bars",
+        20,
+        "returns",
+        computation="close / close[-20] - 1",
+        dependencies=("close",),
+    ),
+    Feature(
+        "vol_20",
+        "sample std of 1-bar returns over 20 bars",
+        21,
+        "volatility",
+        computation="std(ret_1, 20 bars, ddof=1)",
+        dependencies=("close",),
+    ),
+    Feature(
+        "volume_ratio_20",
+        "volume over its 20-bar mean",
+        20,
+        "volume",
+        computation="volume / prism.indicators.sma(volume, 20)",
+        dependencies=("volume",),
+    ),
+    Feature(
+        "close_sma_50",
+        "close over its 50-bar simple moving average",
+        50,
+        "trend",
+        computation="close / prism.indicators.sma(close, 50)",
+        dependencies=("close",),
+    ),
+    Feature(
+        "bb_position",
+        "close between Bollinger(20, 2) lower (0) and upper (1)",
+        20,
+        "mean_reversion",
+        computation="(close - lower) / (upper - lower), bands from "
+        "prism.indicators.bollinger(close, 20, 2.0)",
+        dependencies=("close",),
+    ),
+    Feature(
+        "atr_14",
+        "Wilder's average true range over 14 bars",
+        15,
+        "volatility",
+        computation="prism.indicators.atr(high, low, close, 14)",
+        dependencies=("high", "low", "close"),
+    ),
+    Feature(
+        "adx_14",
+        "Wilder's average directional index over 14 bars",
+        28,
+        "trend",
+        computation="prism.indicators.adx(high, low, close, 14)",
+        dependencies=("high", "low", "close"),
+    ),
+    Feature(
+        "beta_60",
+        "OLS beta of 1-bar returns on the benchmark's over 60 bars",
+        61,
+        "market",
+        computation="cov(ret_1, benchmark ret_1, 60) / var(benchmark ret_1, 60)",
+        dependencies=("close", "benchmark.close"),
+    ),
 )
 NAMES = tuple(feature.name for feature in CATALOG)
 

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _round_to_lot(quantity: float, lot: float) -> float:
     lots = math.floor(abs(quantity) / lot + 1e-9)
     if lots == 0:
@@ -22,7 +22,37 @@ def _round_to_lot(quantity: float, lot: float) -> float:
     return math.copysign(np.rint(lots * lot * 1e10) / 1e10, quantity)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _size_at_fill(
+    prices: np.ndarray,
+    pending: np.ndarray,
+    targets: np.ndarray,
+    holdings: np.ndarray,
+    last_close: np.ndarray,
+    cash: float,
+    costs: np.ndarray,
+) -> None:
+    """Re-size each pending order so it reaches its target weight of the equity marked at
+    ``prices``, paying the slipped price plus commission (vectorbt's and backtesting.py's
+    convention: the order knows the price it fills at)."""
+    commission_bps, per_share, slippage_bps, lot = costs[0], costs[1], costs[2], costs[3]
+    equity = cash
+    for j in range(prices.size):
+        if holdings[j] != 0.0:
+            equity += holdings[j] * (prices[j] if math.isfinite(prices[j]) else last_close[j])
+    for j in range(prices.size):
+        if pending[j] == 0.0 or not math.isfinite(prices[j]):
+            continue
+        if targets[j] == 0.0:
+            pending[j] = -holdings[j]
+            continue
+        gap = targets[j] * equity - holdings[j] * prices[j]
+        slipped = prices[j] * (1.0 + math.copysign(slippage_bps, gap) / 10_000.0)
+        unit = slipped * (1.0 + commission_bps / 10_000.0) + per_share if gap > 0 else slipped
+        pending[j] = _round_to_lot(gap / unit, lot)
+
+
+@njit(cache=True, inline="always")
 def _execute(
     t: int,
     prices: np.ndarray,
@@ -64,17 +94,54 @@ def _execute(
     return cash, n_fills
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _mark(
-    t: int, closes: np.ndarray, last_close: np.ndarray, holdings: np.ndarray, cash: float
+    t: int,
+    closes: np.ndarray,
+    last_close: np.ndarray,
+    holdings: np.ndarray,
+    cash: float,
+    values: np.ndarray,
 ) -> float:
-    value = 0.0
+    """Mark holdings at the last closes; record gross and net market value; return equity."""
+    gross = 0.0
+    net = 0.0
     for j in range(holdings.size):
         if math.isfinite(closes[t, j]):
             last_close[j] = closes[t, j]
         if holdings[j] != 0.0:
-            value += holdings[j] * last_close[j]
-    return cash + value
+            value = holdings[j] * last_close[j]
+            net += value
+            gross += abs(value)
+    values[t, 0] = gross
+    values[t, 1] = net
+    return cash + net
+
+
+@njit(cache=True, inline="always")
+def _any_pending(pending: np.ndarray) -> bool:
+    for j in range(pending.size):  # noqa: SIM110 - numba compiles loops, not generators
+        if pending[j] != 0.0:
+            return True
+    return False
+
+
+@njit(cache=True)
+def cap_leverage(weights: np.ndarray, max_leverage: float) -> np.ndarray:
+    """Return (time × symbol) weights, NaN as 0, each row scaled down so that its absolute sum
+    is at most ``max_leverage`` (the compiled twin of :func:`prism.portfolio.cap_leverage`)."""
+    out = np.empty_like(weights)
+    for t in range(weights.shape[0]):
+        gross = 0.0
+        for j in range(weights.shape[1]):
+            w = weights[t, j]
+            w = 0.0 if math.isnan(w) else w
+            out[t, j] = w
+            gross += abs(w)
+        if gross > max_leverage:
+            for j in range(weights.shape[1]):
+                out[t, j] *= max_leverage / gross
+    return out
 
 
 @njit(cache=True)
@@ -86,13 +153,15 @@ def simulate(
     costs: np.ndarray,
     band: float,
     at_close: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Step through (time × symbol) panels; return equity, holdings and fills.
+    size_at_fill: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Step through (time × symbol) panels; return equity, market values, holdings and fills.
 
     ``costs`` is (commission in bps, commission per share, slippage in bps, lot). Orders decided
     at a bar's close fill at the next bar's open, or at that same close when ``at_close``.
-    Fills are rows of (bar index filled, symbol index, quantity, price, commission, bar index
-    decided). NaN opens or closes mean the symbol has no bar then.
+    Market values are rows of (gross, net) at each close. Fills are rows of (bar index filled,
+    symbol index, quantity, price, commission, bar index decided). NaN opens or closes mean the
+    symbol has no bar then.
     """
     n_bars, n_symbols = opens.shape
     commission_bps, per_share, slippage_bps, lot = costs[0], costs[1], costs[2], costs[3]
@@ -101,17 +170,23 @@ def simulate(
     holdings = np.zeros(n_symbols)
     last_close = np.full(n_symbols, np.nan)
     pending = np.zeros(n_symbols)
+    targets = np.zeros(n_symbols)
     decided = np.full(n_symbols, -1)
     equity = np.empty(n_bars)
+    values = np.empty((n_bars, 2))
     held = np.empty((n_bars, n_symbols))
     fills = np.empty((n_bars * n_symbols, 6))
     n_fills = 0
+    waiting = False
     for t in range(n_bars):
-        if not at_close:
+        if waiting and not at_close:
+            if size_at_fill:
+                _size_at_fill(opens[t], pending, targets, holdings, last_close, cash, costs)
             cash, n_fills = _execute(
                 t, opens[t], pending, decided, holdings, cash, fills, n_fills, costs
             )
-        equity[t] = _mark(t, closes, last_close, holdings, cash)
+            waiting = _any_pending(pending)
+        equity[t] = _mark(t, closes, last_close, holdings, cash, values)
         for j in range(n_symbols):
             price = closes[t, j]
             if not (math.isfinite(price) and price > 0):
@@ -127,11 +202,15 @@ def simulate(
                 delta = _round_to_lot(gap / unit_cost, lot)
             if delta != 0.0:
                 pending[j] = delta
+                targets[j] = weight
                 decided[j] = t
-        if at_close:
+                waiting = True
+        if waiting and at_close:
             cash, n_fills = _execute(
                 t, closes[t], pending, decided, holdings, cash, fills, n_fills, costs
             )
-            equity[t] = _mark(t, closes, last_close, holdings, cash)
-        held[t] = holdings
-    return equity, held, fills[:n_fills]
+            equity[t] = _mark(t, closes, last_close, holdings, cash, values)
+            waiting = _any_pending(pending)
+        for j in range(n_symbols):
+            held[t, j] = holdings[j]
+    return equity, values, held, fills[:n_fills]

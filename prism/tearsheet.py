@@ -2,11 +2,13 @@
 
 Panels: equity against a buy-and-hold benchmark, drawdown, rolling Sharpe ratio, and a heatmap
 of monthly returns; the trade list follows as a table. The page is self-contained (plotly's
-JavaScript inlined), so it opens offline and as an MLflow artifact.
+JavaScript inlined), so it opens offline and as an MLflow artifact; the same figure is also
+rendered to a PNG (kaleido, which drives a headless Chromium) for places that show images only.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from prism.metrics import drawdown, returns
+
+log = logging.getLogger(__name__)
 
 
 def monthly_returns(equity: pd.Series) -> pd.DataFrame:
@@ -94,4 +98,15 @@ def write_tear_sheet(figure: go.Figure, trades: pd.DataFrame, path: Path) -> Pat
     table = trades.to_html(index=False, float_format=lambda v: f"{v:,.4f}", border=0)
     page = figure.to_html(full_html=True, include_plotlyjs=True)
     path.write_text(page.replace("</body>", f"<h2>Trades</h2>{table}</body>"))
+    return path
+
+
+def write_tear_sheet_png(figure: go.Figure, path: Path) -> Path | None:
+    """Render the figure to a PNG; return its path, or None (with a warning saying what to
+    install) when kaleido finds no Chromium to render with."""
+    try:
+        figure.write_image(path, width=1000, height=1200)
+    except (RuntimeError, OSError, ValueError) as err:
+        log.warning("tear sheet PNG skipped (%s); install Chromium, e.g. apt install chromium", err)
+        return None
     return path

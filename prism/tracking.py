@@ -30,7 +30,7 @@ from prism.metrics import summary
 from prism.plots import save_equity_png
 from prism.strategies import Strategy, strategy_params
 from prism.strategy_model import StrategyModel
-from prism.tearsheet import tear_sheet, write_tear_sheet
+from prism.tearsheet import tear_sheet, write_tear_sheet, write_tear_sheet_png
 
 MODEL_ARTIFACT = "model"
 MODEL_URI_TAG = "prism.model_uri"
@@ -150,6 +150,9 @@ def log_backtest(
         mlflow.log_artifact(
             str(write_tear_sheet(sheet, result.trades, Path(folder) / "tear_sheet.html"))
         )
+        picture = write_tear_sheet_png(sheet, Path(folder) / "tear_sheet.png")
+        if picture is not None:
+            mlflow.log_artifact(str(picture))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         info = mlflow.pyfunc.log_model(

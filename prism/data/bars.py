@@ -12,6 +12,9 @@ midnight UTC of its session date); prices and volume are float64; the rest are s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 
 BAR_COLUMNS = ["time", "symbol", "timeframe", "open", "high", "low", "close", "volume", "source"]
@@ -35,6 +38,108 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def bar_times(times: pd.Series, timeframe: str, timezone: str = "UTC") -> pd.Series:
+    """Return ``times`` as bar-start stamps in UTC, following the bar-frame convention.
+
+    Naive times are read as wall-clock times in ``timezone``; aware times keep their instant.
+    A daily bar is stamped at midnight UTC of its session date *in ``timezone``* (so a Yahoo
+    bar stamped 09:30 New York time, or a CSV row ``2024-01-02`` in Tokyo time, both land on
+    that calendar date); intraday bars keep their instant, converted to UTC.
+    """
+    stamps = pd.to_datetime(times)
+    local = (
+        stamps.dt.tz_localize(timezone) if stamps.dt.tz is None else stamps.dt.tz_convert(timezone)
+    )
+    if timeframe == "1d":
+        return local.dt.tz_localize(None).dt.normalize().dt.tz_localize("UTC")
+    return local.dt.tz_convert("UTC")
+
+
 def close_panel(bars: pd.DataFrame, column: str = "close") -> pd.DataFrame:
     """Return ``column`` pivoted to a (time × symbol) float64 frame, times ascending."""
     return bars.pivot(index="time", columns="symbol", values=column).sort_index()
+
+
+@dataclass(frozen=True)
+class BarPanel:
+    """Bars as (time × symbol) float64 arrays, times ascending, NaN where a symbol has no bar.
+
+    The backtester's input. Pivoting a bar frame costs more than simulating it, so a sweep
+    builds the panel once (:meth:`from_bars`) and runs every combination on it.
+    """
+
+    times: pd.DatetimeIndex
+    symbols: tuple[str, ...]
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    @classmethod
+    def from_bars(cls, bars: pd.DataFrame) -> BarPanel:
+        """Pivot a bar frame of one timeframe into a panel."""
+        times, rows = _time_codes(bars["time"])
+        columns, symbols = pd.factorize(bars["symbol"], sort=True)
+        shape = (len(times), len(symbols))
+
+        def pivot(column: str) -> np.ndarray:
+            out = np.full(shape, np.nan)
+            out[rows, columns] = bars[column].to_numpy(np.float64)
+            return out
+
+        return cls(
+            times=times,
+            symbols=tuple(str(s) for s in symbols),
+            **{c: pivot(c) for c in ("open", "high", "low", "close", "volume")},
+        )
+
+    def place(self, frame: pd.DataFrame, column: str) -> np.ndarray:
+        """Return ``frame[column]`` (a frame with time and symbol columns) laid out on this
+        panel's grid; rows at times or symbols the panel lacks are dropped, gaps are NaN."""
+        out = np.full(self.close.shape, np.nan)
+        rows, columns, found = self._locate(frame)
+        out[rows[found], columns[found]] = frame[column].to_numpy(np.float64)[found]
+        return out
+
+    def take(self, values: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+        """Return the entries of a panel-shaped array at each row of ``frame`` (time, symbol);
+        the inverse of :meth:`place`, NaN for rows off the grid."""
+        rows, columns, found = self._locate(frame)
+        return np.where(found, values[rows, columns], np.nan)
+
+    def _locate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        stamps = _stamps(frame["time"])
+        grid = self.times.asi8
+        if not len(grid):
+            empty = np.zeros(len(frame), dtype=np.int64)
+            return empty, empty, np.zeros(len(frame), dtype=bool)
+        rows = np.searchsorted(grid, stamps).clip(0, len(grid) - 1)
+        columns = pd.Index(self.symbols).get_indexer(pd.Index(frame["symbol"]))
+        found = (columns >= 0) & (grid[rows] == stamps)
+        return rows, np.where(found, columns, 0), found
+
+    def frame(self, values: np.ndarray, name: str | None = None) -> pd.DataFrame:
+        """Wrap a (time × symbol) array of this panel's shape as a labelled frame."""
+        out = pd.DataFrame(values, index=self.times, columns=list(self.symbols))
+        out.columns.name = name
+        return out
+
+    def since(self, start: pd.Timestamp) -> int:
+        """Return the row of the first bar at or after ``start``."""
+        return int(self.times.searchsorted(pd.Timestamp(start)))
+
+
+def _stamps(times: pd.Series) -> np.ndarray:
+    """Return bar times as int64 microseconds since the epoch (UTC)."""
+    return np.asarray(pd.DatetimeIndex(times).as_unit("us").asi8)
+
+
+def _time_codes(times: pd.Series) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Return the sorted distinct times and each row's position among them."""
+    stamps = _stamps(times)
+    if stamps.size and bool(np.all(stamps[1:] > stamps[:-1])):
+        unique, rows = stamps, np.arange(stamps.size)
+    else:
+        unique, rows = np.unique(stamps, return_inverse=True)
+    return pd.DatetimeIndex(unique.astype("datetime64[us]"), name="time").tz_localize("UTC"), rows

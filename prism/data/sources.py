@@ -1,17 +1,26 @@
 """Where bars come from. Each source returns raw bar frames; validation happens in one place.
 
-``BarSource`` is the port; ``ArchBarSource`` reads the real daily OHLCV that ships inside the
-``arch`` package (S&P 500 and NASDAQ Composite, 1999-2018), so demos and tests need no network.
+``BarSource`` is the port: ``assets()`` and ``fetch()``, nothing else. A source is configured
+when it is built (symbols, timeframe, date range), so ``fetch()`` takes no arguments and every
+source, local or remote, is ingested the same way by :func:`prism.data.store.ingest`.
+
+Bundled real data lives here, so demos and tests need no network: ``ArchBarSource`` (daily
+OHLCV of the S&P 500 and NASDAQ Composite, 1999-2018, shipped with ``arch``) and
+``SkfolioBarSource`` (daily adjusted closes of 20 S&P 500 stocks, 1990-2022, shipped with
+``skfolio``). Files are read by :mod:`prism.data.files`; Yahoo and crypto exchanges, which
+need the network, by :mod:`prism.data.yahoo` and :mod:`prism.data.crypto`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import pandas as pd
 
 from prism.data.bars import normalise
+from prism.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -68,4 +77,58 @@ class ArchBarSource:
         return pd.concat(frames, ignore_index=True)
 
 
-SOURCES: dict[str, type[ArchBarSource]] = {"bundled": ArchBarSource}
+class SkfolioBarSource:
+    """Daily adjusted closes of 20 S&P 500 stocks (AAPL … XOM, 1990-01-02 to 2022-12-28)
+    bundled with ``skfolio``.
+
+    The dataset holds closes only, so each bar is flat: open = high = low = close. Volume is
+    unknown and stored as ``0.0``, not NaN, because the ``missing_value`` rule of
+    :data:`prism.data.validate.RULES` would quarantine every row with a NaN volume, while
+    ``negative_volume`` accepts zero. Strategies that need intraday range or volume should
+    not be run on these bars.
+    """
+
+    name = "skfolio"
+
+    def __init__(self, symbols: list[str] | None = None) -> None:
+        """Keep only ``symbols`` (default: all 20); an unknown one is a :class:`ConfigError`."""
+        self.symbols = symbols
+
+    def _prices(self) -> pd.DataFrame:
+        from skfolio.datasets import load_sp500_dataset
+
+        prices = load_sp500_dataset()
+        if self.symbols is None:
+            return prices
+        unknown = sorted(set(self.symbols) - set(prices.columns))
+        if unknown:
+            raise ConfigError(
+                f"skfolio has no prices for {', '.join(unknown)}; "
+                f"its symbols are {', '.join(prices.columns)}"
+            )
+        return prices[self.symbols]
+
+    def assets(self) -> list[Asset]:
+        """Return the chosen stocks (named by ticker; skfolio ships no company names)."""
+        return [
+            Asset(symbol, symbol, asset_class="equity", exchange=None)
+            for symbol in self._prices().columns
+        ]
+
+    def fetch(self) -> pd.DataFrame:
+        """Return one flat daily bar per stock and trading day (missing prices skipped)."""
+        prices = self._prices().rename_axis("time").reset_index()
+        long = prices.melt(id_vars="time", var_name="symbol", value_name="close").dropna()
+        for column in ("open", "high", "low"):
+            long[column] = long["close"]
+        long["volume"] = 0.0
+        long["timeframe"] = "1d"
+        long["source"] = self.name
+        return normalise(long.sort_values(["symbol", "time"]))
+
+
+SOURCES: dict[str, Callable[[], BarSource]] = {
+    "bundled": ArchBarSource,
+    "skfolio": SkfolioBarSource,
+}
+"""The sources that need no options, by the name `prism data ingest` gives them."""

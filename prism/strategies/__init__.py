@@ -1,16 +1,20 @@
-"""Strategies: the contract (:mod:`.base`), Prism's library (:mod:`.technical`), and the
-registry that finds them and the ones ``research/`` registers, by name.
+"""Strategies: the contract (:mod:`.base`), Prism's library (:mod:`.technical`, :mod:`.ml`,
+:mod:`.pairs`, :mod:`.ensemble`), and the registry that finds them and the ones ``research/``
+registers, by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from importlib.metadata import entry_points
 from typing import Any
 
 from prism.errors import ConfigError
 from prism.strategies.base import Strategy, equal_split, per_symbol
+from prism.strategies.ensemble import PerformanceEnsemble, VoteEnsemble
 from prism.strategies.ml import DirectionClassifier
+from prism.strategies.pairs import PairsTrading
 from prism.strategies.technical import (
     TECHNICAL,
     BollingerBreakout,
@@ -23,9 +27,12 @@ __all__ = [
     "BollingerBreakout",
     "DirectionClassifier",
     "MacdTrend",
+    "PairsTrading",
+    "PerformanceEnsemble",
     "RsiMeanReversion",
     "SmaCrossover",
     "Strategy",
+    "VoteEnsemble",
     "available_strategies",
     "equal_split",
     "make_strategy",
@@ -34,6 +41,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "prism.strategies"
+BUILT_IN = (*TECHNICAL, DirectionClassifier, PairsTrading, VoteEnsemble, PerformanceEnsemble)
 
 
 def available_strategies() -> dict[str, type]:
@@ -43,7 +51,14 @@ def available_strategies() -> dict[str, type]:
     A strategy is a frozen dataclass whose fields are its parameters, with a ``name`` class
     attribute, a ``warmup`` property and a ``target_weights`` method.
     """
-    found: dict[str, type] = {cls.name: cls for cls in (*TECHNICAL, DirectionClassifier)}
+    return {cls.name: cls for cls in BUILT_IN} | dict(_installed())
+
+
+@functools.cache
+def _installed() -> tuple[tuple[str, type], ...]:
+    """Return the strategies registered under the entry-point group, loaded once per process
+    (scanning the installed distributions costs milliseconds, and sweeps build thousands)."""
+    found: dict[str, type] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded: Any = entry.load()
@@ -56,7 +71,7 @@ def available_strategies() -> dict[str, type]:
         ):
             raise ConfigError(f"{entry.value} is not a strategy dataclass with target_weights")
         found[str(getattr(loaded, "name"))] = loaded  # noqa: B009
-    return found
+    return tuple(found.items())
 
 
 def make_strategy(name: str, params: dict[str, Any]) -> Strategy:

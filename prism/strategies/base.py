@@ -9,6 +9,10 @@ The contract every strategy meets (the backtest and the live runner both rely on
 bar: ``time`` (datetime64[us, UTC]), ``symbol`` (str), ``weight`` (float64, fraction of equity).
 The weight at bar ``t`` may use bars up to and including ``t`` only; it is traded at the next
 bar's open.
+
+A strategy may also offer ``panel_weights(panel)`` (:class:`PanelStrategy`): the same weights
+as a (time × symbol) array computed straight from a :class:`~prism.data.bars.BarPanel`, which
+lets a sweep pivot the bars once and run thousands of combinations on them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
+
+from prism.data.bars import BarPanel
 
 
 def per_symbol(
@@ -62,3 +68,62 @@ class Strategy(Protocol):
     def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
         """Return (time, symbol, weight) for every bar of ``bars``."""
         ...
+
+
+class PanelStrategy(Strategy, Protocol):
+    """A strategy that also computes its weights on a panel, without a bar frame."""
+
+    def panel_weights(self, panel: BarPanel) -> np.ndarray:
+        """Return (time × symbol) target weights on ``panel``'s grid."""
+        ...
+
+
+def per_column(values: np.ndarray, series: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply ``series`` to each column of a panel over the rows where the symbol has a bar (a
+    finite value), so a symbol's gaps do not shorten its windows; NaN elsewhere."""
+    out = np.full(values.shape, np.nan)
+    for j in range(values.shape[1]):
+        column = values[:, j]
+        present = np.isfinite(column)
+        if present.all():
+            out[:, j] = series(column)
+        elif present.any():
+            out[present, j] = series(column[present])
+    return out
+
+
+def split_equally(signal: np.ndarray, allow_short: bool) -> np.ndarray:
+    """Return panel weights: ``signal`` (+1/0/-1, NaN as 0) over the number of symbols, shorts
+    dropped unless allowed."""
+    values = np.nan_to_num(signal, nan=0.0)
+    if not allow_short:
+        values = np.clip(values, 0.0, None)
+    return values / max(values.shape[1], 1)
+
+
+def on_bars(bars: pd.DataFrame, panel_weights: Callable[[BarPanel], np.ndarray]) -> pd.DataFrame:
+    """Return (time, symbol, weight) for each row of ``bars`` from a panel-weights function."""
+    panel = BarPanel.from_bars(bars)
+    out = bars[["time", "symbol"]].reset_index(drop=True)
+    out["weight"] = np.nan_to_num(panel.take(panel_weights(panel), out), nan=0.0)
+    return out
+
+
+class SignalRule:
+    """A per-symbol rule on closes giving +1 (long), 0 or -1 (short), split equally across the
+    symbols: subclasses (frozen dataclasses with an ``allow_short`` field) define
+    :meth:`rule`, and get both ``target_weights`` and ``panel_weights`` from it."""
+
+    allow_short: bool
+
+    def rule(self, close: np.ndarray) -> np.ndarray:
+        """Return +1/0/-1 per bar of one symbol's closes (oldest first)."""
+        raise NotImplementedError
+
+    def panel_weights(self, panel: BarPanel) -> np.ndarray:
+        """Return the rule's weights on every bar of ``panel``."""
+        return split_equally(per_column(panel.close, self.rule), self.allow_short)
+
+    def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
+        """Return the rule's weights for every bar of ``bars`` (columns time, symbol, weight)."""
+        return on_bars(bars, self.panel_weights)

@@ -14,21 +14,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 
 from prism.errors import ConfigError
 from prism.indicators import bollinger, macd, rsi, sma
-from prism.strategies.base import equal_split, per_symbol
+from prism.strategies.base import SignalRule
 
 CONVERGENCE = 10
 
 
-def _ordered(bars: pd.DataFrame) -> pd.DataFrame:
-    return bars.sort_values(["symbol", "time"], kind="stable")
-
-
 @dataclass(frozen=True)
-class SmaCrossover:
+class SmaCrossover(SignalRule):
     """Long (or short) a symbol while its fast simple moving average is above (below) the slow.
 
     Equity is split equally across the symbols. A tie between the averages, and the warm-up
@@ -51,16 +46,13 @@ class SmaCrossover:
         """Return ``slow``: the bars one slow average needs."""
         return self.slow
 
-    def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
-        """Return the crossover weights of every bar (columns time, symbol, weight)."""
-        ordered = _ordered(bars)
-        fast = per_symbol(ordered, lambda close: sma(close, self.fast))
-        slow = per_symbol(ordered, lambda close: sma(close, self.slow))
-        return equal_split(ordered, np.sign(fast - slow), self.allow_short)
+    def rule(self, close: np.ndarray) -> np.ndarray:
+        """Return the sign of fast minus slow average."""
+        return np.sign(sma(close, self.fast) - sma(close, self.slow))
 
 
 @dataclass(frozen=True)
-class RsiMeanReversion:
+class RsiMeanReversion(SignalRule):
     """Long a symbol while its RSI is below ``lower``; short above ``upper``, if allowed."""
 
     name: ClassVar[str] = "rsi_mean_reversion"
@@ -81,16 +73,14 @@ class RsiMeanReversion:
         """Return the closes after which Wilder's smoothing has forgotten its seed."""
         return CONVERGENCE * self.period + 1
 
-    def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
-        """Return +share below ``lower``, -share above ``upper`` (if shorts), else 0."""
-        ordered = _ordered(bars)
-        value = per_symbol(ordered, lambda close: rsi(close, self.period))
-        signal = np.where(value < self.lower, 1.0, np.where(value > self.upper, -1.0, 0.0))
-        return equal_split(ordered, signal, self.allow_short)
+    def rule(self, close: np.ndarray) -> np.ndarray:
+        """Return +1 below ``lower``, -1 above ``upper``, else 0."""
+        value = rsi(close, self.period)
+        return np.where(value < self.lower, 1.0, np.where(value > self.upper, -1.0, 0.0))
 
 
 @dataclass(frozen=True)
-class MacdTrend:
+class MacdTrend(SignalRule):
     """Long a symbol while its MACD line is above the signal line; short below, if allowed."""
 
     name: ClassVar[str] = "macd_trend"
@@ -111,15 +101,13 @@ class MacdTrend:
         """Return the bars after which the EMAs have forgotten their seeds."""
         return CONVERGENCE * (self.slow + self.signal)
 
-    def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
-        """Return the sign of the MACD histogram as weights, split equally."""
-        ordered = _ordered(bars)
-        hist = per_symbol(ordered, lambda close: macd(close, self.fast, self.slow, self.signal)[2])
-        return equal_split(ordered, np.sign(hist), self.allow_short)
+    def rule(self, close: np.ndarray) -> np.ndarray:
+        """Return the sign of the MACD histogram."""
+        return np.sign(macd(close, self.fast, self.slow, self.signal)[2])
 
 
 @dataclass(frozen=True)
-class BollingerBreakout:
+class BollingerBreakout(SignalRule):
     """Long a symbol while it closes above its upper Bollinger band; short below the lower."""
 
     name: ClassVar[str] = "bollinger_breakout"
@@ -139,14 +127,10 @@ class BollingerBreakout:
         """Return ``period``: the closes one band needs."""
         return self.period
 
-    def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
-        """Return +share above the upper band, -share below the lower (if shorts), else 0."""
-        ordered = _ordered(bars)
-        close = ordered["close"].to_numpy(np.float64)
-        upper = per_symbol(ordered, lambda c: bollinger(c, self.period, self.width)[0])
-        lower = per_symbol(ordered, lambda c: bollinger(c, self.period, self.width)[2])
-        signal = np.where(close > upper, 1.0, np.where(close < lower, -1.0, 0.0))
-        return equal_split(ordered, signal, self.allow_short)
+    def rule(self, close: np.ndarray) -> np.ndarray:
+        """Return +1 above the upper band, -1 below the lower, else 0."""
+        upper, _, lower = bollinger(close, self.period, self.width)
+        return np.where(close > upper, 1.0, np.where(close < lower, -1.0, 0.0))
 
 
 TECHNICAL = (SmaCrossover, RsiMeanReversion, MacdTrend, BollingerBreakout)

@@ -12,22 +12,22 @@ def main() -> None:
     """Run the benchmarks one after the other and print their figures."""
     export_service_environment()
     warnings.simplefilter("ignore")
-    from tests.benchmarks import bench_backtest, bench_indicators, bench_ingest
+    from tests.benchmarks import bench_backtest, bench_indicators, bench_ingest, bench_minute
 
-    suites = {
-        "executemany INSERT ON CONFLICT, 10k-row batches": bench_ingest,
-        "vectorbt 1.2 Portfolio.from_orders(targetpercent)": bench_backtest,
-        "TA-Lib 0.8.1 C library (ta-lib 0.8.2 wheel)": bench_indicators,
-    }
+    suites = [bench_ingest, bench_backtest, bench_minute, bench_indicators]
+    notes: list[str] = []
     print(
         f"machine: {platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}"
     )
     print("| benchmark | Prism | peer | peer name | speed ratio | Prism peak | peer peak |")
     print("|---|---:|---:|---|---:|---:|---:|")
-    for peer, suite in suites.items():
-        for row in suite.run():
-            print(row.markdown(peer), flush=True)
+    for suite in suites:
+        for row in suite.run(notes):
+            print(row.markdown(), flush=True)
+    print()
+    for note in notes:
+        print(f"- {note}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from tests.benchmarks.row import Row
 from tests.benchmarks.synthetic import random_walk_bars
 
 CONFIG = BacktestConfig(commission_bps=1.0, slippage_bps=0.0)
+PEER = "vectorbt 1.2 Portfolio.from_orders(targetpercent)"
 
 
 def _vectorbt(bars: pd.DataFrame, strategy: SmaCrossover) -> float:
@@ -34,7 +35,7 @@ def _vectorbt(bars: pd.DataFrame, strategy: SmaCrossover) -> float:
     return float(portfolio.final_value())
 
 
-def run() -> list[Row]:
+def run(notes: list[str]) -> list[Row]:
     """Return one row per case: Prism's and the peer's rate and peak memory."""
     strategy = SmaCrossover(fast=10, slow=50)
     cases = {
@@ -46,5 +47,5 @@ def run() -> list[Row]:
     for case, bars in cases.items():
         ours = measure(lambda b=bars: run_backtest(b, strategy, CONFIG), runs=3)
         peer = measure(lambda b=bars: _vectorbt(b, strategy), runs=3)
-        results.append(Row(case, "bars/s", len(bars), ours, peer))
+        results.append(Row(case, "bars/s", len(bars), ours, peer, PEER))
     return results

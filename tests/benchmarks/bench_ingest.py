@@ -19,6 +19,9 @@ from tests.benchmarks.synthetic import random_walk_bars
 ROWS = 200_000
 
 
+PEER = "executemany INSERT ON CONFLICT, 10k-row batches"
+
+
 def _executemany(engine: Engine, bars) -> None:  # type: ignore[no-untyped-def]
     sql = (
         f"INSERT INTO market_data.ohlcv ({', '.join(BAR_COLUMNS)}) "
@@ -42,7 +45,7 @@ def _truncate(engine: Engine) -> None:
         conn.execute(text("TRUNCATE market_data.ohlcv"))
 
 
-def run() -> list[Row]:
+def run(notes: list[str]) -> list[Row]:
     """Return one row per case: Prism's and the peer's rate and peak memory."""
     from sqlalchemy import create_engine
 
@@ -58,9 +61,9 @@ def run() -> list[Row]:
             prism_again = measure(lambda: upsert_bars(engine, bars))
             peer_new = measure(lambda: _executemany(engine, bars), setup=empty)
             peer_again = measure(lambda: _executemany(engine, bars))
-            results.append(Row("load 200k new bars", "rows/s", ROWS, prism_new, peer_new))
+            results.append(Row("load 200k new bars", "rows/s", ROWS, prism_new, peer_new, PEER))
             results.append(
-                Row("re-load 200k unchanged bars", "rows/s", ROWS, prism_again, peer_again)
+                Row("re-load 200k unchanged bars", "rows/s", ROWS, prism_again, peer_again, PEER)
             )
         finally:
             engine.dispose()

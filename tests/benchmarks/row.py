@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tests.benchmarks.measure import Measurement
@@ -9,19 +10,25 @@ from tests.benchmarks.measure import Measurement
 
 @dataclass(frozen=True)
 class Row:
-    """A case measured for Prism and its peer over ``items`` items (rows, bars)."""
+    """A case measured for Prism and its named peer over ``items`` items (rows, bars)."""
 
     case: str
     unit: str
     items: int
     prism: Measurement
     peer: Measurement
+    peer_name: str
 
-    def markdown(self, peer_name: str) -> str:
-        """Return the row as a Markdown table line."""
+    def markdown(self) -> str:
+        """Return the row as a Markdown table line (peak memory "-" where not traced)."""
         ours, theirs = self.items / self.prism.seconds, self.items / self.peer.seconds
         return (
             f"| {self.case} | {ours:,.0f} {self.unit} | {theirs:,.0f} {self.unit} | "
-            f"{peer_name} | **{ours / theirs:.2f}x** | {self.prism.peak_mb:,.0f} MB | "
-            f"{self.peer.peak_mb:,.0f} MB |"
+            f"{self.peer_name} | **{ours / theirs:.2f}x** | {_megabytes(self.prism)} | "
+            f"{_megabytes(self.peer)} |"
         )
+
+
+def _megabytes(measurement: Measurement) -> str:
+    peak = measurement.peak_mb
+    return "-" if math.isnan(peak) else f"{peak:,.0f} MB"

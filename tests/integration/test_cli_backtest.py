@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -69,3 +70,45 @@ def test_a_malformed_param_is_refused_with_the_expected_form(stocked):
 
     assert result.exit_code != 0
     assert "expected --param key=value, got 'fast'" in str(result.exception)
+
+
+def test_sweep_writes_every_combination_and_names_the_best(stocked, tmp_path):
+    out = tmp_path / "grid.csv"
+    result = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            "sma_crossover",
+            "--symbols",
+            "SPX",
+            "--grid",
+            "fast=5..20:5",
+            "--grid",
+            "slow=20,50",
+            "--where",
+            "fast<slow",
+            "--out",
+            str(out),
+        ],
+        env={"COLUMNS": "200"},
+    )
+
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert table[["fast", "slow"]].values.tolist() == [
+        [5, 20],
+        [5, 50],
+        [10, 20],
+        [10, 50],
+        [15, 20],
+        [15, 50],
+        [20, 50],
+    ]
+    bars = read_bars(stocked, ["SPX"])
+    for row in table.itertuples():
+        equity = run_backtest(
+            bars, SmaCrossover(fast=row.fast, slow=row.slow), BacktestConfig()
+        ).equity
+        assert row.final_equity == pytest.approx(equity.iloc[-1], rel=1e-12)
+    assert "best of 7 trials" in result.output
+    assert "deflated Sharpe" in result.output

@@ -54,6 +54,12 @@ def test_an_unknown_notebook_parameter_is_named_with_the_valid_ones(settings, tm
     _assert_clean_error(result, "no parameter(s) fsat", "its parameters are strategy, symbols")
 
 
+def test_a_malformed_sweep_axis_says_how_to_write_one(tmp_path):
+    result = _run([*PRISM, "sweep", "sma_crossover", "--grid", "fast"], tmp_path)
+
+    _assert_clean_error(result, "grid axis 'fast' is not name=v1,v2,... or name=start..stop")
+
+
 def test_a_missing_option_is_named(settings, tmp_path):
     result = _run([*PRISM, "models", "promote"], tmp_path)
 

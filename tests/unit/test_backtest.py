@@ -192,3 +192,58 @@ def test_filling_at_the_close_trades_on_the_deciding_bar():
 def test_an_unknown_fill_time_is_refused():
     with pytest.raises(ConfigError, match="fill_at must be 'open' or 'close'"):
         BacktestConfig(fill_at="noon")  # type: ignore[arg-type]
+
+
+def _spx(bundled_bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    one = bundled_bars[bundled_bars["symbol"] == "SPX"].reset_index(drop=True)
+    index = pd.DatetimeIndex(one["time"].dt.tz_localize(None))
+    return one, pd.Series(one["close"].to_numpy(), index), pd.Series(one["open"].to_numpy(), index)
+
+
+@pytest.mark.parametrize(("fast", "slow"), [(10, 50), (5, 20), (20, 200)])
+def test_sized_at_the_fill_it_makes_vectorbts_from_signals_trades(bundled_bars, fast, slow):
+    one, close, open_ = _spx(bundled_bars)
+    config = BacktestConfig(
+        capital=100_000.0, commission_bps=2.0, slippage_bps=0.0, lot=1.0, size_at="fill"
+    )
+    result = run_backtest(one, SmaCrossover(fast=fast, slow=slow), config)
+    above = close.rolling(fast).mean() > close.rolling(slow).mean()
+    portfolio = vbt.Portfolio.from_signals(
+        close,
+        entries=above.shift(1, fill_value=False),
+        exits=(~above).shift(1, fill_value=False),
+        price=open_,
+        size=np.inf,
+        size_granularity=1.0,
+        fees=2e-4,
+        init_cash=100_000.0,
+        freq="1D",
+    )
+    orders = portfolio.orders.records_readable
+
+    assert len(result.trades) == len(orders) > 10
+    np.testing.assert_array_equal(result.trades["quantity"].abs(), orders["Size"])
+    np.testing.assert_allclose(result.trades["price"], orders["Price"], rtol=1e-12)
+    np.testing.assert_allclose(result.trades["commission"], orders["Fees"], rtol=1e-9)
+    np.testing.assert_allclose(result.equity, portfolio.value(), rtol=1e-9)
+
+
+def test_a_gap_down_worked_by_hand_for_both_sizings():
+    """Bar 1 opens at 95 below bar 0's close of 100. Sized at the decision: 10,000 /
+    (100 * 1.001 + 0.01) -> 99 shares. Sized at the fill: 10,000 / (95 * 1.001 + 0.01) -> 105."""
+    bars = _four_bars()
+    bars.loc[1, ["open", "low"]] = [95.0, 94.0]
+    costs = {"capital": 10_000.0, "commission_bps": 10.0, "commission_per_share": 0.01}
+    costs |= {"slippage_bps": 0.0, "band": 0.1, "lot": 1.0}
+
+    decision = run_backtest(bars, InThenOut(), BacktestConfig(**costs))
+    fill = run_backtest(bars, InThenOut(), BacktestConfig(**costs, size_at="fill"))
+
+    assert decision.trades["quantity"].tolist() == [99.0, -99.0]
+    assert fill.trades["quantity"].tolist() == [105.0, -105.0]
+    assert fill.equity.iloc[1] == pytest.approx(10_000 - 105 * 95 * 0.001 - 1.05 + 105 * 7.0)
+
+
+def test_an_unknown_sizing_is_refused():
+    with pytest.raises(ConfigError, match="size_at"):
+        BacktestConfig(size_at="later")  # type: ignore[arg-type]

@@ -38,6 +38,15 @@ EXAMPLES = {
     "bollinger_breakout": {"period": 20, "width": 2.0, "allow_short": True},
     "time_series_momentum": {"lookback": 126, "allow_short": True},
     "direction_classifier": {"model": "logistic", "train_bars": 250, "allow_short": True},
+    "pairs": {"first": "SPX", "second": "NDX", "entry_z": 1.5, "adf_pvalue": 0.25},
+    "ensemble_vote": {
+        "members": "sma_crossover(fast=10,slow=50,allow_short=True);"
+        "rsi_mean_reversion(allow_short=True);macd_trend(allow_short=True)"
+    },
+    "ensemble_performance": {
+        "members": "sma_crossover(fast=10,slow=50);bollinger_breakout(allow_short=True);macd_trend",
+        "lookback": 63,
+    },
 }
 
 

@@ -1,3 +1,6 @@
+import shutil
+import struct
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -5,7 +8,7 @@ import pytest
 from prism.backtest import BacktestConfig, run_backtest
 from prism.data.bars import close_panel
 from prism.strategies import SmaCrossover
-from prism.tearsheet import monthly_returns, tear_sheet, write_tear_sheet
+from prism.tearsheet import monthly_returns, tear_sheet, write_tear_sheet, write_tear_sheet_png
 
 
 def test_monthly_returns_compound_back_to_the_total_return():
@@ -29,3 +32,16 @@ def test_the_tear_sheet_page_holds_every_panel_and_the_trades(bundled_bars, tmp_
     for title in ("equity vs buy and hold", "drawdown %", "monthly returns %", "<h2>Trades</h2>"):
         assert title in page
     assert page.count("<tr") == len(result.trades) + 1
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="kaleido needs Debian's chromium")
+def test_the_tear_sheet_renders_to_a_png_of_the_asked_size(bundled_bars, tmp_path):
+    result = run_backtest(bundled_bars, SmaCrossover(fast=10, slow=50), BacktestConfig())
+    figure = tear_sheet(result.equity, close_panel(bundled_bars).mean(axis=1), result.trades, "sma")
+
+    path = write_tear_sheet_png(figure, tmp_path / "sheet.png")
+
+    assert path is not None
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", header[16:24]) == (1000, 1200)

@@ -1,0 +1,158 @@
+"""Bars from CSV and Parquet files, read with polars.
+
+A file rarely uses Prism's column names, so the source takes a mapping from the file's names to
+the bar columns (``{"Date": "time", "Adj Close": "close"}``); after mapping, names are matched
+case-insensitively and a lone ``date``/``datetime``/``timestamp`` column is taken as ``time``.
+Naive timestamps are read in a configurable time zone (UTC by default) and stamped by the
+bar-frame convention of :func:`prism.data.bars.bar_times`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import polars as pl
+
+from prism.data.bars import PRICE_COLUMNS, TIMEFRAMES, bar_times, normalise
+from prism.data.sources import Asset
+from prism.errors import ConfigError
+
+FileFormat = Literal["csv", "parquet"]
+_FORMATS: dict[str, FileFormat] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_TIME_ALIASES = ("date", "datetime", "timestamp")
+REQUIRED_COLUMNS = ("time", *PRICE_COLUMNS, "volume")
+
+
+def parse_mapping(pairs: list[str]) -> dict[str, str]:
+    """Return ``{file column: bar column}`` from ``"Date=time"`` strings (CLI ``--map``)."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        source, sep, target = pair.rpartition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ConfigError(
+                f"expected --map FILE_COLUMN=BAR_COLUMN, got {pair!r}; example: --map Date=time"
+            )
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
+class FileBarSource:
+    """Bars of one CSV or Parquet file, for one symbol or with a symbol column."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        symbol: str | None = None,
+        timeframe: str = "1d",
+        mapping: dict[str, str] | None = None,
+        timezone: str = "UTC",
+        date_format: str | None = None,
+        file_format: FileFormat | None = None,
+    ) -> None:
+        """Describe the file; nothing is read until :meth:`fetch`.
+
+        ``symbol`` names every row's instrument; without it the file needs a ``symbol`` column
+        (possibly mapped). ``file_format`` defaults to the suffix (``.csv``, ``.parquet``).
+        """
+        self.path = Path(path)
+        self.symbol = symbol
+        self.timeframe = timeframe
+        self.mapping = dict(mapping or {})
+        self.timezone = timezone
+        self.date_format = date_format
+        self.file_format = file_format or _format_of(self.path)
+        self.name: str = self.file_format
+        if timeframe not in TIMEFRAMES:
+            raise ConfigError(
+                f"unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)}"
+            )
+        _check_timezone(timezone)
+
+    def assets(self) -> list[Asset]:
+        """Return one asset per symbol in the file; a file says nothing about the instrument,
+        so the class is ``unknown`` and currency and calendar keep the table's defaults."""
+        symbols = [self.symbol] if self.symbol else sorted(self._read()["symbol"].unique())
+        return [Asset(symbol, symbol, asset_class="unknown") for symbol in symbols]
+
+    def fetch(self) -> pd.DataFrame:
+        """Return the file's rows as a bar frame; unparsable values become NaN (quarantined)."""
+        frame = self._read()
+        frame["time"] = self._times(frame["time"])
+        frame["timeframe"] = self.timeframe
+        frame["source"] = self.name
+        return normalise(frame)
+
+    def _read(self) -> pd.DataFrame:
+        if not self.path.is_file():
+            raise ConfigError(f"no such file: {self.path}")
+        raw = (
+            pl.read_csv(self.path, infer_schema_length=None)
+            if self.file_format == "csv"
+            else pl.read_parquet(self.path)
+        )
+        frame = _bar_columns(raw, self.mapping, self.path).to_pandas()
+        if self.symbol is not None:
+            frame["symbol"] = self.symbol
+        elif "symbol" not in frame.columns:
+            raise ConfigError(
+                f"{self.path.name} has no symbol column; pass --symbol SYM or map one "
+                f"(--map Ticker=symbol); columns found: {', '.join(raw.columns)}"
+            )
+        return frame
+
+    def _times(self, values: pd.Series) -> pd.Series:
+        try:
+            parsed = pd.to_datetime(values, format=self.date_format)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(
+                f"cannot read the times of {self.path.name} (first value {values.iloc[0]!r}) "
+                f"with format {self.date_format or 'inferred'}: {err}; pass --date-format, "
+                "e.g. --date-format '%d/%m/%Y'"
+            ) from err
+        return bar_times(parsed, self.timeframe, self.timezone)
+
+
+def _format_of(path: Path) -> FileFormat:
+    try:
+        return _FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise ConfigError(
+            f"cannot tell the format of {path.name}; use a .csv or .parquet file"
+        ) from None
+
+
+def _check_timezone(timezone: str) -> None:
+    try:
+        pd.Timestamp("2000-01-01").tz_localize(timezone)
+    except Exception as err:
+        raise ConfigError(
+            f"unknown time zone {timezone!r}; use an IANA name such as America/New_York"
+        ) from err
+
+
+def _bar_columns(raw: pl.DataFrame, mapping: dict[str, str], path: Path) -> pl.DataFrame:
+    """Rename ``raw``'s columns to bar columns and keep only those; name any that are missing."""
+    unknown = sorted(set(mapping) - set(raw.columns))
+    if unknown:
+        raise ConfigError(
+            f"--map names column(s) {', '.join(unknown)} that {path.name} does not have; "
+            f"columns found: {', '.join(raw.columns)}"
+        )
+    shadowed = [c for c in set(mapping.values()) if c in raw.columns and c not in mapping]
+    renamed = raw.drop(shadowed).rename(mapping)
+    lower = {c: c.lower() for c in renamed.columns if c.lower() != c and c.lower() not in renamed}
+    renamed = renamed.rename(lower)
+    aliases = [c for c in _TIME_ALIASES if c in renamed.columns]
+    if "time" not in renamed.columns and len(aliases) == 1:
+        renamed = renamed.rename({aliases[0]: "time"})
+    missing = [c for c in REQUIRED_COLUMNS if c not in renamed.columns]
+    if missing:
+        raise ConfigError(
+            f"{path.name} has no column for {', '.join(missing)}; columns found: "
+            f"{', '.join(raw.columns)}; map them with --map FILE_COLUMN=BAR_COLUMN "
+            "(e.g. --map 'Adj Close=close')"
+        )
+    kept = [*REQUIRED_COLUMNS, *(["symbol"] if "symbol" in renamed.columns else [])]
+    return renamed.select(kept)
