@@ -11,6 +11,7 @@ order is cancelled. This matches vectorbt's cash-sharing accounting, which the t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -18,6 +19,7 @@ import pandas as pd
 
 from prism.data.bars import BarPanel
 from prism.errors import ConfigError, DataUnavailable
+from prism.metrics import PERIODS_PER_YEAR, summary, trade_statistics
 from prism.portfolio import AccountConfig
 from prism.simulation import cap_leverage
 from prism.simulation import simulate as run_loop
@@ -51,21 +53,58 @@ class BacktestResult:
     """What a backtest produced.
 
     - ``equity``: float64 Series indexed by bar time (UTC), equity at each close.
-    - ``trades``: one row per fill: decided_at, time, symbol, side, quantity (signed float64),
-      price, commission.
+    - ``trades``: one row per fill: decided_at, time, symbol and side (categorical), quantity
+      (signed float64), price, commission.
     - ``positions``: (time × symbol) float64 quantities held at each close.
     - ``weights``: (time × symbol) float64 target weights after the leverage cap.
-    - ``exposure``: gross and net market value as fractions of equity, per bar.
-    - ``turnover``: traded notional as a fraction of equity, per bar.
+    - ``marks``: (time × symbol) the closes positions are valued at (last close carried).
+    - :attr:`exposure` and :attr:`turnover`, worked out when first asked for.
     """
 
     equity: pd.Series
     trades: pd.DataFrame
     positions: pd.DataFrame
     weights: pd.DataFrame
-    exposure: pd.DataFrame
-    turnover: pd.Series
+    marks: pd.DataFrame
     config: BacktestConfig
+
+    @cached_property
+    def exposure(self) -> pd.DataFrame:
+        """Return gross and net market value as fractions of equity, per bar."""
+        values = self.positions.to_numpy() * self.marks.ffill().fillna(0.0).to_numpy()
+        return pd.DataFrame(
+            {
+                "gross": np.abs(values).sum(axis=1) / self.equity.to_numpy(),
+                "net": values.sum(axis=1) / self.equity.to_numpy(),
+            },
+            index=self.equity.index,
+        )
+
+    @cached_property
+    def turnover(self) -> pd.Series:
+        """Return traded notional as a fraction of equity, per bar."""
+        notional = (self.trades["quantity"] * self.trades["price"]).abs()
+        traded = notional.groupby(self.trades["time"]).sum().reindex(self.equity.index)
+        return (traded.fillna(0.0) / self.equity).rename("turnover")
+
+    def activity(self, periods_per_year: float) -> dict[str, float]:
+        """Return the mean gross exposure and the annualised turnover (traded notional over
+        equity per year), the two figures that say how hard a strategy works its capital."""
+        return {
+            "exposure": float(self.exposure["gross"].mean()),
+            "turnover": float(self.turnover.mean() * periods_per_year),
+        }
+
+
+def report(result: BacktestResult, timeframe: str) -> dict[str, float]:
+    """Return every figure a backtest is judged by: the headline metrics annualised for its
+    timeframe, the round-trip statistics, and the mean exposure and annual turnover."""
+    per_year = PERIODS_PER_YEAR.get(timeframe, 252)
+    return {
+        **summary(result.equity, len(result.trades), per_year),
+        **trade_statistics(result.trades),
+        **result.activity(per_year),
+    }
 
 
 def run_backtest(
@@ -134,7 +173,6 @@ class Simulation:
     first: int
     weights: np.ndarray
     equity: np.ndarray
-    values: np.ndarray
     held: np.ndarray
     fills: np.ndarray
 
@@ -151,7 +189,8 @@ def simulate(
     if first >= len(panel.times):
         raise DataUnavailable(f"no bars at or after the backtest start {start}")
     capped = cap_leverage(np.asarray(weights[first:], dtype=np.float64), config.max_leverage)
-    equity, values, held, fills = run_loop(
+
+    equity, held, fills = run_loop(
         panel.open[first:],
         panel.close[first:],
         capped,
@@ -163,7 +202,7 @@ def simulate(
         config.fill_at == "close",
         config.size_at == "fill",
     )
-    return Simulation(first, capped, equity, values, held, fills)
+    return Simulation(first, capped, equity, held, fills)
 
 
 def simulate_panel(
@@ -181,25 +220,24 @@ def simulate_panel(
         {
             "decided_at": times[decided],
             "time": times[bar],
-            "symbol": np.asarray(panel.symbols, dtype=object)[column],
+            "symbol": pd.Categorical.from_codes(
+                column, dtype=pd.CategoricalDtype(list(panel.symbols))
+            ),
             "quantity": fills[:, 2],
             "price": fills[:, 3],
             "commission": fills[:, 4],
         }
     )
-    trade_frame.insert(3, "side", np.where(trade_frame["quantity"] > 0, "buy", "sell"))
-    exposure = pd.DataFrame(
-        {"gross": run.values[:, 0] / run.equity, "net": run.values[:, 1] / run.equity},
-        index=times,
+    side = pd.Categorical.from_codes(
+        (fills[:, 2] < 0).astype(np.int8), dtype=pd.CategoricalDtype(["buy", "sell"])
     )
-    traded = np.bincount(bar, np.abs(fills[:, 2] * fills[:, 3]), minlength=len(times))
+    trade_frame.insert(3, "side", pd.Series(side))
     symbols = list(panel.symbols)
     return BacktestResult(
-        equity=pd.Series(run.equity, index=times, name="equity"),
+        equity=pd.Series(run.equity, index=times, name="equity", copy=False),
         trades=trade_frame,
         positions=pd.DataFrame(run.held, index=times, columns=symbols, copy=False),
         weights=pd.DataFrame(run.weights, index=times, columns=symbols, copy=False),
-        exposure=exposure,
-        turnover=pd.Series(traded / run.equity, index=times, name="turnover"),
+        marks=pd.DataFrame(panel.close[run.first :], index=times, columns=symbols, copy=False),
         config=config,
     )

@@ -378,7 +378,7 @@ def data_indicators(
     from prism.db.engine import open_database
 
     engine = open_database(load_settings())
-    names = symbols.split(",") if symbols else stored_symbols(engine, timeframe)
+    names = _symbols(symbols) if symbols else stored_symbols(engine, timeframe)
     values = indicators.compute(read_bars(engine, names, timeframe=timeframe))
     written = store_indicators(engine, values, timeframe)
     console.print(
@@ -404,7 +404,7 @@ def features_build(
     from prism.feature_store import build
 
     engine = open_database(load_settings())
-    names = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    names = _symbols(symbols) if symbols else None
     started = time.perf_counter()
     with Progress(console=errors, transient=True) as bar:
         task = bar.add_task("writing partitions", total=None, visible=False)
@@ -463,17 +463,14 @@ def strategies_command() -> None:
 
 def parse_assignments(pairs: list[str]) -> dict[str, object]:
     """Return ``{key: value}`` from ``key=value`` strings, values read as Python literals."""
-    import ast
+    from prism.text import read_literal
 
     parsed: dict[str, object] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"expected --param key=value, got {pair!r}")
-        try:
-            parsed[key.strip()] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            parsed[key.strip()] = text
+        parsed[key.strip()] = read_literal(text)
     return parsed
 
 
@@ -491,22 +488,16 @@ def backtest_command(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Backtest a strategy on stored bars and print its metrics (no MLflow run)."""
-    from prism.backtest import BacktestConfig, run_backtest
+    from prism.backtest import BacktestConfig, report, run_backtest
     from prism.data.store import read_bars
     from prism.db.engine import open_database
-    from prism.metrics import PERIODS_PER_YEAR, summary, trade_statistics
     from prism.strategies import make_strategy
 
     chosen = make_strategy(strategy, parse_assignments(param or []))
-    names = [s.strip() for s in symbols.split(",") if s.strip()]
+    names = _symbols(symbols)
     bars = read_bars(open_database(load_settings()), names, start, end, timeframe)
     config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
-    result = run_backtest(bars, chosen, config)
-    per_year = PERIODS_PER_YEAR.get(timeframe, 252)
-    figures = {
-        **summary(result.equity, len(result.trades), per_year),
-        **trade_statistics(result.trades),
-    }
+    figures = report(run_backtest(bars, chosen, config), timeframe)
     figures["trades"] = figures.pop("n_trades")
     if as_json:
         print(json.dumps({"strategy": strategy, "symbols": names, **figures}, default=float))
@@ -548,7 +539,7 @@ def sweep_command(
     axes = dict(parse_axis(axis) for axis in grid)
     filters = [parse_condition(text) for text in where or []]
     combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))
-    names = [s.strip() for s in symbols.split(",") if s.strip()]
+    names = _symbols(symbols)
     bars = read_bars(open_database(load_settings()), names, start, end, timeframe)
     config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
     with Progress(console=errors, transient=True) as progress:

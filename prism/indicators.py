@@ -17,12 +17,23 @@ from numba import njit
 NAN = np.nan
 
 
-@njit(cache=True)
+def _nans(size: int) -> np.ndarray:
+    """Return an output array of NaN, allocated by numpy: its large blocks sit on huge pages,
+    so filling them costs a third of what an array allocated inside a numba kernel does."""
+    return np.full(size, NAN)
+
+
 def sma(x: np.ndarray, n: int) -> np.ndarray:
     """Return the simple moving average of ``n`` values."""
-    out = np.full(x.size, NAN)
+    out = _nans(x.size)
+    _sma(x, n, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _sma(x: np.ndarray, n: int, out: np.ndarray) -> None:
     if x.size < n:
-        return out
+        return
     total = 0.0
     for i in range(n - 1):
         total += x[i]
@@ -30,15 +41,14 @@ def sma(x: np.ndarray, n: int) -> np.ndarray:
         total += x[i]
         out[i] = total / n
         total -= x[i - n + 1]
-    return out
+    return
 
 
-@njit(cache=True)
-def _ema_from(x: np.ndarray, n: int, first: int) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def _ema_from(x: np.ndarray, n: int, first: int, out: np.ndarray) -> None:
     """EMA whose seed is the SMA of the ``n`` values ending at index ``first``."""
-    out = np.full(x.size, NAN)
     if first >= x.size or first < n - 1:
-        return out
+        return
     k = 2.0 / (n + 1)
     value = 0.0
     for i in range(first - n + 1, first + 1):
@@ -48,21 +58,27 @@ def _ema_from(x: np.ndarray, n: int, first: int) -> np.ndarray:
     for i in range(first + 1, x.size):
         value = (x[i] - value) * k + value
         out[i] = value
+    return
+
+
+def ema(x: np.ndarray, n: int) -> np.ndarray:
+    """Return the exponential moving average (alpha 2/(n+1)), seeded by the first SMA."""
+    out = _nans(x.size)
+    _ema_from(x, n, n - 1, out)
     return out
 
 
-@njit(cache=True)
-def ema(x: np.ndarray, n: int) -> np.ndarray:
-    """Return the exponential moving average (alpha 2/(n+1)), seeded by the first SMA."""
-    return _ema_from(x, n, n - 1)
-
-
-@njit(cache=True)
 def rsi(close: np.ndarray, n: int) -> np.ndarray:
     """Return Wilder's relative strength index."""
-    out = np.full(close.size, NAN)
+    out = _nans(close.size)
+    _rsi(close, n, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _rsi(close: np.ndarray, n: int, out: np.ndarray) -> None:
     if close.size <= n:
-        return out
+        return
     gain = 0.0
     loss = 0.0
     for i in range(1, n + 1):
@@ -79,24 +95,35 @@ def rsi(close: np.ndarray, n: int) -> np.ndarray:
         gain = (gain * (n - 1) + (change if change > 0 else 0.0)) / n
         loss = (loss * (n - 1) + (-change if change < 0 else 0.0)) / n
         out[i] = 100.0 * gain / (gain + loss) if gain + loss != 0 else 0.0
-    return out
+    return
 
 
-@njit(cache=True)
 def macd(close: np.ndarray, fast: int, slow: int, signal: int) -> tuple[np.ndarray, ...]:
     """Return MACD line, signal line and histogram (TA-Lib alignment).
 
     Both EMAs start at bar ``slow - 1`` (the fast one seeded by the SMA of the ``fast`` closes
     ending there); the signal EMA is seeded by the SMA of the first ``signal`` MACD values.
     """
+    outs = (_nans(close.size), _nans(close.size), _nans(close.size))
+    _macd(close, fast, slow, signal, *outs)
+    return outs
+
+
+@njit(cache=True, nogil=True)
+def _macd(
+    close: np.ndarray,
+    fast: int,
+    slow: int,
+    signal: int,
+    line_out: np.ndarray,
+    signal_out: np.ndarray,
+    hist_out: np.ndarray,
+) -> None:
     size = close.size
-    line_out = np.full(size, NAN)
-    signal_out = np.full(size, NAN)
-    hist_out = np.full(size, NAN)
     start = slow - 1
     first = start + signal - 1
     if size <= first:
-        return line_out, signal_out, hist_out
+        return
     k_fast, k_slow, k_signal = 2.0 / (fast + 1), 2.0 / (slow + 1), 2.0 / (signal + 1)
     fast_value = 0.0
     for i in range(start - fast + 1, start + 1):
@@ -123,20 +150,24 @@ def macd(close: np.ndarray, fast: int, slow: int, signal: int) -> tuple[np.ndarr
         line_out[i] = line
         signal_out[i] = signal_value
         hist_out[i] = line - signal_value
-    return line_out, signal_out, hist_out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray, i: int) -> float:
     return max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1]))
 
 
-@njit(cache=True)
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndarray:
     """Return Wilder's average true range."""
-    out = np.full(close.size, NAN)
+    out = _nans(close.size)
+    _atr(high, low, close, n, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int, out: np.ndarray) -> None:
     if close.size <= n:
-        return out
+        return
     value = 0.0
     for i in range(1, n + 1):
         value += _true_range(high, low, close, i)
@@ -145,10 +176,10 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndar
     for i in range(n + 1, close.size):
         value = (value * (n - 1) + _true_range(high, low, close, i)) / n
         out[i] = value
-    return out
+    return
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_moments(x: np.ndarray, start: int, stop: int) -> tuple[float, float]:
     """Return the mean and the sum of squared deviations of ``x[start:stop]``, two-pass."""
     mean = 0.0
@@ -161,7 +192,6 @@ def _window_moments(x: np.ndarray, start: int, stop: int) -> tuple[float, float]
     return mean, spread
 
 
-@njit(cache=True)
 def bollinger(close: np.ndarray, n: int, k: float) -> tuple[np.ndarray, ...]:
     """Return upper, middle and lower bands: SMA ± k population standard deviations.
 
@@ -169,14 +199,25 @@ def bollinger(close: np.ndarray, n: int, k: float) -> tuple[np.ndarray, ...]:
     recomputed exactly from the window every ``n`` bars so rounding cannot accumulate (a running
     sum of squares drifts from TA-Lib by several 1e-9 on index levels).
     """
-    middle = np.full(close.size, NAN)
-    upper = np.full(close.size, NAN)
-    lower = np.full(close.size, NAN)
+    outs = (_nans(close.size), _nans(close.size), _nans(close.size))
+    _bollinger(close, n, k, *outs)
+    return outs
+
+
+@njit(cache=True, nogil=True)
+def _bollinger(
+    close: np.ndarray,
+    n: int,
+    k: float,
+    upper: np.ndarray,
+    middle: np.ndarray,
+    lower: np.ndarray,
+) -> None:
     if close.size < n:
-        return upper, middle, lower
+        return
     mean = 0.0
     spread = 0.0
-    sums = sma(close, n)
+    _sma(close, n, middle)
     for i in range(n - 1, close.size):
         if (i - n + 1) % n == 0:
             mean, spread = _window_moments(close, i - n + 1, i + 1)
@@ -187,18 +228,21 @@ def bollinger(close: np.ndarray, n: int, k: float) -> tuple[np.ndarray, ...]:
             mean = new_mean
         variance = spread / n
         deviation = np.sqrt(variance) if variance > 0 else 0.0
-        middle[i] = sums[i]
-        upper[i] = sums[i] + k * deviation
-        lower[i] = sums[i] - k * deviation
-    return upper, middle, lower
+        upper[i] = middle[i] + k * deviation
+        lower[i] = middle[i] - k * deviation
 
 
-@njit(cache=True)
 def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndarray:
     """Return Wilder's average directional index."""
-    out = np.full(close.size, NAN)
+    out = _nans(close.size)
+    _adx(high, low, close, n, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int, out: np.ndarray) -> None:
     if close.size < 2 * n:
-        return out
+        return
     plus = 0.0
     minus = 0.0
     tr = 0.0
@@ -228,7 +272,7 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndar
         else:
             value = (value * (n - 1) + dx) / n
             out[i] = value
-    return out
+    return
 
 
 INDICATORS = (

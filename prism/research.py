@@ -8,7 +8,6 @@ copy to the run and closes it as finished or failed.
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from prism.config import Settings, export_service_environment
 from prism.errors import ConfigError, PrismError
+from prism.text import read_literal
 from prism.tracking import finish_run, start_run
 
 RUN_ID_PARAMETER = "mlflow_run_id"
@@ -44,14 +44,7 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
     inspected = papermill.inspect_notebook(str(notebook))
     if not inspected:
         raise ConfigError(f"{notebook} has no cell tagged 'parameters'")
-    return {name: _literal(spec["default"]) for name, spec in inspected.items()}
-
-
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    return {name: read_literal(spec["default"]) for name, spec in inspected.items()}
 
 
 def coerce_parameters(defaults: dict[str, Any], raw: dict[str, str]) -> dict[str, Any]:
@@ -68,7 +61,7 @@ def coerce_parameters(defaults: dict[str, Any], raw: dict[str, str]) -> dict[str
     typed: dict[str, Any] = {}
     for name, text in raw.items():
         default = defaults[name]
-        value = _literal(text)
+        value = read_literal(text)
         if isinstance(default, dict) and not isinstance(value, dict):
             raise ConfigError(
                 f"parameter {name} must be a dict literal such as \"{{'lookback': 126}}\", "

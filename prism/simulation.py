@@ -96,26 +96,16 @@ def _execute(
 
 @njit(cache=True, inline="always")
 def _mark(
-    t: int,
-    closes: np.ndarray,
-    last_close: np.ndarray,
-    holdings: np.ndarray,
-    cash: float,
-    values: np.ndarray,
+    t: int, closes: np.ndarray, last_close: np.ndarray, holdings: np.ndarray, cash: float
 ) -> float:
-    """Mark holdings at the last closes; record gross and net market value; return equity."""
-    gross = 0.0
-    net = 0.0
+    """Mark holdings at the last closes; return equity."""
+    value = 0.0
     for j in range(holdings.size):
         if math.isfinite(closes[t, j]):
             last_close[j] = closes[t, j]
         if holdings[j] != 0.0:
-            value = holdings[j] * last_close[j]
-            net += value
-            gross += abs(value)
-    values[t, 0] = gross
-    values[t, 1] = net
-    return cash + net
+            value += holdings[j] * last_close[j]
+    return cash + value
 
 
 @njit(cache=True, inline="always")
@@ -129,7 +119,11 @@ def _any_pending(pending: np.ndarray) -> bool:
 @njit(cache=True)
 def cap_leverage(weights: np.ndarray, max_leverage: float) -> np.ndarray:
     """Return (time × symbol) weights, NaN as 0, each row scaled down so that its absolute sum
-    is at most ``max_leverage`` (the compiled twin of :func:`prism.portfolio.cap_leverage`)."""
+    is at most ``max_leverage`` (the compiled twin of :func:`prism.portfolio.cap_leverage`).
+
+    ``weights`` itself comes back when no row needs a change (no copy of a large panel)."""
+    if not _needs_cap(weights, max_leverage):
+        return weights
     out = np.empty_like(weights)
     for t in range(weights.shape[0]):
         gross = 0.0
@@ -145,6 +139,18 @@ def cap_leverage(weights: np.ndarray, max_leverage: float) -> np.ndarray:
 
 
 @njit(cache=True)
+def _needs_cap(weights: np.ndarray, max_leverage: float) -> bool:
+    for t in range(weights.shape[0]):
+        gross = 0.0
+        for j in range(weights.shape[1]):
+            if math.isnan(weights[t, j]):
+                return True
+            gross += abs(weights[t, j])
+        if gross > max_leverage:
+            return True
+    return False
+
+
 def simulate(
     opens: np.ndarray,
     closes: np.ndarray,
@@ -154,15 +160,43 @@ def simulate(
     band: float,
     at_close: bool,
     size_at_fill: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Step through (time × symbol) panels; return equity, market values, holdings and fills.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step through (time × symbol) panels; return equity, holdings and fills.
 
     ``costs`` is (commission in bps, commission per share, slippage in bps, lot). Orders decided
     at a bar's close fill at the next bar's open, or at that same close when ``at_close``.
-    Market values are rows of (gross, net) at each close. Fills are rows of (bar index filled,
-    symbol index, quantity, price, commission, bar index decided). NaN opens or closes mean the
-    symbol has no bar then.
+    Their quantity is fixed at the decision, from the close (as live), unless ``size_at_fill``.
+    Fills are rows of (bar index filled, symbol index, quantity, price, commission, bar index
+    decided). NaN opens or closes mean the symbol has no bar then.
+
+    The outputs are allocated here, by numpy, whose large blocks are backed by huge pages:
+    allocated inside the compiled loop, a million bars cost more in page faults than in work.
     """
+    n_bars, n_symbols = opens.shape
+    equity = np.empty(n_bars)
+    held = np.empty((n_bars, n_symbols))
+    fills = np.empty((n_bars * n_symbols, 6))
+    n_fills = _run(
+        opens, closes, weights, capital, costs, band, at_close, size_at_fill, equity, held, fills
+    )
+    return equity, held, fills[:n_fills]
+
+
+@njit(cache=True, nogil=True)
+def _run(
+    opens: np.ndarray,
+    closes: np.ndarray,
+    weights: np.ndarray,
+    capital: float,
+    costs: np.ndarray,
+    band: float,
+    at_close: bool,
+    size_at_fill: bool,
+    equity: np.ndarray,
+    held: np.ndarray,
+    fills: np.ndarray,
+) -> int:
+    """Fill :func:`simulate`'s outputs in place; return the number of fills."""
     n_bars, n_symbols = opens.shape
     commission_bps, per_share, slippage_bps, lot = costs[0], costs[1], costs[2], costs[3]
     cost_rate = (commission_bps + slippage_bps) / 10_000.0
@@ -172,10 +206,6 @@ def simulate(
     pending = np.zeros(n_symbols)
     targets = np.zeros(n_symbols)
     decided = np.full(n_symbols, -1)
-    equity = np.empty(n_bars)
-    values = np.empty((n_bars, 2))
-    held = np.empty((n_bars, n_symbols))
-    fills = np.empty((n_bars * n_symbols, 6))
     n_fills = 0
     waiting = False
     for t in range(n_bars):
@@ -186,7 +216,7 @@ def simulate(
                 t, opens[t], pending, decided, holdings, cash, fills, n_fills, costs
             )
             waiting = _any_pending(pending)
-        equity[t] = _mark(t, closes, last_close, holdings, cash, values)
+        equity[t] = _mark(t, closes, last_close, holdings, cash)
         for j in range(n_symbols):
             price = closes[t, j]
             if not (math.isfinite(price) and price > 0):
@@ -209,8 +239,8 @@ def simulate(
             cash, n_fills = _execute(
                 t, closes[t], pending, decided, holdings, cash, fills, n_fills, costs
             )
-            equity[t] = _mark(t, closes, last_close, holdings, cash, values)
+            equity[t] = _mark(t, closes, last_close, holdings, cash)
             waiting = _any_pending(pending)
         for j in range(n_symbols):
             held[t, j] = holdings[j]
-    return equity, values, held, fills[:n_fills]
+    return n_fills

@@ -29,6 +29,7 @@ from prism.data.bars import BarPanel
 from prism.errors import ConfigError
 from prism.metrics import PERIODS_PER_YEAR
 from prism.strategies import available_strategies, make_strategy
+from prism.text import read_literal
 from prism.validation import deflated_sharpe_ratio
 
 Combination = dict[str, Any]
@@ -46,16 +47,7 @@ def parse_axis(text: str) -> tuple[str, list[Any]]:
             return name, list(range(int(first), int(last) + 1, int(step or 1)))
         except ValueError as err:
             raise ConfigError(f"grid axis {text!r}: a range needs whole numbers") from err
-    return name, [_number(v) for v in values.split(",")]
-
-
-def _number(text: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
+    return name, [read_literal(v) for v in values.split(",")]
 
 
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
@@ -75,7 +67,9 @@ def parse_condition(text: str) -> Callable[[Combination], bool]:
         left, sep, right = text.partition(symbol)
         if sep and left.strip() and right.strip():
             a, b = left.strip(), right.strip()
-            return lambda combo: compare(combo.get(a, _number(a)), combo.get(b, _number(b)))
+            return lambda combo: compare(
+                combo.get(a, read_literal(a)), combo.get(b, read_literal(b))
+            )
     raise ConfigError(
         f"filter {text!r} is not 'name OP name-or-number' with OP one of < <= > >= == !="
     )

@@ -22,11 +22,10 @@ import pandas as pd
 import polars as pl
 from mlflow.tracking import MlflowClient
 
-from prism.backtest import BacktestResult
+from prism.backtest import BacktestResult, report
 from prism.config import Settings, export_service_environment, project_root
 from prism.data.bars import BAR_COLUMNS, close_panel
 from prism.errors import ConfigError
-from prism.metrics import summary
 from prism.plots import save_equity_png
 from prism.strategies import Strategy, strategy_params
 from prism.strategy_model import StrategyModel
@@ -117,7 +116,7 @@ def log_backtest(
     strategy: Strategy, bars: pd.DataFrame, result: BacktestResult, symbols: list[str]
 ) -> dict[str, float]:
     """Log a backtest into the active run: parameters, metrics, plot, data hash and model."""
-    metrics = summary(result.equity, len(result.trades))
+    metrics = report(result, str(bars["timeframe"].iloc[0]))
     mlflow.log_params(
         {
             "strategy": strategy.name,

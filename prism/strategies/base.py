@@ -17,11 +17,13 @@ lets a sweep pivot the bars once and run thousands of combinations on them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from prism.data.bars import BarPanel
 
@@ -81,6 +83,8 @@ class PanelStrategy(Strategy, Protocol):
 def per_column(values: np.ndarray, series: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Apply ``series`` to each column of a panel over the rows where the symbol has a bar (a
     finite value), so a symbol's gaps do not shorten its windows; NaN elsewhere."""
+    if values.shape[1] == 1 and np.isfinite(values).all():
+        return np.asarray(series(values[:, 0]), dtype=np.float64).reshape(-1, 1)
     out = np.full(values.shape, np.nan)
     for j in range(values.shape[1]):
         column = values[:, j]
@@ -94,11 +98,20 @@ def per_column(values: np.ndarray, series: Callable[[np.ndarray], np.ndarray]) -
 
 def split_equally(signal: np.ndarray, allow_short: bool) -> np.ndarray:
     """Return panel weights: ``signal`` (+1/0/-1, NaN as 0) over the number of symbols, shorts
-    dropped unless allowed."""
-    values = np.nan_to_num(signal, nan=0.0)
-    if not allow_short:
-        values = np.clip(values, 0.0, None)
-    return values / max(values.shape[1], 1)
+    dropped unless allowed. ``signal`` is overwritten (it is a large temporary)."""
+    signal = np.ascontiguousarray(signal)
+    _split_in_place(signal.reshape(-1), allow_short, max(signal.shape[1], 1))
+    return signal
+
+
+@njit(cache=True, nogil=True)
+def _split_in_place(values: np.ndarray, allow_short: bool, symbols: int) -> None:
+    for i in range(values.size):
+        value = values[i]
+        if math.isnan(value) or (value < 0.0 and not allow_short):
+            values[i] = 0.0
+        else:
+            values[i] = value / symbols
 
 
 def on_bars(bars: pd.DataFrame, panel_weights: Callable[[BarPanel], np.ndarray]) -> pd.DataFrame:

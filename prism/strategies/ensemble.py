@@ -12,7 +12,6 @@ covers the oldest member weight a decision uses.
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +22,7 @@ import pandas as pd
 
 from prism.errors import ConfigError
 from prism.strategies.base import Strategy
+from prism.text import read_literal
 
 DEFAULT_MEMBERS = "sma_crossover(fast=10,slow=50);rsi_mean_reversion;macd_trend"
 _MEMBER = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$")
@@ -54,15 +54,8 @@ def _parse_member(text: str) -> tuple[str, dict[str, Any]]:
             raise ConfigError(
                 f"ensemble member {name!r}: expected key=value, got {assignment.strip()!r}"
             )
-        params[key.strip()] = _literal(value.strip())
+        params[key.strip()] = read_literal(value.strip())
     return name, params
-
-
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def build_members(spec: str, ensemble: str) -> tuple[Strategy, ...]:

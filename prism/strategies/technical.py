@@ -48,7 +48,9 @@ class SmaCrossover(SignalRule):
 
     def rule(self, close: np.ndarray) -> np.ndarray:
         """Return the sign of fast minus slow average."""
-        return np.sign(sma(close, self.fast) - sma(close, self.slow))
+        gap = sma(close, self.fast)
+        gap -= sma(close, self.slow)
+        return np.sign(gap, out=gap)
 
 
 @dataclass(frozen=True)

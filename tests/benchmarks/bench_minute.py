@@ -2,9 +2,14 @@
 sweep, against vectorbt's ``Portfolio.from_signals`` and backtesting.py.
 
 Every engine gets the same semantics: long-only, all-in on the crossover, fills at the next
-bar's open, whole shares, 1 bp commission, no slippage, the same starting cash. Prism sizes at
+bar's open, whole shares, 0.2 bp commission, no slippage, the same starting cash. Prism sizes at
 the fill price here (``size_at="fill"``), as both peers do. Each case checks that Prism made
 the same trades and reached the same final equity as the peer before it reports a ratio.
+
+The commission is low because the busiest combinations fill 100,000 times: at 1 bp they lose
+over 99% of their capital, and once one share is worth more than Prism's 5% rebalancing band
+Prism tops a position up where a signal engine never does, so the two part ways for that
+reason alone.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from tests.benchmarks.synthetic import random_walk_bars
 
 BARS = 1_000_000
 CASH = 1_000_000.0
-FEE_BPS = 1.0
+FEE_BPS = 0.2
 CONFIG = BacktestConfig(
     capital=CASH, commission_bps=FEE_BPS, slippage_bps=0.0, lot=1.0, size_at="fill"
 )
