@@ -151,8 +151,20 @@ def _frame(ordered: pd.DataFrame, weight: np.ndarray) -> pd.DataFrame:
     return out
 
 
+class Members:
+    """What both ensembles share: the ``members`` spec and the strategies it names."""
+
+    name: ClassVar[str]
+    members: str
+
+    @cached_property
+    def strategies(self) -> tuple[Strategy, ...]:
+        """Return the member strategies, built once."""
+        return build_members(self.members, self.name)
+
+
 @dataclass(frozen=True)
-class VoteEnsemble:
+class VoteEnsemble(Members):
     """Hold each symbol on the side most members take (more than half of them), else flat.
 
     The size is the mean absolute weight of the members on the winning side: the equal split
@@ -164,11 +176,6 @@ class VoteEnsemble:
 
     def __post_init__(self) -> None:
         _ = self.strategies
-
-    @cached_property
-    def strategies(self) -> tuple[Strategy, ...]:
-        """Return the member strategies, built once."""
-        return build_members(self.members, self.name)
 
     @property
     def warmup(self) -> int:
@@ -184,7 +191,7 @@ class VoteEnsemble:
 
 
 @dataclass(frozen=True)
-class PerformanceEnsemble:
+class PerformanceEnsemble(Members):
     """Blend the members' weights in proportion to their positive trailing returns.
 
     A member's return at bar ``t`` is its weights at ``t - 1`` times each symbol's close
@@ -201,11 +208,6 @@ class PerformanceEnsemble:
         if self.lookback < 1:
             raise ConfigError(f"ensemble_performance needs lookback >= 1, got {self.lookback}")
         _ = self.strategies
-
-    @cached_property
-    def strategies(self) -> tuple[Strategy, ...]:
-        """Return the member strategies, built once."""
-        return build_members(self.members, self.name)
 
     @property
     def warmup(self) -> int:
