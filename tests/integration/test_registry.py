@@ -1,3 +1,5 @@
+import shutil
+
 import mlflow
 import pandas as pd
 import pytest
@@ -92,6 +94,9 @@ def test_the_run_records_its_provenance(registry_settings, bundled_bars):
     assert run.data.tags["config_hash"] == registry_settings.config_hash()
     artifacts = {a.path for a in MlflowClient().list_artifacts(run_id)}
     assert {"equity_curve.png", "trades.csv", "tear_sheet.html"} <= artifacts
+    if shutil.which("chromium"):
+        assert "tear_sheet.png" in artifacts
+    assert {"sharpe", "win_rate", "profit_factor", "exposure", "turnover"} <= set(run.data.metrics)
 
 
 def test_promoting_an_unknown_run_says_where_run_ids_come_from(registry_settings):
