@@ -10,6 +10,7 @@ import getpass
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -21,6 +22,9 @@ from prism.config import describe_settings, load_gates, load_settings, mask_url
 from prism.errors import ConfigError, PrismError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from prism.data.gaps import BackfillResult
     from prism.data.sources import BarSource
 
 app = typer.Typer(
@@ -163,19 +167,134 @@ def db_upgrade() -> None:
     console.print(f"schema at revision {revision} ({database_mode(engine)} mode)")
 
 
+@db_app.command("info")
+def db_info(
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Show the database's mode, revision, hypertables, rollups, policies and row counts."""
+    from prism.db.engine import open_database
+    from prism.db.info import describe
+
+    settings = load_settings()
+    info = describe(open_database(settings), settings)
+    if as_json:
+        print(json.dumps(info.as_dict(), indent=2, default=str))
+        return
+    console.print(f"mode: {info.mode}, schema revision {info.revision}")
+    console.print(f"hypertables: {', '.join(info.hypertables) or '(none: plain PostgreSQL)'}")
+    for rollup in info.rollups:
+        console.print(f"rollup: {rollup['name']} ({rollup['kind']} of {rollup['source']})")
+    policies = _table("timeframe", "compress after", "keep", "applied by")
+    for p in info.policies:
+        policies.add_row(p["timeframe"], p["compress_after"] or "-", p["keep"], p["applied_by"])
+    console.print(policies)
+    for job in info.jobs:
+        console.print(f"job {job['job_id']}: {job['proc_name']} {job['target']} {job['config']}")
+    counts = _table("table", "rows")
+    for table, rows in info.row_counts.items():
+        counts.add_row(table, f"{rows:,}")
+    console.print(counts)
+
+
+@db_app.command("refresh")
+def db_refresh() -> None:
+    """Refresh the 1h and 1d rollups of the 1m bars now."""
+    from prism.db.engine import open_database
+    from prism.db.rollups import refresh_rollups
+
+    refresh_rollups(open_database(load_settings()))
+    console.print("rollups market_data.ohlcv_1h and market_data.ohlcv_1d refreshed")
+
+
+@db_app.command("retention")
+def db_retention() -> None:
+    """Apply PRISM_COMPRESS_* and PRISM_RETENTION_*: TimescaleDB jobs, or (plain PostgreSQL)
+    delete the bars older than their timeframe's retention now and refresh the rollups."""
+    from prism.db.engine import open_database
+    from prism.db.rollups import apply_policies, apply_retention, refresh_rollups
+
+    settings = load_settings()
+    engine = open_database(settings)
+    installed = apply_policies(engine, settings)
+    for line in installed:
+        console.print(line)
+    if not installed:
+        deleted = apply_retention(engine, settings)
+        refresh_rollups(engine)
+        summary = ", ".join(f"{tf}: {n:,}" for tf, n in deleted.items()) or "nothing to do"
+        console.print(f"bars deleted by retention: {summary}")
+
+
 def _ingest(source: BarSource) -> None:
     """Validate, quarantine and upsert ``source``'s bars, then print what happened."""
-    from prism.data.store import ingest
+    from prism.data.gaps import ingest_and_heal
     from prism.db.engine import open_database
 
     engine = open_database(load_settings())
     started = time.perf_counter()
-    report = ingest(engine, source)
+    report, healed = ingest_and_heal(engine, source)
     console.print(
         f"{report.source}: {report.received:,} bars received, {report.inserted:,} "
         f"inserted, {report.updated:,} updated, {report.unchanged:,} unchanged, "
-        f"{report.quarantined} quarantined in {time.perf_counter() - started:.1f}s"
+        f"{report.quarantined:,} quarantined, {report.flagged:,} flagged for review in "
+        f"{time.perf_counter() - started:.1f}s"
     )
+    if healed:
+        _print_backfill(healed)
+
+
+def _print_backfill(results: list[BackfillResult]) -> None:
+    """Print one row per backfilled gap: how many bars came back, and why not all."""
+    table = _table("symbol", "timeframe", "start", "end", "missing", "filled", "source", "note")
+    for r in results:
+        g = r.gap
+        table.add_row(
+            g.symbol,
+            g.timeframe,
+            str(g.start),
+            str(g.end),
+            str(g.missing),
+            str(r.filled),
+            r.source,
+            r.reason,
+        )
+    console.print(table)
+    console.print(
+        f"backfill: {sum(r.filled for r in results):,} bars restored in {len(results)} gap(s); "
+        f"{sum(r.unfilled for r in results):,} could not be filled"
+    )
+
+
+def _gate(
+    engine: Engine,
+    symbols: list[str],
+    timeframe: str,
+    start: str | None,
+    end: str | None,
+    allow_gaps: bool,
+) -> None:
+    """Refuse to run on bars with open gaps or a stale feed, unless ``allow_gaps``."""
+    from prism.data.health import check_quality
+
+    if allow_gaps:
+        errors.print(f"--allow-gaps: data-quality gate skipped for {', '.join(symbols)}")
+        return
+    check_quality(engine, symbols, timeframe, start, end, now=_gate_moment(end))
+
+
+def _gate_moment(end: str | None) -> datetime:
+    """The moment a stale feed is judged at: the end of the run, or now."""
+    now = datetime.now(UTC)
+    if end is None:
+        return now
+    stamp = datetime.fromisoformat(end)
+    return min(now, stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
+
+
+AllowGaps = Annotated[
+    bool,
+    typer.Option("--allow-gaps", help="run even on bars with open gaps or a stale feed"),
+]
 
 
 def _symbols(text: str) -> list[str]:
@@ -387,6 +506,67 @@ def data_indicators(
     )
 
 
+GapSymbol = Annotated[str | None, typer.Option(help="comma-separated (default: all)")]
+GapTimeframe = Annotated[str | None, typer.Option(help="1m, 5m, 1h or 1d (default: all)")]
+
+
+@data_app.command("gaps")
+def data_gaps(
+    symbol: GapSymbol = None,
+    timeframe: GapTimeframe = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+) -> None:
+    """List missing bars against each symbol's trading calendar, as ranges."""
+    from prism.data.gaps import find_gaps
+    from prism.db.engine import open_database
+
+    engine = open_database(load_settings())
+    found = find_gaps(engine, _symbols(symbol) if symbol else None, timeframe)
+    if as_json:
+        print(json.dumps([gap.as_dict() for gap in found], indent=2))
+        return
+    table = _table("symbol", "timeframe", "start", "end", "missing")
+    for gap in found:
+        table.add_row(gap.symbol, gap.timeframe, str(gap.start), str(gap.end), str(gap.missing))
+    console.print(table)
+    console.print(f"{len(found)} gap(s), {sum(g.missing for g in found):,} missing bars")
+
+
+@data_app.command("backfill")
+def data_backfill(symbol: GapSymbol = None, timeframe: GapTimeframe = None) -> None:
+    """Fetch exactly the missing ranges from each symbol's source; report what stays missing."""
+    from prism.data.gaps import backfill, find_gaps
+    from prism.db.engine import open_database
+
+    engine = open_database(load_settings())
+    found = find_gaps(engine, _symbols(symbol) if symbol else None, timeframe)
+    if not found:
+        console.print("no gaps: nothing to backfill")
+        return
+    _print_backfill(backfill(engine, found))
+
+
+@data_app.command("status")
+def data_status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+) -> None:
+    """Per symbol and timeframe: span, bars, open gaps, quarantined rows and staleness
+    (stale live feeds are also written to audit.system_events)."""
+    from prism.data.health import data_status
+    from prism.db.engine import open_database
+
+    statuses = data_status(open_database(load_settings()))
+    if as_json:
+        print(json.dumps([s.as_dict() for s in statuses], indent=2))
+        return
+    columns = ("symbol", "timeframe", "source", "first", "last", "bars", "gaps", "missing")
+    table = _table(*columns, "quarantined", "staleness")
+    for s in statuses:
+        shown = {**s.as_dict(), "bars": f"{s.bars:,}", "missing": f"{s.missing:,}"}
+        table.add_row(*(str(shown[c]) for c in (*columns, "quarantined", "staleness")))
+    console.print(table)
+
+
 PROGRESS_FROM = 24
 """Show a progress bar when a build writes at least this many partitions."""
 
@@ -486,8 +666,10 @@ def backtest_command(
     commission_bps: Annotated[float, typer.Option(help="commission, bps of notional")] = 1.0,
     slippage_bps: Annotated[float, typer.Option(help="slippage, bps of price")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    allow_gaps: AllowGaps = False,
 ) -> None:
-    """Backtest a strategy on stored bars and print its metrics (no MLflow run)."""
+    """Backtest a strategy on stored bars and print its metrics (no MLflow run); bars with
+    open gaps or a stale feed are refused unless --allow-gaps."""
     from prism.backtest import BacktestConfig, report, run_backtest
     from prism.data.store import read_bars
     from prism.db.engine import open_database
@@ -495,12 +677,19 @@ def backtest_command(
 
     chosen = make_strategy(strategy, parse_assignments(param or []))
     names = _symbols(symbols)
-    bars = read_bars(open_database(load_settings()), names, start, end, timeframe)
+    engine = open_database(load_settings())
+    bars = read_bars(engine, names, start, end, timeframe)
+    _gate(engine, names, timeframe, start, end, allow_gaps)
     config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
     figures = report(run_backtest(bars, chosen, config), timeframe)
     figures["trades"] = figures.pop("n_trades")
     if as_json:
-        print(json.dumps({"strategy": strategy, "symbols": names, **figures}, default=float))
+        print(
+            json.dumps(
+                {"strategy": strategy, "symbols": names, "allow_gaps": allow_gaps, **figures},
+                default=float,
+            )
+        )
         return
     table = _table("metric", "value")
     for key, value in figures.items():
@@ -526,6 +715,7 @@ def sweep_command(
     slippage_bps: Annotated[float, typer.Option(help="slippage, bps of price")] = 2.0,
     top: Annotated[int, typer.Option(help="rows to print, best Sharpe first")] = 10,
     out: Annotated[Path | None, typer.Option(help="write the whole table here (.csv)")] = None,
+    allow_gaps: AllowGaps = False,
 ) -> None:
     """Backtest every combination of a parameter grid in parallel (threads here, or the Dask
     cluster at PRISM_DASK_ADDRESS) and print the best, with its deflated Sharpe ratio."""
@@ -540,7 +730,9 @@ def sweep_command(
     filters = [parse_condition(text) for text in where or []]
     combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))
     names = _symbols(symbols)
-    bars = read_bars(open_database(load_settings()), names, start, end, timeframe)
+    engine = open_database(load_settings())
+    bars = read_bars(engine, names, start, end, timeframe)
+    _gate(engine, names, timeframe, start, end, allow_gaps)
     config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
     with Progress(console=errors, transient=True) as progress:
         task = progress.add_task(f"{strategy}: {len(combos):,} combinations", total=len(combos))

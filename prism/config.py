@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     commission_bps: float = Field(1.0, description="commission per trade, basis points of notional")
     commission_per_share: float = Field(0.0, description="commission per share traded")
     slippage_bps: float = Field(2.0, description="slippage per trade, basis points of price")
+    compress_1m: str = Field("1 month", description="compress 1m bars older than this")
+    retention_1m: str = Field("6 months", description="keep 1m bars this long ('forever': all)")
+    compress_5m: str = Field("3 months", description="compress 5m bars older than this")
+    retention_5m: str = Field("2 years", description="keep 5m bars this long ('forever': all)")
+    compress_1h: str = Field("6 months", description="compress 1h bars older than this")
+    retention_1h: str = Field("5 years", description="keep 1h bars this long ('forever': all)")
+    compress_1d: str = Field("1 year", description="compress 1d bars older than this")
+    retention_1d: str = Field("forever", description="keep 1d bars this long ('forever': all)")
 
     @property
     def mlflow_tracking_uri(self) -> str:

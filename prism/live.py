@@ -36,6 +36,8 @@ class LiveConfig(AccountConfig):
     deployment: str
     symbols: tuple[str, ...]
     timeframe: str = "1d"
+    allow_gaps: bool = False
+    """Trade even on bars with open gaps or a stale feed (the data-quality gate is skipped)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, symbols: tuple[str, ...]) -> LiveConfig:
@@ -84,10 +86,57 @@ def fill_open_orders(engine: Engine, broker: Broker, deployment: str, as_of: dat
     return booked
 
 
+def check_data(
+    engine: Engine,
+    config: LiveConfig,
+    bars: pd.DataFrame,
+    as_of: datetime,
+    now: datetime | None = None,
+) -> None:
+    """The cycle's data-quality gate: refuse, with a ``data_quality_refused`` system event,
+    to trade on ``bars`` with open gaps or on a feed stale at ``now`` (default ``as_of``),
+    unless the deployment allows gaps."""
+    from prism.data.health import quality_problems, refusal
+    from prism.events import record_event
+
+    if config.allow_gaps:
+        return
+    start = pd.Timestamp(bars["time"].min()).to_pydatetime()
+    gaps, stale = quality_problems(
+        engine, list(config.symbols), config.timeframe, start, as_of, now or as_of
+    )
+    if not (gaps or stale):
+        return
+    message = refusal(gaps, stale, "set allow_gaps on the deployment to trade on them anyway")
+    record_event(
+        engine,
+        "data_quality_refused",
+        "error",
+        "live",
+        f"{config.deployment} at {as_of}: {message}",
+        {
+            "deployment": config.deployment,
+            "as_of": as_of,
+            "gaps": [gap.as_dict() for gap in gaps],
+            "stale": [s.symbol for s in stale],
+        },
+    )
+    raise DataUnavailable(f"{config.deployment} at {as_of}: {message}")
+
+
 def decide(
-    engine: Engine, broker: Broker, strategy: LiveStrategy, config: LiveConfig, as_of: datetime
+    engine: Engine,
+    broker: Broker,
+    strategy: LiveStrategy,
+    config: LiveConfig,
+    as_of: datetime,
+    now: datetime | None = None,
 ) -> list[OrderRow]:
-    """Compute targets at ``as_of``'s close, record decisions and send orders; return them."""
+    """Compute targets at ``as_of``'s close, record decisions and send orders; return them.
+
+    Bars with open gaps, or a feed stale at ``now`` (default ``as_of``), stop the cycle
+    before anything is decided (see :func:`check_data`).
+    """
     bars = read_bars(
         engine,
         list(config.symbols),
@@ -95,6 +144,7 @@ def decide(
         timeframe=config.timeframe,
         last=strategy.warmup + 1,
     )
+    check_data(engine, config, bars, as_of, now)
     latest = bars[bars["time"] == pd.Timestamp(as_of)]
     weights = strategy.predict(bars)
     weights = weights[weights["time"] == pd.Timestamp(as_of)].set_index("symbol")["weight"]

@@ -9,7 +9,8 @@ bars, which is how the demo trades the champion out of sample. All logic lives i
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -63,9 +64,14 @@ def book_fills(config: live.LiveConfig, as_of: datetime) -> int:
 
 
 @task(cache_policy=NONE)
-def place_orders(strategy: live.LiveStrategy, config: live.LiveConfig, as_of: datetime) -> int:
+def place_orders(
+    strategy: live.LiveStrategy,
+    config: live.LiveConfig,
+    as_of: datetime,
+    now: datetime | None = None,
+) -> int:
     """Decide at ``as_of``'s close and send the orders; return how many were sent."""
-    return len(live.decide(_engine(), _broker(config), strategy, config, as_of))
+    return len(live.decide(_engine(), _broker(config), strategy, config, as_of, now))
 
 
 @task(cache_policy=NONE)
@@ -76,9 +82,14 @@ def take_snapshot(config: live.LiveConfig, as_of: datetime) -> float:
 
 @flow(name="trade_cycle", log_prints=False)
 async def trade_cycle(
-    as_of: datetime | None = None, symbols: list[str] | None = None, alias: str = "champion"
+    as_of: datetime | None = None,
+    symbols: list[str] | None = None,
+    alias: str = "champion",
+    allow_gaps: bool = False,
 ) -> dict[str, Any]:
-    """Trade the ``alias`` model for the bar at ``as_of`` (default: the newest stored bar).
+    """Trade the ``alias`` model for the bar at ``as_of`` (default: the newest stored bar,
+    with live feeds checked for staleness against the wall clock). Bars with open gaps stop
+    the cycle unless ``allow_gaps``.
 
     Declared ``async`` only because Prefect 3.8 joins a sync flow's heartbeat thread on exit,
     which costs up to a second per run (measured: 1.13 s sync, 0.38 s async); the steps
@@ -86,12 +97,15 @@ async def trade_cycle(
     """
     settings = load_settings()
     config = live.LiveConfig.from_settings(settings, tuple(symbols or DEFAULT_SYMBOLS))
+    config = replace(config, allow_gaps=allow_gaps)
     ensure_account(_engine(), config.deployment, to_decimal(config.capital))
+    now = None
     if as_of is None:
+        now = datetime.now(UTC)
         as_of = live.replay_times(_engine(), list(config.symbols), 1, config.timeframe)[-1]
     strategy = load_strategy(alias)
     fills = book_fills(config, as_of)
-    orders = place_orders(strategy, config, as_of)
+    orders = place_orders(strategy, config, as_of, now)
     equity = take_snapshot(config, as_of)
     return {
         "as_of": as_of,

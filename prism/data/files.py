@@ -9,6 +9,7 @@ bar-frame convention of :func:`prism.data.bars.bar_times`.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Literal
 
@@ -87,12 +88,12 @@ class FileBarSource:
     def _read(self) -> pd.DataFrame:
         if not self.path.is_file():
             raise ConfigError(f"no such file: {self.path}")
-        raw = (
-            pl.read_csv(self.path, infer_schema_length=None)
-            if self.file_format == "csv"
-            else pl.read_parquet(self.path)
-        )
-        frame = _bar_columns(raw, self.mapping, self.path).to_pandas()
+        raw = self._parse()
+        if raw.height == 0:
+            raise ConfigError(f"{self.path}: line 2: the file has no rows; nothing was loaded")
+        selected = _bar_columns(raw, self.mapping, self.path)
+        _check_numbers(selected, self.path, header_lines=int(self.file_format == "csv"))
+        frame = selected.to_pandas()
         if self.symbol is not None:
             frame["symbol"] = self.symbol
         elif "symbol" not in frame.columns:
@@ -102,16 +103,76 @@ class FileBarSource:
             )
         return frame
 
+    def _parse(self) -> pl.DataFrame:
+        """Read the whole file with polars; a file it cannot parse is a :class:`ConfigError`
+        naming the file, the line and the problem."""
+        try:
+            if self.file_format == "csv":
+                return pl.read_csv(self.path, infer_schema_length=None)
+            return pl.read_parquet(self.path)
+        except pl.exceptions.NoDataError:
+            raise ConfigError(
+                f"{self.path}: line 1: the file is empty; nothing was loaded"
+            ) from None
+        except pl.exceptions.PolarsError as err:
+            line = _ragged_line(self.path) if self.file_format == "csv" else None
+            where = line or f"cannot be read as {self.file_format}"
+            problem = str(err).splitlines()[0]
+            raise ConfigError(f"{self.path}: {where} ({problem}); nothing was loaded") from err
+
     def _times(self, values: pd.Series) -> pd.Series:
         try:
             parsed = pd.to_datetime(values, format=self.date_format)
         except (ValueError, TypeError) as err:
+            bad = _first_bad_time(values, self.date_format)
             raise ConfigError(
-                f"cannot read the times of {self.path.name} (first value {values.iloc[0]!r}) "
-                f"with format {self.date_format or 'inferred'}: {err}; pass --date-format, "
-                "e.g. --date-format '%d/%m/%Y'"
+                f"{self.path}: line {bad + 1 + int(self.file_format == 'csv')}: cannot read the "
+                f"time {values.iloc[bad]!r} of {self.path.name} with format "
+                f"{self.date_format or 'inferred'} ({str(err).splitlines()[0]}); pass "
+                "--date-format, e.g. --date-format '%d/%m/%Y'; nothing was loaded"
             ) from err
         return bar_times(parsed, self.timeframe, self.timezone)
+
+
+def _first_bad_time(values: pd.Series, date_format: str | None) -> int:
+    """Return the position of the first value that does not parse as a time (0 if none)."""
+    for position, value in enumerate(values):
+        if value is None or (isinstance(value, float) and value != value):
+            continue
+        try:
+            pd.to_datetime(value, format=date_format)
+        except (ValueError, TypeError):
+            return position
+    return 0
+
+
+def _ragged_line(path: Path) -> str | None:
+    """Return "line N: has K fields, the header has H" for a CSV's first line whose field
+    count differs from the header's (polars' error does not say where), or None."""
+    with path.open(newline="") as handle:
+        rows = csv.reader(handle)
+        header = next(rows, [])
+        for row in rows:
+            if row and len(row) != len(header):
+                return f"line {rows.line_num}: has {len(row)} fields, the header has {len(header)}"
+    return None
+
+
+def _check_numbers(frame: pl.DataFrame, path: Path, header_lines: int) -> None:
+    """Raise a :class:`ConfigError` naming the first line whose price or volume is not a number
+    (empty cells are allowed: validation quarantines them as missing values)."""
+    for column in (*PRICE_COLUMNS, "volume"):
+        values = frame[column]
+        if values.dtype.is_numeric():
+            continue
+        as_text = values.cast(pl.String)
+        bad = as_text.is_not_null() & values.cast(pl.Float64, strict=False).is_null()
+        if bad.any():
+            row = int(bad.arg_true()[0])
+            raise ConfigError(
+                f"{path}: line {row + 1 + header_lines}: {column} is {as_text[row]!r}, not a "
+                "number; fix the file, nothing was loaded"
+            )
 
 
 def _format_of(path: Path) -> FileFormat:

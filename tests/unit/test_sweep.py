@@ -124,12 +124,14 @@ def test_an_empty_grid_is_refused(bundled_bars):
 
 
 def test_a_dask_cluster_gives_the_same_table_as_local_threads(bundled_bars):
+    """In-process workers: a spawned one would re-run whatever __main__ is (after the
+    Streamlit AppTest, the dashboard script)."""
     from distributed import LocalCluster
 
     local = run_sweep(bundled_bars, "sma_crossover", SMALL_GRID, CONFIG)
     with (
         LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
         ) as cluster,
         sweep_executor(cluster.scheduler_address) as executor,
     ):

@@ -1,0 +1,268 @@
+"""Data health: what is stored, where it has holes, whether its feed is alive, and the gate.
+
+:func:`data_status` describes every (symbol, timeframe) series: first and last bar, bar count,
+open gaps, quarantined rows and staleness. Staleness concerns live feeds only (Yahoo, ccxt;
+bundled and file data are snapshots that never update): an intraday series with no bar for
+:data:`WARN_AFTER` of trading time is a warning, and when no live intraday series has had a bar
+for :data:`DOWN_AFTER` the feed itself is down, an error for each of them; a daily series is
+stale (a warning) when its last bar is older than the calendar's last completed session. Each
+stale series is written to ``audit.system_events``.
+
+:func:`check_quality` is the gate a backtest or a trade cycle passes first: open gaps in the
+bars it will read, or a stale feed, raise :class:`~prism.errors.DataUnavailable` naming the
+symbol and range at fault, unless the caller explicitly allows gaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, text
+
+from prism.data.gaps import ALWAYS_OPEN, STEPS, Gap, exchange_calendar, find_gaps, is_feed
+from prism.errors import DataUnavailable
+
+WARN_AFTER = pd.Timedelta(minutes=5)
+"""A live intraday symbol silent this long (in trading time) is a warning."""
+DOWN_AFTER = pd.Timedelta(minutes=2)
+"""No live intraday symbol with a bar for this long means the feed is down: an error."""
+SHOWN_GAPS = 5
+"""Gaps named in a refusal; the rest are counted."""
+
+
+@dataclass(frozen=True)
+class SeriesStatus:
+    """The health of one (symbol, timeframe) series."""
+
+    symbol: str
+    timeframe: str
+    calendar: str
+    source: str
+    first: pd.Timestamp
+    last: pd.Timestamp
+    bars: int
+    gaps: int = 0
+    missing: int = 0
+    quarantined: int = 0
+    staleness: str = "static"
+    silent_for: str | None = None
+    open_gaps: list[Gap] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the status as JSON-ready values (times in ISO 8601, gaps as ranges)."""
+        out = asdict(self)
+        out["first"], out["last"] = self.first.isoformat(), self.last.isoformat()
+        out["open_gaps"] = [gap.as_dict() for gap in self.open_gaps]
+        return out
+
+
+_SERIES = text(
+    """
+    SELECT s.symbol, s.timeframe, coalesce(a.calendar, 'XNYS') AS calendar, s.first, s.last,
+           s.bars,
+           (SELECT o.source FROM market_data.ohlcv o
+            WHERE o.symbol = s.symbol AND o.timeframe = s.timeframe
+            ORDER BY o.time DESC LIMIT 1) AS source
+    FROM (SELECT symbol, timeframe, min(time) AS first, max(time) AS last, count(*) AS bars
+          FROM market_data.ohlcv
+          WHERE (CAST(:symbols AS text[]) IS NULL OR symbol = ANY(CAST(:symbols AS text[])))
+            AND (CAST(:timeframe AS text) IS NULL OR timeframe = :timeframe)
+          GROUP BY symbol, timeframe) s
+    LEFT JOIN market_data.assets a USING (symbol)
+    ORDER BY s.symbol, s.timeframe
+    """
+)
+
+_QUARANTINED = text(
+    "SELECT symbol, coalesce(raw->>'timeframe', '') AS timeframe, count(*) AS n "
+    "FROM market_data.quarantine WHERE symbol IS NOT NULL GROUP BY 1, 2"
+)
+
+
+def _utc(moment: datetime | str) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _now(now: datetime | None) -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC") if now is None else _utc(now)
+
+
+def series_status(
+    engine: Engine, symbols: list[str] | None = None, timeframe: str | None = None
+) -> list[SeriesStatus]:
+    """Return every stored series (or those of ``symbols`` / ``timeframe``) with its span,
+    count, source and quarantined rows."""
+    params = {"symbols": symbols, "timeframe": timeframe}
+    with engine.connect() as conn:
+        rows = conn.execute(_SERIES, params).mappings().all()
+        quarantined = {(r.symbol, r.timeframe): int(r.n) for r in conn.execute(_QUARANTINED)}
+    return [
+        SeriesStatus(
+            symbol=row["symbol"],
+            timeframe=row["timeframe"],
+            calendar=row["calendar"],
+            source=str(row["source"]),
+            first=pd.Timestamp(row["first"]).tz_convert("UTC"),
+            last=pd.Timestamp(row["last"]).tz_convert("UTC"),
+            bars=int(row["bars"]),
+            quarantined=quarantined.get((row["symbol"], row["timeframe"]), 0),
+        )
+        for row in rows
+    ]
+
+
+def last_completed_session(calendar: str, now: pd.Timestamp) -> pd.Timestamp | None:
+    """Return the midnight-UTC stamp of the newest session of ``calendar`` closed by ``now``."""
+    if calendar == ALWAYS_OPEN:
+        return now.normalize() - pd.Timedelta(days=1)
+    cal = exchange_calendar(calendar)
+    closes = cal.closes
+    done = closes[closes <= now]
+    return None if done.empty else pd.Timestamp(done.index[-1]).tz_localize("UTC")
+
+
+def silence(status: SeriesStatus, now: pd.Timestamp) -> pd.Timedelta:
+    """Return the trading time since the last bar of an intraday series closed."""
+    closed = status.last + pd.Timedelta(STEPS[status.timeframe])
+    if now <= closed:
+        return pd.Timedelta(0)
+    if status.calendar == ALWAYS_OPEN:
+        return now - closed
+    cal = exchange_calendar(status.calendar)
+    upper = min(now.floor("min"), cal.last_minute)
+    if upper <= closed:
+        return pd.Timedelta(0)
+    minutes = cal.minutes_in_range(closed, upper)
+    return pd.Timedelta(minutes=len(minutes))
+
+
+def with_staleness(statuses: list[SeriesStatus], now: pd.Timestamp) -> list[SeriesStatus]:
+    """Return ``statuses`` with staleness judged at ``now`` for live feeds (others: static)."""
+    judged: list[SeriesStatus] = []
+    quiet: dict[int, pd.Timedelta] = {}
+    for index, status in enumerate(statuses):
+        if not is_feed(status.source):
+            judged.append(status)
+        elif status.timeframe == "1d":
+            session = last_completed_session(status.calendar, now)
+            stale = session is not None and status.last < session
+            judged.append(replace(status, staleness="warning" if stale else "ok"))
+        else:
+            quiet[index] = silence(status, now)
+            level = "warning" if quiet[index] > WARN_AFTER else "ok"
+            judged.append(replace(status, staleness=level, silent_for=str(quiet[index])))
+    if quiet and min(quiet.values()) > DOWN_AFTER:
+        for index in quiet:
+            judged[index] = replace(judged[index], staleness="error")
+    return judged
+
+
+def record_staleness(engine: Engine, statuses: Iterable[SeriesStatus]) -> int:
+    """Write one ``stale_feed`` system event per stale series; return how many were written."""
+    from prism.events import record_event
+
+    written = 0
+    for status in statuses:
+        if status.staleness not in ("warning", "error"):
+            continue
+        record_event(
+            engine,
+            "stale_feed",
+            status.staleness,
+            "data",
+            _stale_message(status),
+            {"symbol": status.symbol, "timeframe": status.timeframe, "last": status.last},
+        )
+        written += 1
+    return written
+
+
+def _stale_message(status: SeriesStatus) -> str:
+    quiet = f" for {status.silent_for}" if status.silent_for else ""
+    return (
+        f"{status.symbol} {status.timeframe} from {status.source}: no new bar{quiet} "
+        f"since {status.last.isoformat()}"
+    )
+
+
+def data_status(
+    engine: Engine, now: datetime | None = None, record: bool = True
+) -> list[SeriesStatus]:
+    """Return the health of every stored series at ``now`` (default: the wall clock), and,
+    if ``record``, write a system event for each stale one."""
+    statuses = with_staleness(series_status(engine), _now(now))
+    by_series: dict[tuple[str, str], list[Gap]] = {}
+    for gap in find_gaps(engine):
+        by_series.setdefault((gap.symbol, gap.timeframe), []).append(gap)
+    statuses = [
+        replace(
+            s,
+            gaps=len(found),
+            missing=sum(g.missing for g in found),
+            open_gaps=found,
+        )
+        for s in statuses
+        for found in [by_series.get((s.symbol, s.timeframe), [])]
+    ]
+    if record:
+        record_staleness(engine, statuses)
+    return statuses
+
+
+def quality_problems(
+    engine: Engine,
+    symbols: list[str],
+    timeframe: str,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    now: datetime | None = None,
+) -> tuple[list[Gap], list[SeriesStatus]]:
+    """Return the open gaps of ``symbols`` in ``[start, end]`` and, when ``now`` is given,
+    their stale live feeds judged at ``now``."""
+    lower, upper = (None if t is None else _utc(t).to_pydatetime() for t in (start, end))
+    gaps = find_gaps(engine, symbols, timeframe, lower, upper)
+    if now is None:
+        return gaps, []
+    judged = with_staleness(series_status(engine, symbols, timeframe), _now(now))
+    stale = [s for s in judged if s.staleness in ("warning", "error")]
+    return gaps, stale
+
+
+CLI_ALLOWANCE = "pass --allow-gaps to run on them anyway"
+
+
+def refusal(gaps: list[Gap], stale: list[SeriesStatus], allowance: str = CLI_ALLOWANCE) -> str:
+    """Return the message that names every gap (up to :data:`SHOWN_GAPS`) and stale feed, and
+    how to proceed regardless (``allowance``)."""
+    parts = []
+    if gaps:
+        shown = "; ".join(gap.describe() for gap in gaps[:SHOWN_GAPS])
+        more = f"; and {len(gaps) - SHOWN_GAPS} more" if len(gaps) > SHOWN_GAPS else ""
+        parts.append(f"open gaps: {shown}{more}")
+    if stale:
+        parts.append("stale feed: " + "; ".join(_stale_message(s) for s in stale))
+    return (
+        "bad data, refusing to run: "
+        + " | ".join(parts)
+        + f" — run `prism data backfill`, or {allowance}"
+    )
+
+
+def check_quality(
+    engine: Engine,
+    symbols: list[str],
+    timeframe: str,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Raise :class:`DataUnavailable` naming each symbol and range at fault if the bars of
+    ``symbols`` in ``[start, end]`` have open gaps, or (with ``now``) a live feed is stale."""
+    gaps, stale = quality_problems(engine, symbols, timeframe, start, end, now)
+    if gaps or stale:
+        raise DataUnavailable(refusal(gaps, stale))

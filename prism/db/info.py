@@ -1,0 +1,139 @@
+"""What ``prism db info`` reports: the database's mode, schema revision, hypertables, rollups,
+compression and retention policies, and how many rows the main tables hold."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from prism.config import Settings
+from prism.db.migrate import current_revision, database_mode
+from prism.db.rollups import ROLLUPS, configured_policies
+
+COUNTED_TABLES = (
+    "market_data.assets",
+    "market_data.ohlcv",
+    "market_data.indicators",
+    "market_data.quarantine",
+    "market_data.ohlcv_1h",
+    "market_data.ohlcv_1d",
+    "trading.orders",
+    "trading.fills",
+    "trading.positions",
+    "trading.signals",
+    "trading.portfolio_snapshots",
+    "trading.risk_snapshots",
+    "models.versions",
+    "config.strategies",
+    "audit.decisions",
+    "audit.system_events",
+)
+
+
+@dataclass
+class DatabaseInfo:
+    """The answer of ``prism db info``.
+
+    ``policies`` lists the configured policy per timeframe; on TimescaleDB ``jobs`` lists the
+    background jobs actually installed (refresh, compression, retention).
+    """
+
+    mode: str
+    revision: str | None
+    hypertables: list[str]
+    rollups: list[dict[str, str]]
+    policies: list[dict[str, Any]]
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready values."""
+        return asdict(self)
+
+
+def _hypertables(conn: Connection) -> list[str]:
+    rows = conn.execute(
+        text(
+            "SELECT hypertable_schema || '.' || hypertable_name "
+            "FROM timescaledb_information.hypertables ORDER BY 1"
+        )
+    )
+    return [str(r[0]) for r in rows]
+
+
+def _rollups(conn: Connection, mode: str) -> list[dict[str, str]]:
+    if mode == "timescaledb":
+        query = (
+            "SELECT view_schema || '.' || view_name FROM timescaledb_information."
+            "continuous_aggregates WHERE view_schema = 'market_data' ORDER BY 1"
+        )
+        kind = "continuous aggregate"
+    else:
+        query = (
+            "SELECT schemaname || '.' || matviewname FROM pg_matviews "
+            "WHERE schemaname = 'market_data' ORDER BY 1"
+        )
+        kind = "materialized view"
+    names = [str(r[0]) for r in conn.execute(text(query))]
+    return [{"name": n, "kind": kind, "source": "market_data.ohlcv (1m)"} for n in names]
+
+
+def _jobs(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        text(
+            "SELECT job_id, proc_name, coalesce(hypertable_schema || '.' || hypertable_name, '') "
+            "AS target, CAST(schedule_interval AS text) AS schedule, "
+            "CAST(config AS text) AS config "
+            "FROM timescaledb_information.jobs WHERE job_id >= 1000 ORDER BY job_id"
+        )
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def _row_counts(conn: Connection) -> dict[str, int]:
+    present = {
+        str(r[0])
+        for r in conn.execute(
+            text(
+                "SELECT schemaname || '.' || relname FROM pg_stat_user_tables "
+                "UNION SELECT schemaname || '.' || matviewname FROM pg_matviews"
+            )
+        )
+    }
+    return {
+        table: int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+        for table in COUNTED_TABLES
+        if table in present or table in ROLLUPS
+    }
+
+
+def _policies(settings: Settings, mode: str) -> list[dict[str, Any]]:
+    how = "TimescaleDB jobs" if mode == "timescaledb" else "DELETE by `prism db retention`"
+    return [
+        {
+            "timeframe": p.timeframe,
+            "compress_after": p.compress_after if mode == "timescaledb" else None,
+            "keep": p.keep or "forever",
+            "applied_by": how,
+        }
+        for p in configured_policies(settings)
+    ]
+
+
+def describe(engine: Engine, settings: Settings) -> DatabaseInfo:
+    """Return the database's mode, revision, hypertables, rollups, policies and row counts."""
+    mode = database_mode(engine)
+    revision = current_revision(engine)
+    with engine.connect() as conn:
+        timescale = mode == "timescaledb"
+        return DatabaseInfo(
+            mode=mode,
+            revision=revision,
+            hypertables=_hypertables(conn) if timescale else [],
+            rollups=_rollups(conn, mode),
+            policies=_policies(settings, mode),
+            jobs=_jobs(conn) if timescale else [],
+            row_counts=_row_counts(conn),
+        )

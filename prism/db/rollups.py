@@ -1,0 +1,225 @@
+"""Hourly and daily rollups of 1-minute bars, and the compression and retention of bars.
+
+The rollups ``market_data.ohlcv_1h`` and ``market_data.ohlcv_1d`` (first open, max high,
+min low, last close, summed volume, and the number of 1m bars in the bucket) are created by
+migration 0005 in the mode recorded for the database:
+
+- TimescaleDB: continuous aggregates with refresh policies. :func:`refresh_rollups` refreshes
+  them at once as well, so a bar ingested a moment ago shows up without waiting for the job.
+  :func:`apply_policies` installs compression and retention per timeframe from the settings
+  (``PRISM_COMPRESS_1M`` ... ``PRISM_RETENTION_1D``); run it through ``prism db retention``
+  after changing them.
+- Plain PostgreSQL: materialized views over ``date_bin`` with unique indexes.
+  :func:`refresh_rollups` (called by :func:`prism.data.store.ingest` whenever 1m bars changed)
+  refreshes them ``CONCURRENTLY``, so readers are never blocked. There are no background jobs,
+  so retention is by deletion: ``prism db retention`` runs :func:`apply_retention`; schedule it
+  (cron, a Prefect deployment) daily. Compression has no plain-PostgreSQL equivalent.
+
+A materialized view is recomputed from the 1m bars still stored, so on plain PostgreSQL the
+rollups reach back only as far as 1m retention does; history older than that belongs in 1h/1d
+bars of ``market_data.ohlcv`` itself, which keep their own (longer) retention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from prism.config import Settings
+from prism.db.migrate import database_mode
+from prism.errors import ConfigError, TransientError
+
+TIMEFRAMES = ("1m", "5m", "1h", "1d")
+ROLLUPS = {"market_data.ohlcv_1h": "1h", "market_data.ohlcv_1d": "1d"}
+"""Each rollup view and the timeframe whose compression and retention it follows."""
+FOREVER = ("forever", "none", "")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How long bars of one timeframe stay uncompressed and how long they are kept at all.
+
+    ``None`` means never: no compression, or keep forever.
+    """
+
+    timeframe: str
+    compress_after: str | None
+    keep: str | None
+
+
+def _interval_or_none(value: str) -> str | None:
+    cleaned = value.strip().lower()
+    return None if cleaned in FOREVER else cleaned
+
+
+def configured_policies(settings: Settings) -> list[Policy]:
+    """Return the compression and retention the settings ask for, one policy per timeframe."""
+    return [
+        Policy(
+            timeframe,
+            _interval_or_none(getattr(settings, f"compress_{timeframe}")),
+            _interval_or_none(getattr(settings, f"retention_{timeframe}")),
+        )
+        for timeframe in TIMEFRAMES
+    ]
+
+
+def check_policies(conn: Connection, policies: list[Policy]) -> None:
+    """Raise a ConfigError naming the setting whose value PostgreSQL cannot read as an interval."""
+    for policy in policies:
+        for kind, value in (("COMPRESS", policy.compress_after), ("RETENTION", policy.keep)):
+            if value is None:
+                continue
+            try:
+                with conn.begin_nested():
+                    conn.execute(text("SELECT CAST(:v AS interval)"), {"v": value})
+            except DBAPIError as err:
+                raise ConfigError(
+                    f"PRISM_{kind}_{policy.timeframe.upper()}={value!r} is not an interval; "
+                    "use e.g. '6 months', '2 years', or 'forever'"
+                ) from err
+
+
+def refresh_rollups(engine: Engine) -> None:
+    """Bring the 1h and 1d rollups up to date with the 1m bars stored now.
+
+    Raises :class:`~prism.errors.TransientError` naming the view that failed; the bars
+    themselves are already committed, so running ``prism db refresh`` later repairs it.
+    """
+    mode = database_mode(engine)
+    for view in ROLLUPS:
+        try:
+            if mode == "timescaledb":
+                autocommit = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                with autocommit as conn:
+                    conn.execute(text(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)"))
+            else:
+                with engine.begin() as conn:
+                    conn.execute(text(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}"))
+        except SQLAlchemyError as err:
+            reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            raise TransientError(
+                f"the bars were stored but refreshing the rollup {view} failed: {reason}. "
+                "Run `prism db refresh` to retry."
+            ) from err
+
+
+def apply_retention(
+    engine: Engine, settings: Settings, now: datetime | None = None
+) -> dict[str, int]:
+    """Delete the bars of each timeframe older than its retention; return rows deleted per
+    timeframe (timeframes kept forever are left out).
+
+    ``now`` defaults to the database's clock; tests pass a fixed one. Works in both modes;
+    on TimescaleDB the jobs :func:`apply_policies` installs do the same every day.
+    """
+    policies = configured_policies(settings)
+    deleted: dict[str, int] = {}
+    with engine.begin() as conn:
+        check_policies(conn, policies)
+        for policy in policies:
+            if policy.keep is None:
+                continue
+            result = conn.execute(
+                text(
+                    "DELETE FROM market_data.ohlcv WHERE timeframe = :tf "
+                    "AND time < COALESCE(CAST(:now AS timestamptz), now()) "
+                    "- CAST(:keep AS interval)"
+                ),
+                {"tf": policy.timeframe, "keep": policy.keep, "now": now},
+            )
+            deleted[policy.timeframe] = result.rowcount
+    return deleted
+
+
+def _timescale_compression(conn: Connection, policies: list[Policy]) -> list[str]:
+    by_timeframe = {p.timeframe: p for p in policies}
+    raw = [p.compress_after for p in policies if p.timeframe in ("1m", "5m") and p.compress_after]
+    done = []
+    conn.execute(text("SELECT remove_compression_policy('market_data.ohlcv', if_exists => true)"))
+    if raw:
+        conn.execute(
+            text(
+                "ALTER TABLE market_data.ohlcv SET (timescaledb.compress, "
+                "timescaledb.compress_segmentby = 'symbol, timeframe', "
+                "timescaledb.compress_orderby = 'time DESC')"
+            )
+        )
+        earliest = min(raw, key=lambda v: _seconds(conn, v))
+        conn.execute(
+            text("SELECT add_compression_policy('market_data.ohlcv', CAST(:after AS interval))"),
+            {"after": earliest},
+        )
+        done.append(f"compress market_data.ohlcv after {earliest}")
+    for view, timeframe in ROLLUPS.items():
+        after = by_timeframe[timeframe].compress_after
+        conn.execute(text(f"SELECT remove_compression_policy('{view}', if_exists => true)"))
+        if after:
+            conn.execute(text(f"ALTER MATERIALIZED VIEW {view} SET (timescaledb.compress = true)"))
+            conn.execute(
+                text(f"SELECT add_compression_policy('{view}', CAST(:after AS interval))"),
+                {"after": after},
+            )
+            done.append(f"compress {view} after {after}")
+    return done
+
+
+def _timescale_retention(conn: Connection, policies: list[Policy]) -> list[str]:
+    by_timeframe = {p.timeframe: p for p in policies}
+    done = []
+    conn.execute(
+        text(
+            "SELECT delete_job(job_id) FROM timescaledb_information.jobs "
+            "WHERE proc_schema = 'market_data' AND proc_name = 'delete_old_bars'"
+        )
+    )
+    for policy in policies:
+        if policy.keep is None:
+            continue
+        conn.execute(
+            text(
+                "SELECT add_job('market_data.delete_old_bars', INTERVAL '1 day', "
+                "config => jsonb_build_object('timeframe', CAST(:tf AS text), "
+                "'keep', CAST(:keep AS text)))"
+            ),
+            {"tf": policy.timeframe, "keep": policy.keep},
+        )
+        done.append(f"delete {policy.timeframe} bars older than {policy.keep}")
+    for view, timeframe in ROLLUPS.items():
+        keep = by_timeframe[timeframe].keep
+        conn.execute(text(f"SELECT remove_retention_policy('{view}', if_exists => true)"))
+        if keep:
+            conn.execute(
+                text(f"SELECT add_retention_policy('{view}', CAST(:keep AS interval))"),
+                {"keep": keep},
+            )
+            done.append(f"drop {view} buckets older than {keep}")
+    return done
+
+
+def _seconds(conn: Connection, interval: str) -> float:
+    return float(
+        conn.execute(
+            text("SELECT extract(epoch FROM CAST(:v AS interval))"), {"v": interval}
+        ).scalar_one()
+    )
+
+
+def apply_policies(engine: Engine, settings: Settings) -> list[str]:
+    """Install the configured compression and retention as TimescaleDB jobs, replacing the ones
+    there; return what was installed. On plain PostgreSQL nothing is installed (an empty list):
+    retention there is :func:`apply_retention`, and there is no compression.
+
+    TimescaleDB compresses a whole hypertable chunk at once, so ``market_data.ohlcv`` (which
+    holds 1m and 5m bars side by side) is compressed after the shorter of the two settings;
+    the rollups follow the 1h and 1d settings.
+    """
+    if database_mode(engine) != "timescaledb":
+        return []
+    policies = configured_policies(settings)
+    with engine.begin() as conn:
+        check_policies(conn, policies)
+        return _timescale_compression(conn, policies) + _timescale_retention(conn, policies)
