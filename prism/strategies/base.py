@@ -49,11 +49,10 @@ def per_symbol(
 def equal_split(ordered: pd.DataFrame, signal: np.ndarray, allow_short: bool) -> pd.DataFrame:
     """Return (time, symbol, weight): ``signal`` (+1/0/-1, NaN as 0) over the symbol count,
     shorts dropped unless allowed."""
-    values = np.nan_to_num(np.asarray(signal, dtype=np.float64), nan=0.0)
-    if not allow_short:
-        values = np.clip(values, 0.0, None)
+    values = np.array(signal, dtype=np.float64)
+    _split_in_place(values, allow_short, max(ordered["symbol"].nunique(), 1))
     out = ordered[["time", "symbol"]].copy()
-    out["weight"] = values / max(ordered["symbol"].nunique(), 1)
+    out["weight"] = values
     return out.reset_index(drop=True)
 
 
