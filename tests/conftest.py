@@ -18,15 +18,11 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from prism.config import Settings
-from prism.ledger import DEPLOYMENT_TABLES
 
-TABLES = [
-    *DEPLOYMENT_TABLES,
-    "market_data.quarantine",
-    "market_data.ohlcv",
-    "market_data.assets",
-    "market_data.indicators",
-]
+PRISM_SCHEMAS = ("market_data", "features", "trading", "models", "config", "audit")
+"""Every schema whose tables a test may fill; each test starts with all of them empty."""
+KEPT_TABLES = ("config.database_info",)
+"""Written once by the migrations (the database's mode), so never emptied."""
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +83,18 @@ def migrated_engine(settings: Settings) -> Engine:
 
 @pytest.fixture
 def engine(migrated_engine: Engine) -> Engine:
-    """The migrated engine, with every Prism table emptied before the test."""
+    """The migrated engine, with every Prism table emptied before the test (the tables are
+    read from the catalog, so a new migration's tables are emptied too)."""
     with migrated_engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        tables = conn.execute(
+            text(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
+                " WHERE schemaname = ANY(:schemas)"
+                " AND schemaname || '.' || tablename <> ALL(:kept)"
+            ),
+            {"schemas": list(PRISM_SCHEMAS), "kept": list(KEPT_TABLES)},
+        ).scalars()
+        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     return migrated_engine
 
 
