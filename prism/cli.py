@@ -332,6 +332,13 @@ FileMap = Annotated[
 FileTimezone = Annotated[
     str, typer.Option("--tz", help="time zone of naive timestamps (IANA name)")
 ]
+FileCalendar = Annotated[
+    str | None,
+    typer.Option(
+        help="trading calendar for gap detection: an exchange_calendars name (XNYS, XLON, …) "
+        "or 24/7; default: keep a known symbol's, XNYS for a new one"
+    ),
+]
 FileDateFormat = Annotated[
     str | None, typer.Option(help="strftime format of the time column, e.g. %d/%m/%Y")
 ]
@@ -345,13 +352,21 @@ def _ingest_file(
     mapping: list[str] | None,
     tz: str,
     date_format: str | None,
+    calendar: str | None,
 ) -> None:
     """Ingest one file through :class:`~prism.data.files.FileBarSource`."""
     from prism.data.files import FileBarSource, parse_mapping
 
     _ingest(
         FileBarSource(
-            path, symbol, timeframe, parse_mapping(mapping or []), tz, date_format, file_format
+            path,
+            symbol,
+            timeframe,
+            parse_mapping(mapping or []),
+            tz,
+            date_format,
+            file_format,
+            calendar,
         )
     )
 
@@ -364,9 +379,10 @@ def ingest_csv(
     mapping: FileMap = None,
     tz: FileTimezone = "UTC",
     date_format: FileDateFormat = None,
+    calendar: FileCalendar = None,
 ) -> None:
     """Load bars from a CSV file (columns time, open, high, low, close, volume after --map)."""
-    _ingest_file(path, "csv", symbol, timeframe, mapping, tz, date_format)
+    _ingest_file(path, "csv", symbol, timeframe, mapping, tz, date_format, calendar)
 
 
 @ingest_app.command("parquet")
@@ -377,9 +393,10 @@ def ingest_parquet(
     mapping: FileMap = None,
     tz: FileTimezone = "UTC",
     date_format: FileDateFormat = None,
+    calendar: FileCalendar = None,
 ) -> None:
     """Load bars from a Parquet file (columns time, open, high, low, close, volume after --map)."""
-    _ingest_file(path, "parquet", symbol, timeframe, mapping, tz, date_format)
+    _ingest_file(path, "parquet", symbol, timeframe, mapping, tz, date_format, calendar)
 
 
 @ingest_app.command("yahoo")

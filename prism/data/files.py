@@ -51,11 +51,14 @@ class FileBarSource:
         timezone: str = "UTC",
         date_format: str | None = None,
         file_format: FileFormat | None = None,
+        calendar: str | None = None,
     ) -> None:
         """Describe the file; nothing is read until :meth:`fetch`.
 
         ``symbol`` names every row's instrument; without it the file needs a ``symbol`` column
         (possibly mapped). ``file_format`` defaults to the suffix (``.csv``, ``.parquet``).
+        ``calendar`` (an exchange_calendars name such as XLON, or ``24/7``) is the trading
+        calendar gaps are found against.
         """
         self.path = Path(path)
         self.symbol = symbol
@@ -64,6 +67,7 @@ class FileBarSource:
         self.timezone = timezone
         self.date_format = date_format
         self.file_format = file_format or _format_of(self.path)
+        self.calendar = _checked_calendar(calendar)
         self.name: str = self.file_format
         if timeframe not in TIMEFRAMES:
             raise ConfigError(
@@ -72,10 +76,14 @@ class FileBarSource:
         _check_timezone(timezone)
 
     def assets(self) -> list[Asset]:
-        """Return one asset per symbol in the file; a file says nothing about the instrument,
-        so the class is ``unknown`` and currency and calendar keep the table's defaults."""
+        """Return one asset per symbol in the file. A file says nothing about the instrument,
+        so the class is ``unknown`` and, unless ``calendar`` was given, a known asset keeps its
+        stored calendar and a new one gets the table's default (XNYS)."""
         symbols = [self.symbol] if self.symbol else sorted(self._read()["symbol"].unique())
-        return [Asset(symbol, symbol, asset_class="unknown") for symbol in symbols]
+        return [
+            Asset(symbol, symbol, asset_class="unknown", calendar=self.calendar)
+            for symbol in symbols
+        ]
 
     def fetch(self) -> pd.DataFrame:
         """Return the file's rows as a bar frame; unparsable values become NaN (quarantined)."""
@@ -173,6 +181,16 @@ def _check_numbers(frame: pl.DataFrame, path: Path, header_lines: int) -> None:
                 f"{path}: line {row + 1 + header_lines}: {column} is {as_text[row]!r}, not a "
                 "number; fix the file, nothing was loaded"
             )
+
+
+def _checked_calendar(calendar: str | None) -> str | None:
+    """Return ``calendar`` if gap detection can read it (``24/7`` or an exchange_calendars
+    name), else raise a ConfigError listing how to name one."""
+    from prism.data.gaps import ALWAYS_OPEN, exchange_calendar
+
+    if calendar is not None and calendar != ALWAYS_OPEN:
+        exchange_calendar(calendar)
+    return calendar
 
 
 def _format_of(path: Path) -> FileFormat:

@@ -78,7 +78,7 @@ def exchange_calendar(name: str) -> Any:
         return xc.get_calendar(name, start=CALENDAR_START)
     except xc.errors.InvalidCalendarName as err:
         raise ConfigError(
-            f"unknown trading calendar {name!r} in market_data.assets; use an exchange_calendars "
+            f"unknown trading calendar {name!r}; use an exchange_calendars "
             f"name such as XNYS, XLON, XTKS, or {ALWAYS_OPEN!r} for markets that never close"
         ) from err
 

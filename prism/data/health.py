@@ -163,12 +163,33 @@ def with_staleness(statuses: list[SeriesStatus], now: pd.Timestamp) -> list[Seri
 
 
 def record_staleness(engine: Engine, statuses: Iterable[SeriesStatus]) -> int:
-    """Write one ``stale_feed`` system event per stale series; return how many were written."""
+    """Write one ``stale_feed`` system event per stale series and episode; return how many
+    were written.
+
+    An episode is a series silent since the same last bar at the same severity: asking for
+    the status every minute of an outage writes one warning, then one error when it worsens,
+    not one event per call.
+    """
     from prism.events import record_event
 
+    stale = [s for s in statuses if s.staleness in ("warning", "error")]
+    if not stale:
+        return 0
+    with engine.connect() as conn:
+        known = {
+            tuple(row)
+            for row in conn.execute(
+                text(
+                    "SELECT metadata ->> 'symbol', metadata ->> 'timeframe', "
+                    "metadata ->> 'last', CAST(severity AS text) FROM audit.system_events "
+                    "WHERE event_type = 'stale_feed' AND metadata ->> 'last' = ANY(:lasts)"
+                ),
+                {"lasts": sorted({str(s.last) for s in stale})},
+            )
+        }
     written = 0
-    for status in statuses:
-        if status.staleness not in ("warning", "error"):
+    for status in stale:
+        if (status.symbol, status.timeframe, str(status.last), status.staleness) in known:
             continue
         record_event(
             engine,

@@ -32,7 +32,9 @@ class Asset:
     asset_class: str = "equity_index"
     exchange: str | None = None
     currency: str = "USD"
-    calendar: str = "XNYS"
+    calendar: str | None = "XNYS"
+    """Trading calendar (an exchange_calendars name, or ``24/7``); ``None`` when the source
+    cannot know it: a new asset then gets the table's default and a stored one keeps its own."""
 
 
 class BarSource(Protocol):

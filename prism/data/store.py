@@ -284,7 +284,11 @@ def previous_closes(engine: Engine, bars: pd.DataFrame) -> pd.DataFrame:
 
 
 def quarantine(engine: Engine, source: str, rejected: pd.DataFrame) -> int:
-    """Write rejected rows (with ``rule`` and ``reason`` columns) to the quarantine table."""
+    """Write rejected rows (with ``rule`` and ``reason`` columns) to the quarantine table;
+    return how many were rejected.
+
+    A row already quarantined for the same rule (same source and raw payload, e.g. after an
+    interrupted load is run again) is stored once: its ``times_seen`` goes up instead."""
     if rejected.empty:
         return 0
     rows = [
@@ -303,7 +307,9 @@ def quarantine(engine: Engine, source: str, rejected: pd.DataFrame) -> int:
         conn.execute(
             text(
                 "INSERT INTO market_data.quarantine (source, symbol, raw, rule, reason) "
-                "VALUES (:source, :symbol, CAST(:raw AS jsonb), :rule, :reason)"
+                "VALUES (:source, :symbol, CAST(:raw AS jsonb), :rule, :reason) "
+                "ON CONFLICT (fingerprint) DO UPDATE SET times_seen = "
+                "market_data.quarantine.times_seen + 1, last_seen_at = now()"
             ),
             rows,
         )
@@ -319,16 +325,22 @@ def _jsonable(value: object) -> object:
 
 
 def upsert_assets(engine: Engine, assets: list[Asset]) -> None:
-    """Insert or refresh the assets' reference rows."""
+    """Insert or refresh the assets' reference rows. An asset whose source does not know its
+    calendar (``calendar=None``, e.g. a file) keeps the calendar already stored; a new one gets
+    the table's default. A file source likewise never overwrites a known asset class."""
     with engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO market_data.assets "
                 "(symbol, name, asset_class, exchange, currency, calendar) "
-                "VALUES (:symbol, :name, :asset_class, :exchange, :currency, :calendar) "
+                "VALUES (:symbol, :name, :asset_class, :exchange, :currency, "
+                "COALESCE(CAST(:calendar AS text), 'XNYS')) "
                 "ON CONFLICT (symbol) DO UPDATE SET name = EXCLUDED.name, "
-                "asset_class = EXCLUDED.asset_class, exchange = EXCLUDED.exchange, "
-                "currency = EXCLUDED.currency, calendar = EXCLUDED.calendar"
+                "asset_class = CASE WHEN EXCLUDED.asset_class = 'unknown' "
+                "THEN market_data.assets.asset_class ELSE EXCLUDED.asset_class END, "
+                "exchange = COALESCE(EXCLUDED.exchange, market_data.assets.exchange), "
+                "currency = EXCLUDED.currency, "
+                "calendar = COALESCE(CAST(:calendar AS text), market_data.assets.calendar)"
             ),
             [asset.__dict__ for asset in assets],
         )
@@ -341,10 +353,16 @@ def ingest(engine: Engine, source: BarSource) -> IngestReport:
     upsert_assets(engine, source.assets())
     inserted, updated = upsert_bars(engine, checked.accepted)
     quarantined = quarantine(engine, source.name, checked.rejected)
-    if (inserted or updated) and checked.accepted["timeframe"].eq("1m").any():
+    minutes = checked.accepted[checked.accepted["timeframe"] == "1m"]
+    if (inserted or updated) and not minutes.empty:
         from prism.db.rollups import refresh_rollups
 
-        refresh_rollups(engine)
+        refresh_rollups(
+            engine,
+            sorted(minutes["symbol"].astype(str).unique()),
+            minutes["time"].min().to_pydatetime(),
+            minutes["time"].max().to_pydatetime(),
+        )
     return IngestReport(
         source=source.name,
         received=len(bars),

@@ -72,10 +72,10 @@ def _rollups(conn: Connection, mode: str) -> list[dict[str, str]]:
         kind = "continuous aggregate"
     else:
         query = (
-            "SELECT schemaname || '.' || matviewname FROM pg_matviews "
-            "WHERE schemaname = 'market_data' ORDER BY 1"
+            "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname = "
+            "'market_data' AND tablename IN ('ohlcv_1h', 'ohlcv_1d') ORDER BY 1"
         )
-        kind = "materialized view"
+        kind = "table kept by ingestion"
     names = [str(r[0]) for r in conn.execute(text(query))]
     return [{"name": n, "kind": kind, "source": "market_data.ohlcv (1m)"} for n in names]
 

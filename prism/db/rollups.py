@@ -9,15 +9,15 @@ migration 0005 in the mode recorded for the database:
   :func:`apply_policies` installs compression and retention per timeframe from the settings
   (``PRISM_COMPRESS_1M`` ... ``PRISM_RETENTION_1D``); run it through ``prism db retention``
   after changing them.
-- Plain PostgreSQL: materialized views over ``date_bin`` with unique indexes.
-  :func:`refresh_rollups` (called by :func:`prism.data.store.ingest` whenever 1m bars changed)
-  refreshes them ``CONCURRENTLY``, so readers are never blocked. There are no background jobs,
-  so retention is by deletion: ``prism db retention`` runs :func:`apply_retention`; schedule it
-  (cron, a Prefect deployment) daily. Compression has no plain-PostgreSQL equivalent.
+- Plain PostgreSQL: tables (migration 0009) that :func:`refresh_rollups`, called by
+  :func:`prism.data.store.ingest` whenever 1m bars changed, updates for just the buckets those
+  bars fall in (an upsert of ``date_bin`` aggregates), so the cost follows the size of the
+  ingest rather than of the history. There are no background jobs, so retention is by
+  deletion: ``prism db retention`` runs :func:`apply_retention` (the runner's maintenance flow
+  runs it daily). Compression has no plain-PostgreSQL equivalent.
 
-A materialized view is recomputed from the 1m bars still stored, so on plain PostgreSQL the
-rollups reach back only as far as 1m retention does; history older than that belongs in 1h/1d
-bars of ``market_data.ohlcv`` itself, which keep their own (longer) retention.
+In both modes a bucket outlives the 1m bars it was computed from, so 1h/1d history reaches back
+further than 1m retention.
 """
 
 from __future__ import annotations
@@ -83,22 +83,77 @@ def check_policies(conn: Connection, policies: list[Policy]) -> None:
                 ) from err
 
 
-def refresh_rollups(engine: Engine) -> None:
+ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
+"""Where ``date_bin`` starts counting buckets (any midnight UTC gives the same 1h/1d buckets)."""
+
+INCREMENTAL_ROLLUP = """
+INSERT INTO {view} (symbol, time, open, high, low, close, volume, bars)
+SELECT symbol, date_bin(CAST(:width AS interval), time, {origin}) AS bucket,
+       (array_agg(open ORDER BY time))[1], max(high), min(low),
+       (array_agg(close ORDER BY time DESC))[1], sum(volume), count(*)
+FROM market_data.ohlcv
+WHERE timeframe = '1m' {where}
+GROUP BY 1, 2
+ON CONFLICT (symbol, time) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high,
+    low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, bars = EXCLUDED.bars
+"""
+
+WIDTHS = {"market_data.ohlcv_1h": "1 hour", "market_data.ohlcv_1d": "1 day"}
+
+
+def _window(symbols: list[str] | None, start: datetime | None, end: datetime | None) -> str:
+    """Return the WHERE clause limiting a refresh to the whole buckets holding the changes."""
+    clauses = []
+    if symbols is not None:
+        clauses.append("AND symbol = ANY(:symbols)")
+    if start is not None:
+        clauses.append(f"AND time >= date_bin(CAST(:width AS interval), :start, {ORIGIN})")
+    if end is not None:
+        clauses.append(
+            f"AND time < date_bin(CAST(:width AS interval), :end, {ORIGIN}) "
+            "+ CAST(:width AS interval)"
+        )
+    return " ".join(clauses)
+
+
+def refresh_rollups(
+    engine: Engine,
+    symbols: list[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> None:
     """Bring the 1h and 1d rollups up to date with the 1m bars stored now.
 
-    Raises :class:`~prism.errors.TransientError` naming the view that failed; the bars
-    themselves are already committed, so running ``prism db refresh`` later repairs it.
+    Only the buckets of ``symbols`` between ``start`` and ``end`` (the bars an ingest just
+    changed) are recomputed; without them, every bucket. Raises
+    :class:`~prism.errors.TransientError` naming the rollup that failed; the bars themselves
+    are already committed, so running ``prism db refresh`` later repairs it.
     """
     mode = database_mode(engine)
-    for view in ROLLUPS:
+    for view, width in WIDTHS.items():
         try:
             if mode == "timescaledb":
                 autocommit = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
                 with autocommit as conn:
-                    conn.execute(text(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)"))
+                    conn.execute(
+                        text(
+                            f"CALL refresh_continuous_aggregate('{view}', "
+                            f"date_bin(CAST(:width AS interval), :start, {ORIGIN}), "
+                            f"date_bin(CAST(:width AS interval), :end, {ORIGIN}) "
+                            "+ CAST(:width AS interval))"
+                        ),
+                        {"width": width, "start": start, "end": end},
+                    )
             else:
                 with engine.begin() as conn:
-                    conn.execute(text(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}"))
+                    conn.execute(
+                        text(
+                            INCREMENTAL_ROLLUP.format(
+                                view=view, origin=ORIGIN, where=_window(symbols, start, end)
+                            )
+                        ),
+                        {"width": width, "symbols": symbols, "start": start, "end": end},
+                    )
         except SQLAlchemyError as err:
             reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
             raise TransientError(

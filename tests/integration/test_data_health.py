@@ -128,6 +128,21 @@ def test_a_feed_with_no_bar_for_two_minutes_is_an_error(no_events):
     assert _events(no_events, "stale_feed") == [("error", "BTC/USDT")]
 
 
+def test_asking_again_during_one_outage_writes_no_new_event_until_it_worsens(no_events):
+    _minute_feed(no_events, "BTC/USDT", NOW - pd.Timedelta(minutes=1))
+    _minute_feed(no_events, "ETH/USDT", NOW - pd.Timedelta(minutes=10))
+
+    data_status(no_events, NOW)
+    data_status(no_events, NOW + pd.Timedelta(seconds=30))
+    assert _events(no_events, "stale_feed") == [("warning", "ETH/USDT")]
+
+    data_status(no_events, NOW + pd.Timedelta(minutes=5))
+    worse = _events(no_events, "stale_feed")
+    data_status(no_events, NOW + pd.Timedelta(minutes=6))
+    assert _events(no_events, "stale_feed") == worse
+    assert ("error", "ETH/USDT") in worse[1:]
+
+
 def test_the_quality_check_names_the_symbol_and_range_of_a_gap(stocked):
     punch(stocked, "SPX", HOLE)
 

@@ -159,6 +159,18 @@ def test_ingesting_twice_leaves_identical_rows_flags_included(engine):
     pd.testing.assert_frame_equal(_table(engine), rows)
 
 
+def test_a_rejected_row_quarantined_again_is_stored_once_and_counted_as_seen_twice(engine):
+    bars = _bars({}, {"high": 98.0})
+
+    first = ingest(engine, FrameSource(bars))
+    second = ingest(engine, FrameSource(bars))
+
+    assert first.quarantined == second.quarantined == 1
+    assert _rows(
+        engine, "SELECT rule, times_seen, last_seen_at IS NOT NULL FROM market_data.quarantine"
+    ) == [("high_below_body", 2, True)]
+
+
 def test_a_malformed_csv_names_the_file_and_line_and_loads_nothing(engine, tmp_path: Path):
     path = tmp_path / "bad.csv"
     path.write_text(

@@ -100,3 +100,37 @@ def test_a_missing_column_is_reported_without_loading_anything(engine, tmp_path:
         result.exception
     )
     assert _rows(engine, "SELECT count(*) FROM market_data.ohlcv") == [(0,)]
+
+
+def test_a_files_calendar_is_stored_and_kept_when_the_next_file_names_none(
+    engine, tmp_path: Path
+):
+    path = tmp_path / "vod.csv"
+    path.write_text(CSV)
+    calendar = "SELECT calendar FROM market_data.assets WHERE symbol = 'VOD'"
+
+    _invoke("csv", str(path), "--symbol", "VOD", "--map", "Adj Close=close", "--calendar", "XLON")
+    assert _rows(engine, calendar) == [("XLON",)]
+
+    _invoke("csv", str(path), "--symbol", "VOD", "--map", "Adj Close=close")
+    assert _rows(engine, calendar) == [("XLON",)]
+
+    _invoke("csv", str(path), "--symbol", "NEW", "--map", "Adj Close=close")
+    assert _rows(engine, "SELECT calendar FROM market_data.assets WHERE symbol = 'NEW'") == [
+        ("XNYS",)
+    ]
+
+
+def test_an_unknown_calendar_is_refused_before_anything_loads(engine, tmp_path: Path):
+    path = tmp_path / "vod.csv"
+    path.write_text(CSV)
+
+    result = CliRunner().invoke(
+        app, ["data", "ingest", "csv", str(path), "--symbol", "VOD", "--calendar", "XLONDON"]
+    )
+
+    assert result.exit_code == 1
+    assert "unknown trading calendar 'XLONDON'; use an exchange_calendars name" in str(
+        result.exception
+    )
+    assert _rows(engine, "SELECT count(*) FROM market_data.ohlcv") == [(0,)]

@@ -201,6 +201,30 @@ def test_rollups_of_minute_bars_equal_a_pandas_resample_and_follow_new_bars(engi
     assert_rollup_matches(engine, everything)
 
 
+def test_rollup_buckets_outlive_the_minute_bars_they_were_computed_from(engine):
+    first = minute_bars(START, days=2, seed=7)
+    ingest(engine, FrameSource(first))
+    daily_before = stored_rollup(engine, "ohlcv_1d")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM market_data.ohlcv WHERE timeframe = '1m'"))
+
+    later = minute_bars(START + pd.Timedelta(days=2), days=1, seed=8)
+    ingest(engine, FrameSource(later))
+
+    expected = pd.concat([daily_before, stored_rollup_of(later)], ignore_index=True)
+    expected = expected.sort_values(["symbol", "time"]).reset_index(drop=True)
+    daily = stored_rollup(engine, "ohlcv_1d")
+    assert len(daily_before) == 4
+    assert (daily["time"].to_numpy() == expected["time"].to_numpy()).all()
+    for column in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_allclose(daily[column], expected[column], rtol=1e-12)
+
+
+def stored_rollup_of(bars: pd.DataFrame) -> pd.DataFrame:
+    frame = resampled(bars, "1D")
+    return frame[["symbol", "time", "open", "high", "low", "close", "volume"]]
+
+
 def _bar_rows(conn: Connection, timeframe: str, times: list[datetime]) -> None:
     for t in times:
         conn.execute(
