@@ -28,6 +28,19 @@ class Execution:
     rest_cancelled: bool
 
 
+@dataclass(frozen=True)
+class BrokerOrder:
+    """What a broker knows of one order: its state (one of :mod:`prism.order_states`), how
+    much of it is filled and at what average price, and each fill."""
+
+    client_order_id: str
+    broker_order_id: str
+    status: str
+    filled_quantity: Decimal
+    average_price: Decimal | None
+    fills: tuple[FillRow, ...]
+
+
 class Broker(Protocol):
     """Accepts orders and reports what became of them."""
 

@@ -38,15 +38,35 @@ ENV_FILES = (project_root() / ".env", Path(".env"))
 
 
 class GateSettings(BaseSettings):
-    """Thresholds a backtest must meet before its model may become ``champion``."""
+    """Thresholds a run must meet before its model may become ``challenger`` or ``champion``.
+
+    The values live in the versioned gates file (``research/gates.toml``, see
+    :mod:`prism.gates`); a ``PRISM_GATE_*`` variable still overrides one for a session, and the
+    approval record then names the override.
+    """
 
     model_config = SettingsConfigDict(env_prefix="PRISM_GATE_", env_file=ENV_FILES, extra="ignore")
 
-    min_sharpe: float = Field(0.3, description="lowest annualised Sharpe ratio accepted")
-    max_drawdown: float = Field(
-        0.35, description="largest peak-to-trough loss accepted (0.35 = 35%)"
+    min_sharpe: float = Field(
+        0.3, description="lowest annualised out-of-sample Sharpe ratio accepted (oos_sharpe)"
     )
-    min_trades: int = Field(5, description="fewest trades a backtest must make to be judged")
+    max_drawdown: float = Field(
+        0.35, description="largest peak-to-trough loss accepted (0.35 = 35%; max_drawdown)"
+    )
+    min_trades: int = Field(
+        5, description="fewest trades a backtest must make to be judged (n_trades)"
+    )
+    min_deflated_sharpe: float = Field(
+        0.5,
+        description="lowest deflated Sharpe ratio of the out-of-sample segment given the "
+        "experiment's trials (probability the Sharpe beats the best of that many lucky tries)",
+    )
+    require_lookahead_check: bool = Field(
+        True, description="the run's look-ahead check must have passed (prism.lookahead_check)"
+    )
+    require_parity_check: bool = Field(
+        True, description="the run's backtest/live parity check must pass (prism.parity_check)"
+    )
 
 
 class Settings(BaseSettings):
@@ -74,6 +94,10 @@ class Settings(BaseSettings):
     )
     experiment: str = Field("prism-research", description="MLflow experiment for research runs")
     model_name: str = Field("prism-strategy", description="registered model the runner trades")
+    gates_file: Path = Field(
+        default_factory=lambda: project_root() / "research" / "gates.toml",
+        description="the versioned promotion gates file (thresholds, version)",
+    )
     deployment: str = Field("demo", description="name of the live deployment (paper account)")
     capital: float = Field(1_000_000.0, description="starting equity of a paper account")
     commission_bps: float = Field(1.0, description="commission per trade, basis points of notional")
@@ -87,6 +111,54 @@ class Settings(BaseSettings):
     retention_1h: str = Field("5 years", description="keep 1h bars this long ('forever': all)")
     compress_1d: str = Field("1 year", description="compress 1d bars older than this")
     retention_1d: str = Field("forever", description="keep 1d bars this long ('forever': all)")
+    alert_urls: SecretStr | None = Field(
+        None,
+        description="apprise URLs alerts go to, comma separated (tgram://, mailto://, slack://, "
+        "discord://, json://); unset: alerts are only written to audit.system_events",
+    )
+    alert_window_seconds: float = Field(
+        300.0, description="an alert of one kind for one deployment/symbol goes out once per window"
+    )
+    alert_max_per_window: int = Field(
+        20, description="most alerts sent per window; critical alerts always go out"
+    )
+    alert_attempts: int = Field(
+        3, description="tries per alert URL before the alert counts as failed"
+    )
+    alert_backoff_seconds: float = Field(
+        1.0, description="wait before the second try of an alert URL; doubles with each try"
+    )
+    ccxt_api_key: SecretStr | None = Field(
+        None, description="API key of the ccxt broker's exchange"
+    )
+    ccxt_secret: SecretStr | None = Field(
+        None, description="API secret of the ccxt broker's exchange"
+    )
+    ccxt_sandbox: bool = Field(
+        True, description="trade on the exchange's sandbox (testnet) where it has one"
+    )
+    alpaca_key_id: SecretStr | None = Field(None, description="Alpaca API key id")
+    alpaca_secret_key: SecretStr | None = Field(None, description="Alpaca API secret key")
+    alpaca_paper: bool = Field(True, description="trade Alpaca's paper account, not the live one")
+    dashboard_database_url: SecretStr | None = Field(
+        None,
+        description="URL the dashboard reads through (a read-only login); unset: the main "
+        "database, with SET ROLE to dashboard_role",
+    )
+    dashboard_role: str = Field(
+        "prism_reader", description="read-only role the dashboard assumes ('' to read as owner)"
+    )
+    dashboard_auth: str = Field(
+        "none", description="dashboard login: none, password (dashboard_password) or oidc"
+    )
+    dashboard_password: SecretStr | None = Field(
+        None, description="password the dashboard asks for when dashboard_auth=password"
+    )
+    dashboard_cache_ttl: float = Field(30.0, description="seconds a dashboard query is cached")
+    dashboard_refresh: float = Field(60.0, description="seconds between dashboard auto-refreshes")
+    dashboard_benchmark: str = Field(
+        "SPX", description="symbol the equity curve is compared with on the dashboard"
+    )
 
     @property
     def mlflow_tracking_uri(self) -> str:
@@ -119,14 +191,28 @@ def load_settings() -> Settings:
     return Settings()
 
 
-def load_gates() -> GateSettings:
-    """Return the promotion gates (``PRISM_GATE_*``)."""
-    return GateSettings()
+def load_gates(settings: Settings | None = None) -> GateSettings:
+    """Return the promotion gates: the gates file's values, under any ``PRISM_GATE_*``."""
+    from prism.gates import load_gates_file
+
+    return load_gates_file((settings or load_settings()).gates_file).thresholds
 
 
 def mask_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***``."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def mask_secret(name: str, secret: SecretStr) -> str:
+    """Return what ``prism config`` may show of a secret setting: a URL without its password,
+    the schemes of alert URLs (their tokens sit in the host part), nothing of a key."""
+    value = secret.get_secret_value()
+    if name == "database_url":
+        return mask_url(value)
+    if name == "alert_urls":
+        schemes = [url.split("://", 1)[0] for url in value.split(",") if url.strip()]
+        return ", ".join(f"{scheme.strip()}://***" for scheme in schemes)
+    return "***"
 
 
 def public_values(settings: Settings) -> dict[str, Any]:
@@ -135,7 +221,7 @@ def public_values(settings: Settings) -> dict[str, Any]:
     for name in Settings.model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
-            value = mask_url(value.get_secret_value())
+            value = mask_secret(name, value)
         values[name] = str(value) if isinstance(value, Path) else value
     return values
 
@@ -185,13 +271,13 @@ def describe_settings(settings: Settings, gates: GateSettings) -> list[SettingRe
         )
     )
     for name, field in GateSettings.model_fields.items():
+        source = _source_of(f"PRISM_GATE_{name.upper()}")
+        if source == "default":
+            from prism.gates import gates_file_source
+
+            source = gates_file_source(settings.gates_file, name)
         reports.append(
-            SettingReport(
-                f"gate.{name}",
-                getattr(gates, name),
-                _source_of(f"PRISM_GATE_{name.upper()}"),
-                field.description or "",
-            )
+            SettingReport(f"gate.{name}", getattr(gates, name), source, field.description or "")
         )
     return reports
 

@@ -1,0 +1,233 @@
+"""Alerts through apprise's real ``json://`` notifier to a webhook served on localhost, with the
+de-duplication and rate-limit state read back from a real ``audit.system_events``."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine, text
+
+from prism.alerts import send_alert
+from prism.config import Settings, public_values
+from prism.errors import ConfigError
+from prism.events import recent_events
+
+
+@dataclass
+class Webhook:
+    """A local HTTP endpoint: ``/ok`` answers 200, ``/fail`` answers 500; keeps every body."""
+
+    port: int
+    received: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Webhook]:
+    hook = Webhook(0)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            hook.received.setdefault(self.path.strip("/"), []).append(body)
+            self.send_response(200 if self.path == "/ok" else 500)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    hook.port = httpd.server_port
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield hook
+    httpd.shutdown()
+
+
+@pytest.fixture
+def hook(server: Webhook) -> Webhook:
+    server.received.clear()
+    return server
+
+
+def _with(settings: Settings, *urls: str, **changes: Any) -> Settings:
+    update = {"alert_urls": SecretStr(",".join(urls)) if urls else None, **changes}
+    return settings.model_copy(update={"alert_backoff_seconds": 0.01, **update})
+
+
+def _alert_events(engine: Engine) -> list[dict[str, Any]]:
+    return [e.metadata["alert"] for e in reversed(recent_events(engine))]
+
+
+def test_with_no_urls_an_alert_is_only_recorded(engine, settings):
+    sent = send_alert(engine, _with(settings), "stale_data", "warning", "live", "no new bar")
+
+    assert sent is False
+    [event] = recent_events(engine)
+    assert (event.event_type, event.severity, event.message) == (
+        "stale_data",
+        "warning",
+        "no new bar",
+    )
+    assert event.metadata["alert"] == {"key": "", "notified": False, "suppressed": "no alert URLs"}
+
+
+def test_an_alert_reaches_the_webhook_and_is_recorded_as_sent(engine, settings, hook):
+    configured = _with(settings, hook.url("ok"))
+
+    sent = send_alert(
+        engine,
+        configured,
+        "circuit_breaker",
+        "critical",
+        "risk",
+        "daily loss limit breached; deployment halted",
+        {"deployment": "demo", "loss": 0.031},
+    )
+
+    assert sent is True
+    [body] = hook.received["ok"]
+    assert body["type"] == "failure"
+    assert body["title"] == "[CRITICAL] Prism circuit_breaker (deployment=demo)"
+    assert body["message"].startswith("daily loss limit breached; deployment halted")
+    [event] = recent_events(engine)
+    assert event.metadata["loss"] == 0.031
+    assert event.metadata["alert"] == {
+        "key": "deployment=demo",
+        "notified": True,
+        "suppressed": None,
+        "deliveries": [{"url": "json://***", "attempts": 1, "delivered": True}],
+    }
+
+
+def test_a_repeated_alert_within_the_window_is_sent_once(engine, settings, hook):
+    configured = _with(settings, hook.url("ok"))
+    meta = {"deployment": "demo", "symbol": "SPX"}
+
+    first = send_alert(engine, configured, "risk_breach", "warning", "risk", "too big", meta)
+    again = send_alert(engine, configured, "risk_breach", "warning", "risk", "too big", meta)
+    other_symbol = send_alert(
+        engine, configured, "risk_breach", "warning", "risk", "too big", {**meta, "symbol": "NDX"}
+    )
+
+    assert (first, again, other_symbol) == (True, False, True)
+    assert [b["title"] for b in hook.received["ok"]] == [
+        "[WARNING] Prism risk_breach (deployment=demo,symbol=SPX)",
+        "[WARNING] Prism risk_breach (deployment=demo,symbol=NDX)",
+    ]
+    assert [a["suppressed"] for a in _alert_events(engine)] == [None, "duplicate", None]
+
+
+def test_the_same_alert_goes_out_again_once_the_window_has_passed(engine, settings, hook):
+    configured = _with(settings, hook.url("ok"), alert_window_seconds=600)
+    send_alert(engine, configured, "fill", "info", "live", "bought 3 SPX", {"deployment": "d"})
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit.system_events SET time = time - interval '11 minutes'"))
+
+    sent = send_alert(
+        engine, configured, "fill", "info", "live", "bought 3 SPX", {"deployment": "d"}
+    )
+
+    assert sent is True
+    assert len(hook.received["ok"]) == 2
+
+
+def test_the_window_survives_a_process_restart(engine, settings, hook):
+    url = hook.url("ok")
+    script = (
+        "from prism.alerts import send_alert; from prism.config import Settings; "
+        "from prism.db.engine import open_database; s = Settings(); "
+        "print(send_alert(open_database(s), s, 'flow_failed', 'error', 'runner', 'ingest failed',"
+        " {'deployment': 'demo'}))"
+    )
+    environment = {**os.environ, "PRISM_ALERT_URLS": url}
+    assert environment["PRISM_DATABASE_URL"] == settings.database_url.get_secret_value()
+    other_process = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, check=True
+    )
+
+    sent_here = send_alert(
+        engine,
+        _with(settings, url),
+        "flow_failed",
+        "error",
+        "runner",
+        "ingest failed",
+        {"deployment": "demo"},
+    )
+
+    assert other_process.stdout.strip() == "True"
+    assert sent_here is False
+    assert len(hook.received["ok"]) == 1
+
+
+def test_a_failing_url_is_retried_then_recorded_as_failed_without_resending_the_others(
+    engine, settings, hook
+):
+    configured = _with(settings, hook.url("ok"), hook.url("fail"), alert_attempts=3)
+
+    sent = send_alert(engine, configured, "reconcile_mismatch", "error", "reconcile", "2% off")
+
+    assert sent is True
+    assert len(hook.received["ok"]) == 1
+    assert len(hook.received["fail"]) == 3
+    [outcome] = _alert_events(engine)
+    assert outcome["notified"] is True
+    assert outcome["deliveries"] == [
+        {"url": "json://***", "attempts": 1, "delivered": True},
+        {"url": "json://***", "attempts": 3, "delivered": False},
+    ]
+
+
+def test_an_alert_whose_every_url_fails_is_not_counted_as_sent(engine, settings, hook):
+    configured = _with(settings, hook.url("fail"), alert_attempts=2)
+
+    first = send_alert(engine, configured, "stale_data", "warning", "live", "stale")
+    second = send_alert(engine, configured, "stale_data", "warning", "live", "stale")
+
+    assert (first, second) == (False, False)
+    assert len(hook.received["fail"]) == 4
+    assert [a["suppressed"] for a in _alert_events(engine)] == [None, None]
+
+
+def test_the_rate_limit_holds_back_warnings_but_never_a_critical_alert(engine, settings, hook):
+    configured = _with(settings, hook.url("ok"), alert_max_per_window=2)
+
+    sent = [
+        send_alert(engine, configured, "risk_breach", "warning", "risk", "x", {"symbol": s})
+        for s in ("A", "B", "C")
+    ]
+    critical = send_alert(engine, configured, "circuit_breaker", "critical", "risk", "halt")
+
+    assert sent == [True, True, False]
+    assert critical is True
+    assert len(hook.received["ok"]) == 3
+    assert [a["suppressed"] for a in _alert_events(engine)] == [None, None, "rate_limited", None]
+
+
+def test_an_unknown_url_scheme_is_a_config_error_that_hides_the_token(engine, settings):
+    configured = _with(settings, "nosuchservice://secret-token/chat")
+
+    with pytest.raises(ConfigError, match=r"alert URL nosuchservice://\*\*\* is not one") as info:
+        send_alert(engine, configured, "fill", "info", "live", "x")
+    assert "secret-token" not in str(info.value)
+
+
+def test_prism_config_shows_only_the_schemes_of_alert_urls(settings):
+    configured = _with(settings, "tgram://123:bot-token/456", "json://hooks.internal/x")
+
+    shown = public_values(configured)["alert_urls"]
+
+    assert shown == "tgram://***, json://***"
