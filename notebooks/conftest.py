@@ -1,6 +1,8 @@
 """Set-up for ``pytest --nbval-lax notebooks/``: a temporary workspace with the bundled bars.
 
 Runs at configure time, before nbval starts a kernel, so the kernels inherit the workspace.
+Each notebook's kernel is also told which notebook it runs (``JPY_SESSION_NAME``, as
+JupyterLab tells its kernels), so its MLflow run is tagged with the notebook's path.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     export_service_environment(load_settings())
     ingest(open_database(load_settings()), ArchBarSource())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    os.environ["JPY_SESSION_NAME"] = str(item.path)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

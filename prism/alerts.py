@@ -70,19 +70,25 @@ def send_alert(
     ``kind`` is the event type (``fill``, ``risk_breach``, ``circuit_breaker``, ``stale_data``,
     ``reconcile_mismatch``, ``flow_failed``…); ``severity`` one of info, warning, error,
     critical. Returns False when no URL is configured, when the alert was de-duplicated or
-    rate-limited, or when every URL failed after its retries.
+    rate-limited, or when every URL failed after its retries. A URL apprise does not
+    understand is skipped and named (scheme only) in the event, so a typo in one URL never
+    silences the others or the caller; :func:`check_alert_urls` refuses it at start-up.
     """
     check_severity(severity)
     metadata = dict(metadata or {})
-    urls = alert_urls(settings)
-    clients = [_client(url) for url in urls]
+    clients = {url: _client(url) for url in alert_urls(settings)}
+    invalid = [_public(url) for url, client in clients.items() if client is None]
+    urls = [url for url, client in clients.items() if client is not None]
     key = alert_key(metadata)
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _LOCK})
         suppressed = _suppressed(conn, settings, kind, key, severity) if urls else "no alert URLs"
         outcome: dict[str, Any] = {"key": key, "notified": False, "suppressed": suppressed}
+        if invalid:
+            outcome["invalid_urls"] = invalid
         if suppressed is None:
-            deliveries = _notify(clients, settings, kind, severity, component, message, key)
+            valid = [c for c in clients.values() if c is not None]
+            deliveries = _notify(valid, settings, kind, severity, component, message, key)
             outcome["deliveries"] = [
                 {"url": _public(url), "attempts": attempts, "delivered": delivered}
                 for url, (attempts, delivered) in zip(urls, deliveries, strict=True)
@@ -105,14 +111,20 @@ def _suppressed(
     return None
 
 
-def _client(url: str) -> apprise.Apprise:
-    client = apprise.Apprise()
-    if not client.add(url):
+def check_alert_urls(settings: Settings) -> None:
+    """Raise a ConfigError naming (by scheme) every alert URL apprise does not understand."""
+    invalid = [_public(url) for url in alert_urls(settings) if _client(url) is None]
+    if invalid:
         raise ConfigError(
-            f"alert URL {_public(url)} is not one apprise understands; fix PRISM_ALERT_URLS "
-            "(see apprise's list of services: tgram://, mailto://, slack://, discord://, json://)"
+            f"alert URL {', '.join(invalid)} is not one apprise understands; fix "
+            "PRISM_ALERT_URLS (apprise's services: tgram://, mailto://, slack://, discord://, "
+            "json://, …)"
         )
-    return client
+
+
+def _client(url: str) -> apprise.Apprise | None:
+    client = apprise.Apprise()
+    return client if client.add(url) else None
 
 
 def _public(url: str) -> str:

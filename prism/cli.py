@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from prism.data.gaps import BackfillResult
     from prism.data.sources import BarSource
+    from prism.gates import GateResult
 
 app = typer.Typer(
     help="Prism: notebook-first quant research with a promotion-to-production runner.",
@@ -437,7 +438,8 @@ def parse_parameters(args: list[str]) -> dict[str, str]:
         if flag not in ("-p", "--parameter") or len(rest) < 2:
             raise ConfigError(
                 f"expected `-p NAME VALUE`, got {' '.join([flag, *rest[:2]])!r}; "
-                "example: prism research run notebooks/backtest.ipynb -p fast 10 -p slow 50"
+                "example: prism research run notebooks/02_backtest_strategy.ipynb "
+                "-p fast 10 -p slow 50"
             )
         name, value = rest.pop(0), rest.pop(0)
         parameters[name] = value
@@ -463,24 +465,117 @@ def research_run(
     print(run.run_id)
 
 
+@research_app.command(
+    "sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def research_sweep(
+    ctx: typer.Context,
+    notebook: Annotated[Path, typer.Argument(help="the notebook to execute")],
+    grid: Annotated[
+        list[str], typer.Option(help="axis: name=v1,v2,... or name=start..stop[:step]")
+    ],
+    workers: Annotated[
+        int | None, typer.Option(help="notebooks run at once (default: one per core)")
+    ] = None,
+    keep: Annotated[int, typer.Option(help="best combinations kept as child runs")] = 3,
+    metric: Annotated[str, typer.Option(help="metric that ranks the combinations")] = "oos_sharpe",
+) -> None:
+    """Execute a notebook over a parameter grid in parallel: one parent MLflow run with the
+    whole grid as a table, child runs for the best `--keep`. Fixed parameters follow as
+    `-p NAME VALUE`; a failing combination is reported with its cell and the sweep goes on."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from prism.research_sweep import Trial, parse_grid, sweep_notebook
+
+    axes = parse_grid(grid)
+    total = 1
+    for values in axes.values():
+        total *= len(values)
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=errors) as progress:
+        task = progress.add_task(f"{notebook.name}: {total:,} combinations", total=total)
+
+        def advance(trial: Trial) -> None:
+            if trial.failed:
+                progress.console.print(f"[red]failed[/] {trial.grid}: {trial.error}")
+            progress.advance(task)
+
+        result = sweep_notebook(
+            load_settings(),
+            notebook,
+            axes,
+            parse_parameters(list(ctx.args)),
+            workers=workers,
+            keep=keep,
+            metric=metric,
+            on_trial=advance,
+        )
+    table = result.table
+    shown = _table("trial", *axes, result.metric, "status")
+    ranked = table.sort_values(result.metric, ascending=False) if result.metric in table else table
+    for row in ranked.head(10).to_dict("records"):
+        shown.add_row(
+            str(row["trial"]),
+            *(str(row[name]) for name in axes),
+            f"{row.get(result.metric, float('nan')):.4g}",
+            row["status"],
+        )
+    console.print(shown)
+    for problem in result.child_failures:
+        errors.print(f"[red]kept child failed[/]: {problem}")
+    failed = len(result.failures())
+    errors.print(
+        f"{len(table):,} trials ({failed} failed); parent run {result.parent_run_id}; "
+        f"children: {', '.join(c.run_id for c in result.children) or 'none'}"
+    )
+    print(result.parent_run_id)
+
+
+def _gate_table(gates: list[GateResult]) -> Table:
+    table = _table("gate", "reads", "actual", "required", "result", "note")
+    for gate in gates:
+        table.add_row(
+            gate.gate,
+            gate.metric,
+            gate.actual,
+            gate.required,
+            "[green]pass[/]" if gate.passed else "[red]FAIL[/]",
+            gate.note,
+        )
+    return table
+
+
 @models_app.command("promote")
 def models_promote(
     run: Annotated[str, typer.Option("--run", help="the MLflow run id to promote")],
+    alias: Annotated[
+        Literal["challenger", "champion"], typer.Option(help="alias to point at the version")
+    ] = "champion",
+    reason: Annotated[str, typer.Option(help="why (kept with the approval)")] = "",
     approved_by: Annotated[str | None, typer.Option(help="who approves (default: you)")] = None,
 ) -> None:
-    """Register a run's model and alias it 'champion' if it passes the promotion gates."""
+    """Register a run's model and point the alias at it if it passes the promotion gates
+    (research/gates.toml); on a failure print the gates and change nothing."""
     from prism.registry import promote
 
-    result = promote(load_settings(), run, load_gates(), approved_by or getpass.getuser())
-    for gate in result.gates:
-        mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
-        console.print(f"{mark} {gate.gate}: {gate.value if gate.value is not None else 'missing'}")
+    settings = load_settings()
+    result = promote(
+        settings,
+        run,
+        approved_by=approved_by or getpass.getuser(),
+        alias=alias,
+        reason=reason,
+    )
+    console.print(_gate_table(result.gates))
+    record = result.gates_record
+    console.print(f"gates file {record.get('file')} version {record.get('version')}")
     if not result.promoted:
         errors.print(
-            f"[red]not promoted[/]: {len(result.failed())} gate(s) failed; nothing changed"
+            f"[red]not promoted[/]: {len(result.failed())} gate(s) failed; the registry is "
+            "unchanged"
         )
         raise typer.Exit(1)
-    console.print(f"promoted {result.model_name} version {result.version} to alias 'champion'")
+    console.print(f"promoted {result.model_name} version {result.version} to alias '{alias}'")
 
 
 @models_app.command("list")
@@ -500,6 +595,80 @@ def models_list() -> None:
             v.created_at.strftime("%Y-%m-%d %H:%M"),
             v.approved_by or "",
         )
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(version: Annotated[str, typer.Argument(help="the model version")]) -> None:
+    """Show one version: its run, aliases, approval, gate results and history."""
+    from prism.db.engine import open_database
+    from prism.gates import GateResult as Gate
+    from prism.registry import history, version_info
+
+    settings = load_settings()
+    info = version_info(settings, version)
+    table = _table("field", "value")
+    for name, value in [
+        ("model", info.name),
+        ("version", info.version),
+        ("aliases", ", ".join(info.aliases) or "(none)"),
+        ("run id", info.run_id),
+        ("registered (UTC)", info.created_at.strftime("%Y-%m-%d %H:%M:%S")),
+        ("approved by", info.approved_by or ""),
+        ("approved at", info.approved_at or ""),
+        ("reason", info.reason or ""),
+        ("gates file", f"{info.tags.get('gates_file', '')} v{info.tags.get('gates_version', '')}"),
+        ("gates sha256", info.tags.get("gates_sha256", "")),
+    ]:
+        table.add_row(name, value)
+    console.print(table)
+    gates = json.loads(info.tags.get("gate_results", "[]"))
+    if gates:
+        console.print(_gate_table([Gate(**g) for g in gates]))
+    events = _table("when (UTC)", "action", "alias", "by", "from", "reason")
+    for event in history(open_database(settings), settings.model_name, version):
+        events.add_row(
+            event.decided_at.strftime("%Y-%m-%d %H:%M:%S"),
+            event.action,
+            event.alias,
+            event.decided_by,
+            event.previous_version or "",
+            event.reason,
+        )
+    console.print(events)
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "",
+    to: Annotated[str | None, typer.Option(help="version to return to (default: previous)")] = None,
+    by: Annotated[str | None, typer.Option(help="who rolls back (default: you)")] = None,
+) -> None:
+    """Move 'champion' back to the version it pointed at before, and record it."""
+    from prism.registry import rollback
+
+    done = rollback(load_settings(), by or getpass.getuser(), reason, to)
+    console.print(
+        f"{done.model_name}: '{done.alias}' moved from version {done.from_version} "
+        f"back to version {done.to_version}"
+    )
+
+
+@app.command("lineage")
+def lineage_command(
+    order_id: Annotated[str, typer.Argument(help="the order's client order id")],
+) -> None:
+    """Trace an order back: decision, model version and alias, MLflow run, notebook."""
+    from prism.db.engine import open_database
+    from prism.lineage import order_lineage
+
+    settings = load_settings()
+    chain = order_lineage(open_database(settings), settings, order_id)
+    table = _table("step", "field", "value")
+    last = ""
+    for step, name, value in chain.rows():
+        table.add_row(step if step != last else "", name, value)
+        last = step
     console.print(table)
 
 

@@ -29,7 +29,7 @@ from prism.live import replay_times
 from prism.research import run_notebook
 
 SYMBOLS = ["SPX", "NDX"]
-NOTEBOOK = "notebooks/backtest.ipynb"
+NOTEBOOK = "notebooks/02_backtest_strategy.ipynb"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,15 @@
-"""The model registry: promotion gates, registration, the ``champion`` alias, and loading it.
+"""The model registry: promotion through the gates, aliases, rollback, and loading a model.
 
-A promotion either passes every gate, registers the run's model (once; promoting the same run
-again reuses its version) and points ``champion`` at it, or changes nothing and says which gates
-failed. A missing metric fails its gate: the registry fails closed.
+A promotion reads what the run recorded (:mod:`prism.gates` judges it). If every gate passes,
+the run's model is registered (once; promoting the same run again reuses its version), the
+alias asked for (``challenger`` or ``champion``) points at it, and the approval (who, when, why,
+the gate results, the gates file's version and hash) is written to MLflow's model version tags
+and to ``models.approvals`` and the ``models.versions`` mirror. If any gate fails, MLflow's
+registry and the mirror stay exactly as they were; the refusal is kept in ``models.approvals``.
+
+``rollback`` moves ``champion`` back to the version it pointed at before the current one (read
+from the approvals history) and records that too. The runner resolves the alias every cycle
+(:func:`champion`), so moving an alias is how a model goes live or is withdrawn.
 """
 
 from __future__ import annotations
@@ -10,32 +17,33 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import operator
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import mlflow
+from mlflow.entities import ViewType
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy import Connection, Engine, text
 
 from prism.config import GateSettings, Settings
 from prism.errors import ConfigError, DataUnavailable
+from prism.gates import (
+    PARENT_TAG,
+    TRIALS_METRIC,
+    GateResult,
+    GatesFile,
+    RunEvidence,
+    evaluate,
+    load_gates_file,
+)
 from prism.tracking import MODEL_URI_TAG, configure
 
 CHAMPION = "champion"
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """One gate: the metric it reads, the threshold, the value found, and whether it passed."""
-
-    gate: str
-    metric: str
-    threshold: float
-    value: float | None
-    passed: bool
+CHALLENGER = "challenger"
+ALIASES = (CHALLENGER, CHAMPION)
 
 
 @dataclass(frozen=True)
@@ -44,8 +52,10 @@ class Promotion:
 
     run_id: str
     model_name: str
+    alias: str
     gates: list[GateResult]
     version: str | None
+    gates_record: dict[str, Any] = field(default_factory=dict)
 
     @property
     def promoted(self) -> bool:
@@ -57,34 +67,54 @@ class Promotion:
         return [gate for gate in self.gates if not gate.passed]
 
 
-_GATES: list[tuple[str, str, str, Callable[[float, float], bool]]] = [
-    ("min_sharpe", "sharpe", ">=", operator.ge),
-    ("max_drawdown", "max_drawdown", "<=", operator.le),
-    ("min_trades", "n_trades", ">=", operator.ge),
-]
-
-
-def evaluate_gates(metrics: dict[str, float], gates: GateSettings) -> list[GateResult]:
-    """Return each gate's verdict on a run's ``metrics``."""
-    results = []
-    for gate, metric, symbol, compare in _GATES:
-        threshold = float(getattr(gates, gate))
-        value = metrics.get(metric)
-        passed = value is not None and value == value and compare(value, threshold)
-        results.append(
-            GateResult(f"{metric} {symbol} {threshold:g}", metric, threshold, value, passed)
-        )
-    return results
-
-
 def _client(settings: Settings) -> MlflowClient:
     configure(settings)
     return MlflowClient()
 
 
-def promote(settings: Settings, run_id: str, gates: GateSettings, approved_by: str) -> Promotion:
-    """Register ``run_id``'s model and alias it ``champion`` if the gates pass."""
-    client = _client(settings)
+def _engine(settings: Settings, engine: Engine | None) -> Engine:
+    if engine is not None:
+        return engine
+    from prism.db.engine import open_database
+
+    return open_database(settings)
+
+
+def _gates(settings: Settings, gates: GatesFile | GateSettings | None) -> GatesFile | GateSettings:
+    return load_gates_file(settings.gates_file) if gates is None else gates
+
+
+def _gates_record(gates: GatesFile | GateSettings) -> dict[str, Any]:
+    if isinstance(gates, GatesFile):
+        return gates.record()
+    return {"file": None, "version": None, "sha256": None, "overrides": []}
+
+
+def _thresholds(gates: GatesFile | GateSettings) -> GateSettings:
+    return gates.thresholds if isinstance(gates, GatesFile) else gates
+
+
+def experiment_trials(client: MlflowClient, experiment_id: str) -> int:
+    """Return the trials an experiment holds: each run counts once, a sweep's parent counts
+    its whole grid (``trials``), and a sweep's kept children are already in that count."""
+    total = 0
+    runs = 0
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=5000, page_token=token
+        )
+        for run in page:
+            runs += 1
+            if PARENT_TAG not in run.data.tags:
+                total += max(1, int(run.data.metrics.get(TRIALS_METRIC, 1) or 1))
+        token = page.token
+        if not token:
+            return max(total, runs)
+
+
+def run_evidence(client: MlflowClient, run_id: str, settings: Settings) -> RunEvidence:
+    """Return what run ``run_id`` recorded and its experiment's trial count."""
     try:
         run = client.get_run(run_id)
     except MlflowException as err:
@@ -92,29 +122,108 @@ def promote(settings: Settings, run_id: str, gates: GateSettings, approved_by: s
             f"no MLflow run with id {run_id!r} in {settings.mlflow_tracking_uri}; "
             "`prism research run` prints the id of each run it makes"
         ) from err
-    results = evaluate_gates(run.data.metrics, gates)
+    return RunEvidence(
+        metrics=dict(run.data.metrics),
+        tags=dict(run.data.tags),
+        params=dict(run.data.params),
+        experiment_trials=experiment_trials(client, run.info.experiment_id),
+    )
+
+
+def check(
+    settings: Settings, run_id: str, gates: GatesFile | GateSettings | None = None
+) -> list[GateResult]:
+    """Return the gates' verdicts on ``run_id`` without changing anything."""
+    client = _client(settings)
+    return evaluate(run_evidence(client, run_id, settings), _thresholds(_gates(settings, gates)))
+
+
+def promote(
+    settings: Settings,
+    run_id: str,
+    gates: GatesFile | GateSettings | None = None,
+    approved_by: str = "unknown",
+    alias: str = CHAMPION,
+    reason: str = "",
+    engine: Engine | None = None,
+) -> Promotion:
+    """Register ``run_id``'s model and point ``alias`` at it if every gate passes.
+
+    ``gates`` defaults to the settings' gates file. On a refusal nothing in MLflow or in
+    ``models.versions`` changes; the refusal is recorded in ``models.approvals``.
+    """
+    if alias not in ALIASES:
+        raise ConfigError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
+    client = _client(settings)
+    gates = _gates(settings, gates)
+    record = _gates_record(gates)
+    evidence = run_evidence(client, run_id, settings)
+    results = evaluate(evidence, _thresholds(gates))
+    database = _engine(settings, engine)
+    name = settings.model_name
     if not all(gate.passed for gate in results):
-        return Promotion(run_id, settings.model_name, results, None)
-    model_uri = run.data.tags.get(MODEL_URI_TAG)
+        with database.begin() as conn:
+            _record_approval(
+                conn,
+                name,
+                None,
+                alias,
+                "refuse",
+                run_id,
+                None,
+                approved_by,
+                reason,
+                results,
+                record,
+            )
+        return Promotion(run_id, name, alias, results, None, record)
+    model_uri = evidence.tags.get(MODEL_URI_TAG)
     if model_uri is None:
         raise ConfigError(
-            f"run {run_id} logged no strategy model; promote a run made by "
-            "`prism research run notebooks/backtest.ipynb`"
+            f"run {run_id} logged no strategy model; promote a run of a backtest notebook "
+            "(it logs the strategy with prism.tracking.log_backtest)"
         )
-    version = _existing_version(client, settings.model_name, run_id)
+    version = _existing_version(client, name, run_id)
     if version is None:
         with contextlib.redirect_stderr(io.StringIO()):
-            registered = mlflow.register_model(model_uri, settings.model_name)
+            registered = mlflow.register_model(model_uri, name)
         version = str(registered.version)
+    approved_at = datetime.now(UTC)
     tags = {
         "approved_by": approved_by,
-        "approved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "gate_results": json.dumps([asdict(g) for g in results]),
+        "approved_at": approved_at.isoformat(timespec="seconds"),
+        "approval_alias": alias,
+        "approval_reason": reason,
+        "gate_results": json.dumps([asdict(g) for g in results], separators=(",", ":")),
+        "gates_file": str(record["file"]),
+        "gates_version": str(record["version"]),
+        "gates_sha256": str(record["sha256"]),
+        "gates_overrides": ",".join(record["overrides"]),
     }
     for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, version, key, value)
-    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
-    return Promotion(run_id, settings.model_name, results, version)
+        client.set_model_version_tag(name, version, key, value)
+    previous = _alias_version(client, name, alias)
+    with database.begin() as conn:
+        _record_approval(
+            conn,
+            name,
+            version,
+            alias,
+            "promote",
+            run_id,
+            previous,
+            approved_by,
+            reason,
+            results,
+            record,
+        )
+        _mirror(
+            conn, name, version, alias, run_id, approved_by, approved_at, reason, results, record
+        )
+        client.set_registered_model_alias(name, alias, version)
+        if alias == CHAMPION and _alias_version(client, name, CHALLENGER) == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+    return Promotion(run_id, name, alias, results, version, record)
 
 
 def _existing_version(client: MlflowClient, name: str, run_id: str) -> str | None:
@@ -123,6 +232,206 @@ def _existing_version(client: MlflowClient, name: str, run_id: str) -> str | Non
     except MlflowException:
         return None
     return str(versions[0].version) if versions else None
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _record_approval(
+    conn: Connection,
+    name: str,
+    version: str | None,
+    alias: str,
+    action: str,
+    run_id: str | None,
+    previous: str | None,
+    by: str,
+    reason: str,
+    results: list[GateResult],
+    record: dict[str, Any],
+) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO models.approvals (model_name, version, alias, action, mlflow_run_id, "
+            "previous_version, decided_by, reason, gate_results, gates_file, gates_version, "
+            "gates_sha256, gates_overrides) VALUES (:m, :v, :a, :action, :run, :prev, :by, "
+            ":reason, CAST(:gates AS jsonb), :file, :gv, :sha, :overrides)"
+        ),
+        {
+            "m": name,
+            "v": version,
+            "a": alias,
+            "action": action,
+            "run": run_id,
+            "prev": previous,
+            "by": by,
+            "reason": reason,
+            "gates": json.dumps([asdict(g) for g in results]),
+            "file": record.get("file"),
+            "gv": record.get("version"),
+            "sha": record.get("sha256"),
+            "overrides": list(record.get("overrides") or []),
+        },
+    )
+
+
+def _move_alias_in_mirror(conn: Connection, name: str, version: str, alias: str) -> None:
+    conn.execute(
+        text(
+            "UPDATE models.versions SET alias = NULL "
+            "WHERE model_name = :m AND (alias = :a OR version = :v)"
+        ),
+        {"m": name, "a": alias, "v": version},
+    )
+
+
+def _mirror(
+    conn: Connection,
+    name: str,
+    version: str,
+    alias: str,
+    run_id: str,
+    by: str,
+    at: datetime,
+    reason: str,
+    results: list[GateResult],
+    record: dict[str, Any],
+) -> None:
+    _move_alias_in_mirror(conn, name, version, alias)
+    conn.execute(
+        text(
+            "INSERT INTO models.versions (model_name, version, alias, mlflow_run_id, approved_by, "
+            "approved_at, gate_results, reason, gates_version, gates_sha256) VALUES "
+            "(:m, :v, :a, :run, :by, :at, CAST(:gates AS jsonb), :reason, :gv, :sha) "
+            "ON CONFLICT (model_name, version) DO UPDATE SET alias = EXCLUDED.alias, "
+            "approved_by = EXCLUDED.approved_by, approved_at = EXCLUDED.approved_at, "
+            "gate_results = EXCLUDED.gate_results, reason = EXCLUDED.reason, "
+            "gates_version = EXCLUDED.gates_version, gates_sha256 = EXCLUDED.gates_sha256"
+        ),
+        {
+            "m": name,
+            "v": version,
+            "a": alias,
+            "run": run_id,
+            "by": by,
+            "at": at,
+            "gates": json.dumps([asdict(g) for g in results]),
+            "reason": reason,
+            "gv": record.get("version"),
+            "sha": record.get("sha256"),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One row of the registry's history (``models.approvals``)."""
+
+    decided_at: datetime
+    action: str
+    alias: str
+    version: str | None
+    previous_version: str | None
+    run_id: str | None
+    decided_by: str
+    reason: str
+    gates_version: int | None
+    gates_sha256: str | None
+    gate_results: list[dict[str, Any]]
+
+
+def history(engine: Engine, model_name: str, version: str | None = None) -> list[Approval]:
+    """Return the approvals of ``model_name`` (of one ``version`` when given), oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT decided_at, action, alias, version, previous_version, mlflow_run_id, "
+                "decided_by, reason, gates_version, gates_sha256, gate_results "
+                "FROM models.approvals WHERE model_name = :m "
+                "AND (CAST(:v AS text) IS NULL OR version = :v) ORDER BY decided_at, id"
+            ),
+            {"m": model_name, "v": version},
+        ).all()
+    return [Approval(*row) for row in rows]
+
+
+def previous_champion(engine: Engine, model_name: str, alias: str = CHAMPION) -> str | None:
+    """Return the version ``alias`` pointed at before its current one, from the history:
+    each promotion stacks a version, each rollback takes the top one off."""
+    stack: list[str] = []
+    for approval in history(engine, model_name):
+        if approval.alias != alias or approval.version is None:
+            continue
+        if approval.action == "promote" and (not stack or stack[-1] != approval.version):
+            stack.append(approval.version)
+        elif approval.action == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != approval.version:
+                stack.append(approval.version)
+    return stack[-2] if len(stack) >= 2 else None
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """The outcome of ``prism models rollback``."""
+
+    model_name: str
+    alias: str
+    from_version: str | None
+    to_version: str
+
+
+def rollback(
+    settings: Settings,
+    by: str,
+    reason: str = "",
+    to: str | None = None,
+    alias: str = CHAMPION,
+    engine: Engine | None = None,
+) -> Rollback:
+    """Point ``alias`` back at the version it held before (or at ``to``) and record it."""
+    client = _client(settings)
+    database = _engine(settings, engine)
+    name = settings.model_name
+    current = _alias_version(client, name, alias)
+    target = to or previous_champion(database, name, alias)
+    if target is None:
+        raise ConfigError(
+            f"model {name!r} has no earlier {alias} to roll back to (the history in "
+            "models.approvals holds none); name one with --to VERSION"
+        )
+    try:
+        run_id = str(client.get_model_version(name, target).run_id)
+    except MlflowException as err:
+        raise ConfigError(
+            f"model {name!r} has no version {target}; `prism models list` shows the versions"
+        ) from err
+    at = datetime.now(UTC)
+    with database.begin() as conn:
+        _record_approval(conn, name, target, alias, "rollback", run_id, current, by, reason, [], {})
+        _move_alias_in_mirror(conn, name, target, alias)
+        conn.execute(
+            text(
+                "INSERT INTO models.versions (model_name, version, alias, mlflow_run_id) "
+                "VALUES (:m, :v, :a, :run) ON CONFLICT (model_name, version) "
+                "DO UPDATE SET alias = EXCLUDED.alias"
+            ),
+            {"m": name, "v": target, "a": alias, "run": run_id},
+        )
+        for key, value in {
+            "rolled_back_at": at.isoformat(timespec="seconds"),
+            "rolled_back_by": by,
+            "rolled_back_from": str(current),
+            "rollback_reason": reason,
+        }.items():
+            client.set_model_version_tag(name, target, key, value)
+        client.set_registered_model_alias(name, alias, target)
+    return Rollback(name, alias, current, target)
 
 
 @dataclass(frozen=True)
@@ -135,6 +444,9 @@ class VersionInfo:
     run_id: str
     created_at: datetime
     approved_by: str | None
+    approved_at: str | None = None
+    reason: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def list_versions(settings: Settings) -> list[VersionInfo]:
@@ -156,7 +468,22 @@ def _version_info(client: MlflowClient, version: ModelVersion) -> VersionInfo:
         run_id=str(full.run_id),
         created_at=datetime.fromtimestamp(full.creation_timestamp / 1000, tz=UTC),
         approved_by=full.tags.get("approved_by"),
+        approved_at=full.tags.get("approved_at"),
+        reason=full.tags.get("approval_reason"),
+        tags=dict(full.tags),
     )
+
+
+def version_info(settings: Settings, version: str) -> VersionInfo:
+    """Return one version of the settings' model, or a ConfigError naming the versions."""
+    client = _client(settings)
+    try:
+        return _version_info(client, client.get_model_version(settings.model_name, version))
+    except MlflowException as err:
+        raise ConfigError(
+            f"model {settings.model_name!r} has no version {version!r}; "
+            "`prism models list` shows the versions"
+        ) from err
 
 
 def champion(settings: Settings, alias: str = CHAMPION) -> VersionInfo:

@@ -3,7 +3,8 @@
 ``run_notebook`` checks the parameters against the notebook's ``parameters`` cell, opens an MLflow
 run (tagged with git state and the settings' hash), hands its id to the notebook as
 ``mlflow_run_id`` so the notebook logs into it, executes the notebook, then attaches the executed
-copy to the run and closes it as finished or failed.
+copy to the run and closes it as finished or failed. A failure names its cell and error.
+Sweeps over many parameter combinations live in :mod:`prism.research_sweep`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from prism.config import Settings, export_service_environment
 from prism.errors import ConfigError, PrismError
+from prism.gates import PARENT_TAG
 from prism.text import read_literal
 from prism.tracking import finish_run, start_run
 
@@ -82,36 +84,63 @@ def coerce_parameters(defaults: dict[str, Any], raw: dict[str, str]) -> dict[str
 
 
 def run_notebook(
-    settings: Settings, notebook: Path, raw_parameters: dict[str, str], progress: bool = True
+    settings: Settings,
+    notebook: Path,
+    raw_parameters: dict[str, str],
+    progress: bool = True,
+    parent_run_id: str | None = None,
+    extra_metrics: dict[str, float] | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> ResearchRun:
-    """Execute ``notebook`` with ``raw_parameters`` as one MLflow run; return the run."""
+    """Execute ``notebook`` with ``raw_parameters`` as one MLflow run; return the run.
+
+    A sweep's kept trial passes its ``parent_run_id`` (the run becomes its child) and the
+    metrics and tags it adds (``trials``, the sweep's Sharpe variance); they are logged after the
+    notebook's own, so they are the values the run ends with.
+    """
     export_service_environment(settings)
     notebook = notebook.resolve()
     parameters = coerce_parameters(notebook_parameters(notebook), raw_parameters)
     run_id = start_run(settings, str(notebook), parameters)
+    client = MlflowClient()
+    tags = {**(extra_tags or {}), **({PARENT_TAG: parent_run_id} if parent_run_id else {})}
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
     output_dir = settings.home / "runs"
     output_dir.mkdir(parents=True, exist_ok=True)
     executed = output_dir / f"{notebook.stem}-{run_id}.ipynb"
     try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(executed),
-            parameters={**parameters, RUN_ID_PARAMETER: run_id},
-            kernel_name="python3",
-            cwd=str(notebook.parent),
-            progress_bar=progress,
-            log_output=False,
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        )
+        execute(notebook, executed, {**parameters, RUN_ID_PARAMETER: run_id}, progress)
     except PapermillExecutionError as err:
         finish_run(run_id, executed, failed=True)
         raise NotebookFailed(
-            f"{notebook.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
+            f"{notebook.name} failed in {failure(err)} "
             f"(executed copy: {executed}; MLflow run {run_id} marked FAILED)"
         ) from err
     except BaseException:
         finish_run(run_id, executed, failed=True)
         raise
+    for key, number in (extra_metrics or {}).items():
+        client.log_metric(run_id, key, number)
     finish_run(run_id, executed, failed=False)
-    metrics = MlflowClient().get_run(run_id).data.metrics
+    metrics = client.get_run(run_id).data.metrics
     return ResearchRun(run_id, executed, dict(metrics))
+
+
+def execute(notebook: Path, executed: Path, parameters: dict[str, Any], progress: bool) -> None:
+    """Run ``notebook`` with papermill on the project's kernel, writing ``executed``."""
+    papermill.execute_notebook(
+        str(notebook),
+        str(executed),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(notebook.parent),
+        progress_bar=progress,
+        log_output=False,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
+
+
+def failure(err: PapermillExecutionError) -> str:
+    """Return where and why a notebook failed: ``cell N: Error: message``."""
+    return f"cell {err.exec_count}: {err.ename}: {err.evalue}"

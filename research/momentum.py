@@ -1,8 +1,8 @@
 """Time-series momentum: hold a symbol while its return over ``lookback`` bars is positive.
 
 An example of a researcher's own strategy. It is registered under the ``prism.strategies``
-entry point in pyproject.toml, so ``prism research run notebooks/backtest.ipynb -p strategy
-time_series_momentum -p strategy_params "{'lookback': 126}"`` backtests it, the registry
+entry point in pyproject.toml, so ``prism research run notebooks/02_backtest_strategy.ipynb
+-p strategy time_series_momentum -p strategy_params "{'lookback': 126}"`` backtests it, the registry
 packages it, and the live runner trades it like any built-in strategy.
 """
 

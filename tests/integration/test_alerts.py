@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
-from prism.alerts import send_alert
+from prism.alerts import check_alert_urls, send_alert
 from prism.config import Settings, public_values
 from prism.errors import ConfigError
 from prism.events import recent_events
@@ -147,7 +147,7 @@ def test_the_same_alert_goes_out_again_once_the_window_has_passed(engine, settin
 def test_the_window_survives_a_process_restart(engine, settings, hook):
     url = hook.url("ok")
     script = (
-        "from prism.alerts import send_alert; from prism.config import Settings; "
+        "from prism.alerts import check_alert_urls, send_alert; from prism.config import Settings; "
         "from prism.db.engine import open_database; s = Settings(); "
         "print(send_alert(open_database(s), s, 'flow_failed', 'error', 'runner', 'ingest failed',"
         " {'deployment': 'demo'}))"
@@ -217,12 +217,27 @@ def test_the_rate_limit_holds_back_warnings_but_never_a_critical_alert(engine, s
     assert [a["suppressed"] for a in _alert_events(engine)] == [None, None, "rate_limited", None]
 
 
-def test_an_unknown_url_scheme_is_a_config_error_that_hides_the_token(engine, settings):
-    configured = _with(settings, "nosuchservice://secret-token/chat")
+def test_an_unknown_url_scheme_is_skipped_and_named_while_the_others_still_get_the_alert(
+    engine, settings, hook
+):
+    configured = _with(settings, "nosuchservice://secret-token/chat", hook.url("ok"))
+
+    sent = send_alert(engine, configured, "fill", "info", "live", "bought 1 SPX")
+
+    assert sent is True
+    assert len(hook.received["ok"]) == 1
+    [outcome] = _alert_events(engine)
+    assert outcome["invalid_urls"] == ["nosuchservice://***"]
+    assert "secret-token" not in json.dumps(outcome)
+
+
+def test_checking_the_urls_refuses_an_unknown_scheme_without_showing_its_token(settings):
+    configured = _with(settings, "nosuchservice://secret-token/chat", "json://localhost/x")
 
     with pytest.raises(ConfigError, match=r"alert URL nosuchservice://\*\*\* is not one") as info:
-        send_alert(engine, configured, "fill", "info", "live", "x")
+        check_alert_urls(configured)
     assert "secret-token" not in str(info.value)
+    check_alert_urls(_with(settings, "json://localhost/x"))
 
 
 def test_prism_config_shows_only_the_schemes_of_alert_urls(settings):

@@ -11,6 +11,7 @@ from prism.strategies import available_strategies
 
 ROOT = Path(__file__).resolve().parents[2]
 PRISM = [sys.executable, "-c", "from prism.cli import main; main()"]
+NOTEBOOK = "notebooks/02_backtest_strategy.ipynb"
 
 
 def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -34,7 +35,7 @@ def _assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: st
 
 def test_an_unknown_strategy_is_named_with_the_available_ones(settings, tmp_path):
     result = _run(
-        [*PRISM, "research", "run", "notebooks/backtest.ipynb", "-p", "strategy", "momentum"],
+        [*PRISM, "research", "run", NOTEBOOK, "-p", "strategy", "momentum"],
         tmp_path,
     )
 
@@ -48,10 +49,12 @@ def test_an_unknown_strategy_is_named_with_the_available_ones(settings, tmp_path
 
 def test_an_unknown_notebook_parameter_is_named_with_the_valid_ones(settings, tmp_path):
     result = _run(
-        [*PRISM, "research", "run", "notebooks/backtest.ipynb", "-p", "fsat", "10"], tmp_path
+        [*PRISM, "research", "run", NOTEBOOK, "-p", "fsat", "10"], tmp_path
     )
 
-    _assert_clean_error(result, "no parameter(s) fsat", "its parameters are strategy, symbols")
+    _assert_clean_error(
+        result, "no parameter(s) fsat", "its parameters are strategy, strategy_params, fast"
+    )
 
 
 def test_a_malformed_sweep_axis_says_how_to_write_one(tmp_path):
