@@ -1,110 +1,102 @@
-"""Prism monitoring: positions, equity and P&L, drawdown, orders, and the champion model.
+"""Prism monitoring: what do I hold, what is it doing, what could it lose, is anything broken.
 
-Run with ``make dashboard`` (or ``prism dashboard``). Read-only: everything shown comes from
-:mod:`prism.reporting`.
+Run with ``prism dashboard`` (or ``make dashboard``). A multipage app: this entry point checks
+the login (``PRISM_DASHBOARD_AUTH``) and routes to the pages in ``pages/``; every page reads
+through :mod:`prism.monitoring` with the read-only role, cached and auto-refreshed.
 """
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
-import streamlit as st
-from plotly.subplots import make_subplots
+import sys
+from pathlib import Path
 
-from prism import reporting
-from prism.config import load_settings
-from prism.db.engine import open_database
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import engine, query, settings
+
 from prism.errors import PrismError
+from prism.monitoring import access
 
 st.set_page_config(page_title="Prism monitoring", layout="wide")
-st.title("Prism — positions and risk")
-
-settings = load_settings()
 
 
-@st.cache_resource
-def _engine():  # type: ignore[no-untyped-def]
-    return open_database(settings)
+def _logged_in() -> bool:
+    """Return whether the visitor may see the pages, showing the login form if not."""
+    mode = access.auth_mode(settings())
+    if mode == "none":
+        return True
+    if mode == "oidc":
+        if st.user.is_logged_in:
+            st.sidebar.caption(f"signed in as {st.user.get('email') or st.user.get('name')}")
+            st.sidebar.button("Log out", on_click=st.logout)
+            return True
+        st.title("Prism monitoring")
+        st.button("Log in", on_click=st.login)
+        return False
+    if st.session_state.get("authenticated"):
+        return True
+    st.title("Prism monitoring")
+    with st.form("login"):
+        attempt = st.text_input("password", type="password")
+        if st.form_submit_button("Log in"):
+            if access.password_matches(settings(), attempt):
+                st.session_state["authenticated"] = True
+                st.rerun()
+            st.error("Wrong password.")
+    return False
 
 
 try:
-    engine = _engine()
-    names = reporting.deployments(engine)
+    if not _logged_in():
+        st.stop()
+    engine()
+    st.sidebar.caption(f"reading as `{query('reading_as')}`")
 except PrismError as err:
     st.error(str(err))
     st.stop()
 
-if not names:
-    st.info(
-        "No paper or live account has traded yet. Run `make demo` (or `prism demo --no-serve`)."
-    )
-    st.stop()
-
-deployment = st.sidebar.selectbox(
-    "deployment",
-    names,
-    index=names.index(settings.deployment) if settings.deployment in names else 0,
+PAGES = Path(__file__).resolve().parent / "pages"
+navigation = st.navigation(
+    [
+        st.Page(
+            PAGES / "overview_page.py", title="Overview", icon=":material/monitoring:", default=True
+        ),
+        st.Page(
+            PAGES / "positions_page.py",
+            url_path="positions",
+            title="Positions",
+            icon=":material/account_balance:",
+        ),
+        st.Page(
+            PAGES / "orders_page.py",
+            url_path="orders",
+            title="Orders and fills",
+            icon=":material/receipt_long:",
+        ),
+        st.Page(PAGES / "risk_page.py", url_path="risk", title="Risk", icon=":material/warning:"),
+        st.Page(
+            PAGES / "models_page.py",
+            url_path="models",
+            title="Models",
+            icon=":material/model_training:",
+        ),
+        st.Page(
+            PAGES / "data_health_page.py",
+            url_path="data_health",
+            title="Data health",
+            icon=":material/database:",
+        ),
+        st.Page(
+            PAGES / "research_page.py",
+            url_path="research",
+            title="Research",
+            icon=":material/science:",
+        ),
+    ]
 )
-curve = reporting.equity_curve(engine, deployment)
-
-if curve.empty:
-    st.info(f"Deployment {deployment!r} has no portfolio snapshots yet.")
-    st.stop()
-
-last = curve.iloc[-1]
-cols = st.columns(5)
-cols[0].metric("equity", f"{last['equity']:,.0f}")
-cols[1].metric("P&L", f"{last['pnl']:,.0f}", f"{last['pnl_pct']:+.2%}")
-cols[2].metric(
-    "drawdown", f"{last['drawdown']:.2%}", f"max {curve['drawdown'].min():.2%}", delta_color="off"
-)
-cols[3].metric("gross exposure", f"{last['gross_exposure'] / last['equity']:.0%}")
-cols[4].metric("cash", f"{last['cash']:,.0f}")
-
-figure = make_subplots(
-    rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.05
-)
-figure.add_trace(go.Scatter(x=curve["time"], y=curve["equity"], name="equity"), row=1, col=1)
-figure.add_trace(
-    go.Scatter(
-        x=curve["time"],
-        y=curve["drawdown"] * 100,
-        name="drawdown %",
-        fill="tozeroy",
-        line={"color": "#c0392b"},
-    ),
-    row=2,
-    col=1,
-)
-figure.update_layout(height=460, margin={"l": 10, "r": 10, "t": 30, "b": 10})
-st.subheader("Equity and drawdown")
-st.plotly_chart(figure, width="stretch")
-
-left, right = st.columns(2)
-with left:
-    st.subheader("Positions")
-    st.dataframe(reporting.positions(engine, deployment), hide_index=True)
-with right:
-    st.subheader("Champion model")
-    report = reporting.champion_report(settings)
-    if report is None:
-        st.warning(
-            "No model is aliased 'champion'. Promote one: `prism models promote --run RUN_ID`."
-        )
-    else:
-        v = report.version
-        st.markdown(
-            f"**{v.name}** version **{v.version}** (aliases: {', '.join(v.aliases)}), "
-            f"approved by {v.approved_by or 'unknown'}"
-        )
-        st.markdown(
-            f"MLflow run `{v.run_id}` · git `{report.tags.get('git_commit', '?')[:10]}` · "
-            f"data hash `{report.params.get('data_hash', '?')[:12]}`"
-        )
-        st.dataframe(
-            {k: [round(val, 4)] for k, val in sorted(report.metrics.items())}, hide_index=True
-        )
-
-st.subheader("Orders")
-st.dataframe(reporting.orders(engine, deployment), hide_index=True)
-st.subheader("Decisions (audit)")
-st.dataframe(reporting.decisions(engine, deployment), hide_index=True)
+try:
+    navigation.run()
+except PrismError as err:
+    st.error(str(err))

@@ -5,8 +5,11 @@ An alert is keyed by its kind and the deployment and symbol in its metadata. Wit
 again (de-duplication), and no more than ``settings.alert_max_per_window`` alerts go out in all
 (rate limit; a critical alert is exempt, so a circuit breaker is never muted by a flood of
 warnings). Both rules read what went out from ``audit.system_events`` itself, so they hold
-across processes and restarts; a PostgreSQL advisory lock makes the check-then-send atomic
-between concurrent runners.
+across processes and restarts. The check and the event are written together under a
+PostgreSQL advisory lock, the event marked ``"sending": true`` (which counts as sent), and the
+notification goes out after that transaction, so a slow or failing webhook never holds the lock
+or other alerts up; the event is then updated with the outcome. A process killed while sending
+leaves the alert counted as sent for its window: at most once, never twice.
 
 Each apprise URL (``settings.alert_urls``: Telegram, e-mail, Slack, Discord, a JSON webhook…)
 is tried ``settings.alert_attempts`` times with exponential backoff (tenacity); one URL failing
@@ -18,6 +21,7 @@ does not resend to the others. The event's ``metadata["alert"]`` says what happe
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import apprise
@@ -38,7 +42,11 @@ _NOTIFY_TYPES = {
 _SENT_SINCE = text(
     "SELECT count(*) FILTER (WHERE event_type = :kind AND metadata->'alert'->>'key' = :key), "
     "count(*) FROM audit.system_events WHERE time > now() - make_interval(secs => :window) "
-    "AND metadata->'alert'->>'notified' = 'true'"
+    "AND (metadata->'alert'->>'notified' = 'true' OR metadata->'alert'->>'sending' = 'true')"
+)
+_OUTCOME = text(
+    "UPDATE audit.system_events SET metadata = jsonb_set(metadata, '{alert}', "
+    "CAST(:outcome AS jsonb)) WHERE id = :id"
 )
 
 
@@ -86,15 +94,21 @@ def send_alert(
         outcome: dict[str, Any] = {"key": key, "notified": False, "suppressed": suppressed}
         if invalid:
             outcome["invalid_urls"] = invalid
-        if suppressed is None:
-            valid = [c for c in clients.values() if c is not None]
-            deliveries = _notify(valid, settings, kind, severity, component, message, key)
-            outcome["deliveries"] = [
-                {"url": _public(url), "attempts": attempts, "delivered": delivered}
-                for url, (attempts, delivered) in zip(urls, deliveries, strict=True)
-            ]
-            outcome["notified"] = any(delivered for _, delivered in deliveries)
-        record_event(conn, kind, severity, component, message, {**metadata, "alert": outcome})
+        pending = {**outcome, "sending": True} if suppressed is None else outcome
+        event_id = record_event(
+            conn, kind, severity, component, message, {**metadata, "alert": pending}
+        )
+    if suppressed is not None:
+        return False
+    valid = [c for c in clients.values() if c is not None]
+    deliveries = _notify(valid, settings, kind, severity, component, message, key)
+    outcome["deliveries"] = [
+        {"url": _public(url), "attempts": attempts, "delivered": delivered}
+        for url, (attempts, delivered) in zip(urls, deliveries, strict=True)
+    ]
+    outcome["notified"] = any(delivered for _, delivered in deliveries)
+    with engine.begin() as conn:
+        conn.execute(_OUTCOME, {"outcome": json.dumps(outcome), "id": event_id})
     return bool(outcome["notified"])
 
 

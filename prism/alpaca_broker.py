@@ -109,7 +109,7 @@ class AlpacaBroker:
             known = self.lookup(order.client_order_id)
             if known is not None:
                 return known.broker_order_id
-            if isinstance(err, APIError) and _status(err) < 500:
+            if isinstance(err, APIError):
                 raise OrderRejected(order.client_order_id, _reason(err)) from err
             raise TransientError(
                 f"Alpaca did not confirm order {order.client_order_id} and does not have it "
@@ -173,7 +173,8 @@ class AlpacaBroker:
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
-        """Translate Alpaca's errors: refused keys are ConfigError, no answer is TransientError."""
+        """Translate Alpaca's errors: refused keys are ConfigError; no answer, a server error or
+        a rate limit alpaca-py's own retries did not get past is TransientError."""
         try:
             yield
         except APIError as err:
@@ -182,6 +183,10 @@ class AlpacaBroker:
                 raise ConfigError(
                     f"Alpaca refused the API keys ({_reason(err)}); check PRISM_ALPACA_KEY_ID "
                     "and PRISM_ALPACA_SECRET_KEY (paper keys differ from live ones)"
+                ) from err
+            if _status(err) >= 500 or _status(err) == 429:
+                raise TransientError(
+                    f"Alpaca failed to answer (HTTP {_status(err)}: {_reason(err)})"
                 ) from err
             raise
         except _UNREACHABLE as err:

@@ -22,6 +22,16 @@ from sqlalchemy import Engine, text
 
 from prism import metrics
 
+_TEXT_COLUMNS = (
+    "symbol",
+    "side",
+    "client_order_id",
+    "severity",
+    "event_type",
+    "component",
+    "message",
+)
+
 MIN_RETURNS = 5
 """Fewest returns VaR and CVaR are estimated from; with fewer the report says so."""
 
@@ -124,6 +134,24 @@ def equity_until(engine: Engine, deployment: str, day: date) -> pd.DataFrame:
     )
 
 
+def events_on(engine: Engine, day: date, deployment: str | None = None) -> pd.DataFrame:
+    """Return the day's warnings, errors and critical system events (alerts, risk breaches,
+    halts, failed flows), oldest first: time, severity, event_type, component, message. With
+    ``deployment``, only its own events and those naming no deployment."""
+    start, end = day_bounds(day)
+    return _frame(
+        engine,
+        "SELECT time, CAST(severity AS text) AS severity, event_type, component, message "
+        "FROM audit.system_events WHERE time >= :start AND time < :end "
+        "AND severity >= CAST('warning' AS audit.event_severity) "
+        "AND (CAST(:d AS text) IS NULL OR metadata->>'deployment' = :d "
+        "     OR NOT metadata ? 'deployment') ORDER BY time, id",
+        start=start,
+        end=end,
+        d=deployment,
+    )
+
+
 @dataclass(frozen=True)
 class DayPnl:
     """A deployment's P&L over one day."""
@@ -137,8 +165,16 @@ class DayPnl:
     traded_notional: float
 
     def as_frame(self) -> pd.DataFrame:
-        """Return the figures as a one-column table for display."""
-        return pd.DataFrame({"value": self.__dict__}).rename_axis("figure")
+        """Return the figures as a one-column table of text for display (money to the cent,
+        the return in percent)."""
+        shown = {name: _shown(name, value) for name, value in self.__dict__.items()}
+        return pd.DataFrame({"value": shown}).rename_axis("figure")
+
+
+def _shown(name: str, value: float) -> str:
+    if name == "pnl_pct":
+        return f"{value:+.2%}"
+    return str(value) if isinstance(value, int) else f"{value:,.2f}"
 
 
 def pnl_on(engine: Engine, deployment: str, day: date) -> DayPnl:

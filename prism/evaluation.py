@@ -133,7 +133,7 @@ def parity_passes(
     same_trades = len(whole.trades) == len(stepped.trades) and np.allclose(
         whole.trades["quantity"].to_numpy(float), stepped.trades["quantity"].to_numpy(float)
     )
-    same_equity = np.allclose(
+    same_equity = len(whole.equity) == len(stepped.equity) and np.allclose(
         whole.equity.to_numpy(), stepped.equity.to_numpy(), rtol=PARITY_TOLERANCE, atol=0.0
     )
     return bool(same_trades and same_equity)

@@ -36,6 +36,8 @@ from prism.validation import deflated_sharpe_ratio
 LOOKAHEAD_TAG = "prism.lookahead_check"
 PARITY_TAG = "prism.parity_check"
 PARENT_TAG = "mlflow.parentRunId"
+SWEEP_TAG = "prism.sweep"
+"""``parent`` on a sweep's parent run (the grid's table), ``child`` on its kept trials."""
 TRIALS_METRIC = "trials"
 SHARPE_VARIANCE_METRIC = "oos_sharpe_variance"
 """Variance of the annualised ``oos_sharpe`` across a sweep's trials (logged by sweeps)."""
@@ -242,7 +244,7 @@ def deflated_oos_sharpe(evidence: RunEvidence) -> tuple[float | None, str]:
     )
     if math.isnan(value):
         return None, "the deflated Sharpe ratio is undefined for these moments"
-    return value, f"{n_trials} trials, T={n_obs}, {source}"
+    return value, f"{n_trials} trial{'s' if n_trials != 1 else ''}, T={n_obs}, {source}"
 
 
 def evaluate(evidence: RunEvidence, gates: GateSettings) -> list[GateResult]:

@@ -41,12 +41,23 @@ SELECT alias, mlflow_run_id, approved_by, approved_at, reason, gates_version, ga
 FROM models.versions WHERE model_name = :m AND version = :v
 """
 
-ALIAS_AT_SQL = """
-SELECT DISTINCT ON (alias) alias, version FROM models.approvals
+ALIAS_MOVES_SQL = """
+SELECT alias, version FROM models.approvals
 WHERE model_name = :m AND action IN ('promote', 'rollback') AND decided_at <= :t
-ORDER BY alias, decided_at DESC, id DESC
+ORDER BY decided_at, id
 """
-"""The version each alias pointed at, at a given time, from the approvals history."""
+
+
+def aliases_at(moves: list[tuple[str, str]]) -> dict[str, str]:
+    """Return where each alias pointed after ``moves`` (alias, version), oldest first, as
+    :func:`prism.registry.promote` moves them: a version promoted to ``champion`` stops being
+    the ``challenger``."""
+    pointing: dict[str, str] = {}
+    for alias, version in moves:
+        pointing[alias] = version
+        if alias == "champion" and pointing.get("challenger") == version:
+            del pointing["challenger"]
+    return pointing
 
 
 @dataclass(frozen=True)
@@ -90,13 +101,9 @@ def order_lineage(engine: Engine, settings: Settings, client_order_id: str) -> L
         aliases_then: list[str] = []
         if name and version:
             mirror = conn.execute(text(MIRROR_SQL), {"m": name, "v": version}).mappings().first()
-            aliases_then = [
-                str(alias)
-                for alias, pointed in conn.execute(
-                    text(ALIAS_AT_SQL), {"m": name, "t": order["created_at"]}
-                ).all()
-                if pointed == version
-            ]
+            moves = conn.execute(text(ALIAS_MOVES_SQL), {"m": name, "t": order["created_at"]}).all()
+            pointing = aliases_at([(str(alias), str(v)) for alias, v in moves])
+            aliases_then = sorted(alias for alias, v in pointing.items() if v == version)
     lineage = Lineage(
         client_order_id=client_order_id,
         order={k: v for k, v in order.items() if k not in ("model_name", "model_version")},

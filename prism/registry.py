@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from prism.config import GateSettings, Settings
 from prism.errors import ConfigError, DataUnavailable
 from prism.gates import (
     PARENT_TAG,
+    SWEEP_TAG,
     TRIALS_METRIC,
     GateResult,
     GatesFile,
@@ -158,24 +159,18 @@ def promote(
     gates = _gates(settings, gates)
     record = _gates_record(gates)
     evidence = run_evidence(client, run_id, settings)
+    if evidence.tags.get(SWEEP_TAG) == "parent":
+        raise ConfigError(
+            f"run {run_id} is a sweep's parent (it holds the grid's table, not a model); "
+            "promote one of its child runs, which `prism research sweep` prints"
+        )
     results = evaluate(evidence, _thresholds(gates))
     database = _engine(settings, engine)
     name = settings.model_name
+    entry = Entry(name, None, alias, "refuse", run_id, None, approved_by, reason, results, record)
     if not all(gate.passed for gate in results):
         with database.begin() as conn:
-            _record_approval(
-                conn,
-                name,
-                None,
-                alias,
-                "refuse",
-                run_id,
-                None,
-                approved_by,
-                reason,
-                results,
-                record,
-            )
+            _record_approval(conn, entry)
         return Promotion(run_id, name, alias, results, None, record)
     model_uri = evidence.tags.get(MODEL_URI_TAG)
     if model_uri is None:
@@ -188,38 +183,14 @@ def promote(
         with contextlib.redirect_stderr(io.StringIO()):
             registered = mlflow.register_model(model_uri, name)
         version = str(registered.version)
-    approved_at = datetime.now(UTC)
-    tags = {
-        "approved_by": approved_by,
-        "approved_at": approved_at.isoformat(timespec="seconds"),
-        "approval_alias": alias,
-        "approval_reason": reason,
-        "gate_results": json.dumps([asdict(g) for g in results], separators=(",", ":")),
-        "gates_file": str(record["file"]),
-        "gates_version": str(record["version"]),
-        "gates_sha256": str(record["sha256"]),
-        "gates_overrides": ",".join(record["overrides"]),
-    }
-    for key, value in tags.items():
+    entry = replace(
+        entry, version=version, action="promote", previous=_alias_version(client, name, alias)
+    )
+    for key, value in entry.version_tags().items():
         client.set_model_version_tag(name, version, key, value)
-    previous = _alias_version(client, name, alias)
     with database.begin() as conn:
-        _record_approval(
-            conn,
-            name,
-            version,
-            alias,
-            "promote",
-            run_id,
-            previous,
-            approved_by,
-            reason,
-            results,
-            record,
-        )
-        _mirror(
-            conn, name, version, alias, run_id, approved_by, approved_at, reason, results, record
-        )
+        _record_approval(conn, entry)
+        _mirror(conn, entry)
         client.set_registered_model_alias(name, alias, version)
         if alias == CHAMPION and _alias_version(client, name, CHALLENGER) == version:
             client.delete_registered_model_alias(name, CHALLENGER)
@@ -241,40 +212,64 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def _record_approval(
-    conn: Connection,
-    name: str,
-    version: str | None,
-    alias: str,
-    action: str,
-    run_id: str | None,
-    previous: str | None,
-    by: str,
-    reason: str,
-    results: list[GateResult],
-    record: dict[str, Any],
-) -> None:
+@dataclass(frozen=True)
+class Entry:
+    """One decision about the registry, as ``models.approvals`` keeps it."""
+
+    model_name: str
+    version: str | None
+    alias: str
+    action: str
+    run_id: str | None
+    previous: str | None
+    by: str
+    reason: str
+    results: list[GateResult] = field(default_factory=list)
+    gates: dict[str, Any] = field(default_factory=dict)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def gate_json(self) -> str:
+        """Return the gate results as compact JSON."""
+        return json.dumps([asdict(g) for g in self.results], separators=(",", ":"))
+
+    def version_tags(self) -> dict[str, str]:
+        """Return the approval as MLflow model version tags."""
+        return {
+            "approved_by": self.by,
+            "approved_at": self.at.isoformat(timespec="seconds"),
+            "approval_alias": self.alias,
+            "approval_reason": self.reason,
+            "gate_results": self.gate_json(),
+            "gates_file": str(self.gates.get("file")),
+            "gates_version": str(self.gates.get("version")),
+            "gates_sha256": str(self.gates.get("sha256")),
+            "gates_overrides": ",".join(self.gates.get("overrides") or []),
+        }
+
+
+def _record_approval(conn: Connection, entry: Entry) -> None:
     conn.execute(
         text(
             "INSERT INTO models.approvals (model_name, version, alias, action, mlflow_run_id, "
-            "previous_version, decided_by, reason, gate_results, gates_file, gates_version, "
-            "gates_sha256, gates_overrides) VALUES (:m, :v, :a, :action, :run, :prev, :by, "
-            ":reason, CAST(:gates AS jsonb), :file, :gv, :sha, :overrides)"
+            "previous_version, decided_by, decided_at, reason, gate_results, gates_file, "
+            "gates_version, gates_sha256, gates_overrides) VALUES (:m, :v, :a, :action, :run, "
+            ":prev, :by, :at, :reason, CAST(:gates AS jsonb), :file, :gv, :sha, :overrides)"
         ),
         {
-            "m": name,
-            "v": version,
-            "a": alias,
-            "action": action,
-            "run": run_id,
-            "prev": previous,
-            "by": by,
-            "reason": reason,
-            "gates": json.dumps([asdict(g) for g in results]),
-            "file": record.get("file"),
-            "gv": record.get("version"),
-            "sha": record.get("sha256"),
-            "overrides": list(record.get("overrides") or []),
+            "m": entry.model_name,
+            "v": entry.version,
+            "a": entry.alias,
+            "action": entry.action,
+            "run": entry.run_id,
+            "prev": entry.previous,
+            "by": entry.by,
+            "at": entry.at,
+            "reason": entry.reason,
+            "gates": entry.gate_json(),
+            "file": entry.gates.get("file"),
+            "gv": entry.gates.get("version"),
+            "sha": entry.gates.get("sha256"),
+            "overrides": list(entry.gates.get("overrides") or []),
         },
     )
 
@@ -289,19 +284,9 @@ def _move_alias_in_mirror(conn: Connection, name: str, version: str, alias: str)
     )
 
 
-def _mirror(
-    conn: Connection,
-    name: str,
-    version: str,
-    alias: str,
-    run_id: str,
-    by: str,
-    at: datetime,
-    reason: str,
-    results: list[GateResult],
-    record: dict[str, Any],
-) -> None:
-    _move_alias_in_mirror(conn, name, version, alias)
+def _mirror(conn: Connection, entry: Entry) -> None:
+    assert entry.version is not None and entry.run_id is not None
+    _move_alias_in_mirror(conn, entry.model_name, entry.version, entry.alias)
     conn.execute(
         text(
             "INSERT INTO models.versions (model_name, version, alias, mlflow_run_id, approved_by, "
@@ -313,16 +298,16 @@ def _mirror(
             "gates_version = EXCLUDED.gates_version, gates_sha256 = EXCLUDED.gates_sha256"
         ),
         {
-            "m": name,
-            "v": version,
-            "a": alias,
-            "run": run_id,
-            "by": by,
-            "at": at,
-            "gates": json.dumps([asdict(g) for g in results]),
-            "reason": reason,
-            "gv": record.get("version"),
-            "sha": record.get("sha256"),
+            "m": entry.model_name,
+            "v": entry.version,
+            "a": entry.alias,
+            "run": entry.run_id,
+            "by": entry.by,
+            "at": entry.at,
+            "gates": entry.gate_json(),
+            "reason": entry.reason,
+            "gv": entry.gates.get("version"),
+            "sha": entry.gates.get("sha256"),
         },
     )
 
@@ -361,18 +346,16 @@ def history(engine: Engine, model_name: str, version: str | None = None) -> list
 
 def previous_champion(engine: Engine, model_name: str, alias: str = CHAMPION) -> str | None:
     """Return the version ``alias`` pointed at before its current one, from the history:
-    each promotion stacks a version, each rollback takes the top one off."""
+    each promotion stacks a version; a rollback to the version under the top takes the top off,
+    and a rollback to any other version (``--to``) stacks it like a promotion."""
     stack: list[str] = []
     for approval in history(engine, model_name):
         if approval.alias != alias or approval.version is None:
             continue
-        if approval.action == "promote" and (not stack or stack[-1] != approval.version):
+        if approval.action == "rollback" and stack[-2:-1] == [approval.version]:
+            stack.pop()
+        elif approval.action in ("promote", "rollback") and stack[-1:] != [approval.version]:
             stack.append(approval.version)
-        elif approval.action == "rollback":
-            if stack:
-                stack.pop()
-            if not stack or stack[-1] != approval.version:
-                stack.append(approval.version)
     return stack[-2] if len(stack) >= 2 else None
 
 
@@ -413,7 +396,9 @@ def rollback(
         ) from err
     at = datetime.now(UTC)
     with database.begin() as conn:
-        _record_approval(conn, name, target, alias, "rollback", run_id, current, by, reason, [], {})
+        _record_approval(
+            conn, Entry(name, target, alias, "rollback", run_id, current, by, reason, at=at)
+        )
         _move_alias_in_mirror(conn, name, target, alias)
         conn.execute(
             text(

@@ -3,7 +3,8 @@
 MLflow's stores slow down past a few thousand runs, so a sweep of N combinations is not N runs.
 Each combination is executed with papermill in a worker process whose tracking is redirected to
 a throwaway SQLite store in a temporary folder: the notebook logs exactly as it always does,
-and the worker reads the metrics back from that store. What reaches the real store is:
+and the worker reads the metrics back from that store (then deletes the trial's artifacts, so a
+large sweep does not fill the disk). What reaches the real store is:
 
 - one parent run holding the whole grid (parameters, status, the failing cell's error and every
   metric of every combination) as ``sweep/trials.parquet`` and ``.csv``, the metric ``trials``
@@ -39,7 +40,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from prism.config import Settings, export_service_environment, load_settings
 from prism.errors import ConfigError
-from prism.gates import SHARPE_VARIANCE_METRIC, TRIALS_METRIC
+from prism.gates import SHARPE_VARIANCE_METRIC, SWEEP_TAG, TRIALS_METRIC
 from prism.research import (
     RUN_ID_PARAMETER,
     NotebookFailed,
@@ -53,7 +54,6 @@ from prism.research import (
 from prism.sweep import parse_axis
 from prism.tracking import finish_run, start_run
 
-SWEEP_TAG = "prism.sweep"
 TRIAL_TAG = "prism.sweep_trial"
 REPRODUCED_TAG = "prism.sweep_reproduced"
 TABLE_ARTIFACT = "sweep"
@@ -128,6 +128,15 @@ def _redirect_tracking(root: str) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Return a fork server that has imported this module once: workers fork from it cheaply
+    and from a single-threaded process (forking the caller, which may run a progress bar's
+    thread, could inherit a held lock)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def run_trial(
     index: int, notebook: str, grid: dict[str, Any], raw: dict[str, str], executed: str
 ) -> Trial:
@@ -150,6 +159,7 @@ def run_trial(
     finish_run(run_id, None, failed=False)
     metrics = dict(MlflowClient().get_run(run_id).data.metrics)
     output.unlink(missing_ok=True)
+    shutil.rmtree(settings.mlruns_dir / "artifacts", ignore_errors=True)
     return Trial(index, grid, metrics, None, None, time.perf_counter() - started)
 
 
@@ -230,7 +240,7 @@ def sweep_notebook(
     try:
         with ProcessPoolExecutor(
             max_workers=pool_size,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=_worker_context(),
             initializer=_redirect_tracking,
             initargs=(stores,),
         ) as pool:

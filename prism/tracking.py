@@ -211,8 +211,9 @@ def notebook_run(
     settings: Settings, name: str, run_id: str | None, parameters: dict[str, Any]
 ) -> NotebookRun:
     """Make the notebook ``name``'s run the active MLflow run: resume ``run_id`` (as ``prism
-    research run`` passes it) or, run interactively, start one in the experiment ``name`` with
-    the notebook's provenance and ``parameters``."""
+    research run`` passes it) or, run interactively, start one with the notebook's provenance
+    and ``parameters`` in the experiment named after the notebook's file when the kernel knows
+    it (a renamed copy gets its own), else ``name``."""
     active = mlflow.active_run()
     if active is not None:
         mlflow.end_run()
@@ -221,7 +222,7 @@ def notebook_run(
         mlflow.start_run(run_id=run_id)
         return NotebookRun(run_id, None, interactive=False)
     notebook = session_notebook()
-    experiment_id = configure(settings, name)
+    experiment_id = configure(settings, experiment_name(notebook) if notebook else name)
     tags = {**provenance_tags(settings, notebook), EXECUTION_TAG: INTERACTIVE}
     run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags)
     mlflow.log_params({f"notebook.{k}": _param_value(v) for k, v in parameters.items()})

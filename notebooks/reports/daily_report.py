@@ -106,3 +106,13 @@ for name in names:
     else:
         display(Markdown(f"**{name}**: {len(fills)} fill(s)"))
         display(fills)
+
+# %% [markdown]
+# ## Warnings and alerts of the day
+
+# %%
+events = daily.events_on(engine, day, deployment)
+if events.empty:
+    display(Markdown(f"No warning, error or critical event on {day}."))
+else:
+    display(events)

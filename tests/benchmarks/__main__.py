@@ -12,9 +12,15 @@ def main() -> None:
     """Run the benchmarks one after the other and print their figures."""
     export_service_environment()
     warnings.simplefilter("ignore")
-    from tests.benchmarks import bench_backtest, bench_indicators, bench_ingest, bench_minute
+    from tests.benchmarks import (
+        bench_backtest,
+        bench_dashboard,
+        bench_indicators,
+        bench_ingest,
+        bench_minute,
+    )
 
-    suites = [bench_ingest, bench_backtest, bench_minute, bench_indicators]
+    suites = [bench_ingest, bench_backtest, bench_minute, bench_indicators, bench_dashboard]
     notes: list[str] = []
     print(
         f"machine: {platform.machine()}, {platform.python_implementation()} "

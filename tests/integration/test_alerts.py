@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from prism.alerts import check_alert_urls, send_alert
 from prism.config import Settings, public_values
 from prism.errors import ConfigError
-from prism.events import recent_events
+from prism.events import recent_events, record_event
 
 
 @dataclass
@@ -173,6 +173,55 @@ def test_the_window_survives_a_process_restart(engine, settings, hook):
     assert len(hook.received["ok"]) == 1
 
 
+def test_two_runners_sending_the_same_alert_at_once_notify_once(engine, settings, hook):
+    configured = _with(settings, hook.url("ok"))
+    start = threading.Barrier(2)
+    results: list[bool] = []
+
+    def send() -> None:
+        start.wait()
+        results.append(
+            send_alert(
+                engine, configured, "stale_data", "warning", "live", "stale", {"symbol": "X"}
+            )
+        )
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == [False, True]
+    assert len(hook.received["ok"]) == 1
+    assert sorted(str(a["suppressed"]) for a in _alert_events(engine)) == ["None", "duplicate"]
+
+
+def test_an_alert_whose_sender_died_while_sending_counts_as_sent(engine, settings, hook):
+    record_event(
+        engine,
+        "circuit_breaker",
+        "critical",
+        "risk",
+        "halted",
+        {"deployment": "demo", "alert": {"key": "deployment=demo", "sending": True}},
+    )
+
+    sent = send_alert(
+        engine,
+        _with(settings, hook.url("ok")),
+        "circuit_breaker",
+        "critical",
+        "risk",
+        "halted",
+        {"deployment": "demo"},
+    )
+
+    assert sent is False
+    assert "ok" not in hook.received
+    assert _alert_events(engine)[-1]["suppressed"] == "duplicate"
+
+
 def test_a_failing_url_is_retried_then_recorded_as_failed_without_resending_the_others(
     engine, settings, hook
 ):
@@ -246,3 +295,34 @@ def test_prism_config_shows_only_the_schemes_of_alert_urls(settings):
     shown = public_values(configured)["alert_urls"]
 
     assert shown == "tgram://***, json://***"
+
+
+def test_prism_alerts_test_sends_one_alert_and_says_who_received_it(engine, settings, hook):
+    from typer.testing import CliRunner
+
+    from prism.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["alerts", "test", "--message", "hello from the CLI"],
+        env={
+            "PRISM_ALERT_URLS": f"{hook.url('ok')},{hook.url('fail')}",
+            "PRISM_ALERT_ATTEMPTS": "1",
+        },
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "json://***: received after 1 attempt(s)" in result.output
+    assert "json://***: failed after 1 attempt(s)" in result.output
+    assert [b["message"].splitlines()[0] for b in hook.received["ok"]] == ["hello from the CLI"]
+
+
+def test_prism_alerts_test_without_urls_says_how_to_configure_them(engine, settings):
+    from typer.testing import CliRunner
+
+    from prism.cli import app
+
+    result = CliRunner().invoke(app, ["alerts", "test"], env={"PRISM_ALERT_URLS": ""})
+
+    assert isinstance(result.exception, ConfigError)
+    assert "set PRISM_ALERT_URLS to apprise URLs" in str(result.exception)

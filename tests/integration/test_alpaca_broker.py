@@ -139,6 +139,13 @@ def test_refused_keys_are_a_config_error_naming_the_settings():
         broker.lookup("demo:MSFT:20240102T150000")
 
 
+def test_a_server_error_is_transient():
+    broker, _ = _broker()
+
+    with pytest.raises(TransientError, match="HTTP 500: internal server error occurred"):
+        broker.lookup("demo:AMZN:20240102T150000")
+
+
 def test_positions_are_signed_quantities_per_symbol():
     broker, _ = _broker()
 

@@ -16,6 +16,7 @@ from prism import daily, ledger
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
 from prism.errors import ConfigError
+from prism.events import record_event
 from prism.ledger import FillRow, OrderRow
 from prism.reports import run_daily_report
 from prism.research import NotebookFailed
@@ -93,6 +94,11 @@ def traded(engine):
 
 
 def test_the_report_shows_the_days_positions_pnl_risk_and_fills(traded, settings):
+    record_event(traded, "risk_breach", "warning", "risk", "SPX order trimmed to 20% of equity")
+    record_event(traded, "fill", "info", "live", "an info event the report leaves out")
+    with traded.begin() as conn:
+        conn.execute(text("UPDATE audit.system_events SET time = '2018-06-29 15:00+00'"))
+
     html_path = run_daily_report(settings, "2018-06-29", "demo")
 
     html = html_path.read_text()
@@ -118,6 +124,8 @@ def test_the_report_shows_the_days_positions_pnl_risk_and_fills(traded, settings
     assert f"demo: P&amp;L {float(closing - before):+,.2f}" in html
     assert "historical VaR" in html and "parametric CVaR" in html
     assert "2 fill(s)" in html
+    assert "SPX order trimmed to 20% of equity" in html
+    assert "an info event the report leaves out" not in html
     assert "plotly" in html
     assert "daily.positions_at" not in html  # code cells are hidden
 

@@ -243,6 +243,14 @@ def test_rollback_returns_champion_to_the_previous_version_and_records_it(
     with pytest.raises(ConfigError, match="no earlier champion to roll back to"):
         registry.rollback(registry_settings, "carol", engine=engine)
 
+    forward = registry.rollback(registry_settings, "carol", "v2 fixed", to="2", engine=engine)
+    back = registry.rollback(registry_settings, "carol", engine=engine)
+
+    assert (forward.to_version, back.from_version, back.to_version) == ("2", "2", "1")
+    assert registry.champion(registry_settings).version == "1"
+    with pytest.raises(ConfigError, match="has no version 9;"):
+        registry.rollback(registry_settings, "carol", to="9", engine=engine)
+
 
 def test_the_cli_prints_the_failed_gates_and_exits_1(registry_settings, engine, runs):
     from prism.cli import app
@@ -298,6 +306,14 @@ def test_the_run_records_its_provenance(store, runs):
 def test_promoting_an_unknown_run_says_where_run_ids_come_from(registry_settings, engine):
     with pytest.raises(ConfigError, match="no MLflow run with id 'nope'"):
         registry.promote(registry_settings, "nope", LENIENT, "dave", engine=engine)
+
+
+def test_a_sweeps_parent_run_is_refused_with_where_its_children_are(registry_settings, engine):
+    with tracking.research_run(registry_settings) as run_id:
+        mlflow.set_tag("prism.sweep", "parent")
+
+    with pytest.raises(ConfigError, match=r"is a sweep's parent .* promote one of its child runs"):
+        registry.promote(registry_settings, run_id, LENIENT, "dave", engine=engine)
 
 
 def test_a_missing_alias_says_how_to_set_it(registry_settings):

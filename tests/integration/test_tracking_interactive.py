@@ -3,6 +3,7 @@ when the kernel knows it, and the research data gate refuses gappy bars unless a
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -47,6 +48,18 @@ def test_an_interactive_run_without_a_known_notebook_says_interactive(settings, 
     assert run.data.tags["prism.notebook"] == "interactive"
     assert mlflow.get_experiment(run.info.experiment_id).name == "05_compare_runs"
     assert MlflowClient().list_artifacts(run.info.run_id, "notebook") == []
+
+
+def test_a_renamed_copy_of_a_notebook_gets_its_own_experiment(settings, monkeypatch, tmp_path):
+    copy = tmp_path / "my_idea.ipynb"
+    shutil.copy(
+        Path(__file__).resolve().parents[2] / "notebooks" / "02_backtest_strategy.ipynb", copy
+    )
+
+    run = _finished(settings, "02_backtest_strategy", monkeypatch, str(copy))
+
+    assert mlflow.get_experiment(run.info.experiment_id).name == "my_idea"
+    assert run.data.tags["prism.notebook"] == str(copy.resolve())
 
 
 @pytest.fixture

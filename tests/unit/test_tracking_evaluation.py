@@ -137,3 +137,26 @@ def test_the_signature_types_every_bar_column_and_accepts_utc_times(bundled_bars
     assert inputs["time"] == "any"
     assert {c.name for c in signature.outputs.inputs} == {"time", "symbol", "weight"}
     assert len(example) == 2 * 3 and example["time"].dt.tz is not None
+
+
+class Anchored:
+    """Honest about the future but not about its warm-up: it compares each close with the
+    first close it was given, which the live runner's short window moves."""
+
+    name = "anchored"
+    warmup = 5
+
+    def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
+        ordered = bars.sort_values(["symbol", "time"])
+        first = ordered.groupby("symbol")["close"].transform("first")
+        return ordered[["time", "symbol"]].assign(
+            weight=(ordered["close"] > first).astype(float).to_numpy() * 0.5
+        )
+
+
+def test_a_strategy_whose_warmup_is_too_short_fails_parity_but_not_look_ahead(bundled_bars):
+    bars = bundled_bars[bundled_bars["time"] >= pd.Timestamp("2017-01-01", tz="UTC")]
+
+    tags = validation_tags(Anchored(), bars, BacktestConfig(), 30)
+
+    assert tags == {LOOKAHEAD_TAG: PASSED, PARITY_TAG: FAILED}
