@@ -53,6 +53,12 @@ features_app = typer.Typer(
     help="The Parquet feature store and its catalog (features.catalog).", no_args_is_help=True
 )
 app.add_typer(features_app, name="features")
+from prism.runner_cli import runner_app  # noqa: E402
+
+app.add_typer(runner_app, name="runner")
+from prism.alerts_cli import alerts_app  # noqa: E402
+
+app.add_typer(alerts_app, name="alerts")
 
 console = Console()
 errors = Console(stderr=True)
@@ -619,6 +625,7 @@ def models_show(version: Annotated[str, typer.Argument(help="the model version")
         ("reason", info.reason or ""),
         ("gates file", f"{info.tags.get('gates_file', '')} v{info.tags.get('gates_version', '')}"),
         ("gates sha256", info.tags.get("gates_sha256", "")),
+        ("gates overrides", info.tags.get("gates_overrides", "")),
     ]:
         table.add_row(name, value)
     console.print(table)

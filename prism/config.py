@@ -103,6 +103,25 @@ class Settings(BaseSettings):
     commission_bps: float = Field(1.0, description="commission per trade, basis points of notional")
     commission_per_share: float = Field(0.0, description="commission per share traded")
     slippage_bps: float = Field(2.0, description="slippage per trade, basis points of price")
+    runner_stale_intervals: int = Field(
+        5, description="no trading when the newest bar is older than this many bar intervals"
+    )
+    runner_db_attempts: int = Field(
+        4, description="tries of a trade cycle when the database is unreachable, then a halt"
+    )
+    runner_db_backoff_seconds: float = Field(
+        1.0, description="wait after the first failed try of a cycle; doubles with each try"
+    )
+    runner_cycle_seconds: float = Field(
+        60.0, description="how often `prism runner serve` runs each deployment's trade_cycle"
+    )
+    runner_ingest_seconds: float = Field(
+        60.0, description="how often `prism runner serve` ingests and heals bars"
+    )
+    runner_ingest_sources: str = Field(
+        "", description="feeds `prism runner serve` ingests, comma separated source:timeframe "
+        "pairs (e.g. yahoo:1d); empty: only gaps of stored series are healed"
+    )
     compress_1m: str = Field("1 month", description="compress 1m bars older than this")
     retention_1m: str = Field("6 months", description="keep 1m bars this long ('forever': all)")
     compress_5m: str = Field("3 months", description="compress 5m bars older than this")

@@ -20,7 +20,7 @@ from rich.console import Console
 from sqlalchemy import Engine, text
 
 from prism import ledger, registry
-from prism.config import Settings, load_gates, project_root, service_environment
+from prism.config import Settings, project_root, service_environment
 from prism.data.sources import ArchBarSource
 from prism.data.store import IngestReport, ingest
 from prism.db.engine import open_database
@@ -44,10 +44,19 @@ class DemoReport:
 
 
 def reset_deployment(engine: Engine, deployment: str) -> None:
-    """Delete a paper deployment's orders, fills, positions, snapshots, decisions and account."""
+    """Delete a paper deployment's orders, fills, positions, snapshots, decisions and account,
+    and clear its halt and remembered model version (its config.strategies row stays)."""
     with engine.begin() as conn:
         for table in ledger.DEPLOYMENT_TABLES:
             conn.execute(text(f"DELETE FROM {table} WHERE deployment = :d"), {"d": deployment})
+        conn.execute(
+            text(
+                "UPDATE config.strategies SET halted = false, halt_reason = NULL, "
+                "halted_at = NULL, halted_by = NULL, last_model_version = NULL "
+                "WHERE deployment = :d"
+            ),
+            {"d": deployment},
+        )
 
 
 def subprocess_environment(settings: Settings) -> dict[str, str]:
@@ -105,7 +114,7 @@ def run_demo(settings: Settings, bars: int, console: Console) -> DemoReport:
         f"{run.metrics['n_trades']:.0f} trades"
     )
 
-    promotion = registry.promote(settings, run.run_id, load_gates(), approved_by="prism demo")
+    promotion = registry.promote(settings, run.run_id, approved_by="prism demo", engine=engine)
     if not promotion.promoted:
         failed = "; ".join(f"{g.gate} (got {g.value})" for g in promotion.failed())
         raise ConfigError(f"the demo's backtest did not pass the promotion gates: {failed}")

@@ -20,6 +20,9 @@ from prism.errors import InvariantViolated
 
 DEPLOYMENT_TABLES = (
     "audit.decisions",
+    "trading.risk_snapshots",
+    "trading.paper_fills",
+    "trading.paper_orders",
     "trading.fills",
     "trading.orders",
     "trading.positions",
@@ -98,19 +101,56 @@ def holdings(conn: Connection, deployment: str) -> dict[str, Decimal]:
     return {symbol: Decimal(quantity) for symbol, quantity in rows}
 
 
-def insert_order(conn: Connection, order: OrderRow, broker_order_id: str) -> bool:
-    """Record ``order`` as sent; return False when its client order id already exists."""
+def insert_order(
+    conn: Connection, order: OrderRow, broker_order_id: str | None, status: str = "sent"
+) -> bool:
+    """Record ``order`` (as ``sent``, or as ``pending`` before it goes to the broker); return
+    False when its client order id already exists."""
     row = conn.execute(
         text(
             "INSERT INTO trading.orders (client_order_id, deployment, symbol, side, quantity, "
             "status, broker, broker_order_id, strategy, model_name, model_version, decided_at) "
-            "VALUES (:client_order_id, :deployment, :symbol, :side, :quantity, 'sent', :broker, "
+            "VALUES (:client_order_id, :deployment, :symbol, :side, :quantity, :status, :broker, "
             ":broker_order_id, :strategy, :model_name, :model_version, :decided_at) "
             "ON CONFLICT (client_order_id) DO NOTHING RETURNING id"
         ),
-        {**order.__dict__, "broker_order_id": broker_order_id},
+        {**order.__dict__, "broker_order_id": broker_order_id, "status": status},
     ).scalar()
     return row is not None
+
+
+def pending_orders(conn: Connection, deployment: str) -> list[OrderRow]:
+    """Return the deployment's orders recorded but not yet confirmed sent, oldest first."""
+    rows = conn.execute(
+        text(
+            "SELECT client_order_id, deployment, symbol, side, quantity, strategy, model_name, "
+            "model_version, decided_at, broker FROM trading.orders "
+            "WHERE deployment = :d AND status = 'pending' ORDER BY decided_at, id"
+        ),
+        {"d": deployment},
+    )
+    return [OrderRow(*row) for row in rows]
+
+
+def set_order_status(
+    conn: Connection, client_order_id: str, status: str, broker_order_id: str | None = None
+) -> None:
+    """Move an order to ``status`` through the order state machine (an illegal move raises)."""
+    from prism.order_states import transition
+
+    current = conn.execute(
+        text("SELECT status FROM trading.orders WHERE client_order_id = :c FOR UPDATE"),
+        {"c": client_order_id},
+    ).scalar()
+    if current is None:
+        raise InvariantViolated(f"no order {client_order_id} to move to {status}")
+    conn.execute(
+        text(
+            "UPDATE trading.orders SET status = :s, updated_at = now(), "
+            "broker_order_id = COALESCE(:b, broker_order_id) WHERE client_order_id = :c"
+        ),
+        {"s": transition(current, status), "b": broker_order_id, "c": client_order_id},
+    )
 
 
 def open_orders(conn: Connection, deployment: str) -> list[OrderRow]:
@@ -264,6 +304,22 @@ def record_decision(conn: Connection, decision: dict[str, Any]) -> None:
             "risk_check": json.dumps(decision["risk_check"]),
         },
     )
+
+
+def last_cycle(conn: Connection, deployment: str) -> tuple[datetime, Decimal] | None:
+    """Return the newest bar a cycle of ``deployment`` got to (the later of its newest
+    snapshot and its newest fill: a fill is booked by the cycle of the bar it happened in) and
+    the equity of its newest snapshot; None before the first cycle."""
+    row = conn.execute(
+        text(
+            "SELECT greatest((SELECT max(time) FROM trading.portfolio_snapshots "
+            "WHERE deployment = :d), (SELECT max(time) FROM trading.fills WHERE deployment = :d)), "
+            "(SELECT equity FROM trading.portfolio_snapshots WHERE deployment = :d "
+            "ORDER BY time DESC LIMIT 1)"
+        ),
+        {"d": deployment},
+    ).one()
+    return (row[0], row[1]) if row[0] is not None else None
 
 
 def record_snapshot(

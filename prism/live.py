@@ -11,6 +11,8 @@ keyed by the deployment, the symbol and the bar time.
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,6 +29,7 @@ from prism.data.store import read_bars
 from prism.errors import DataUnavailable
 from prism.ledger import OrderRow
 from prism.portfolio import AccountConfig, cap_leverage, order_quantities
+from prism.risk import Book, OrderCheck, RiskLimits, check_order
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +86,7 @@ def fill_open_orders(engine: Engine, broker: Broker, deployment: str, as_of: dat
                 )
             if execution.rest_cancelled:
                 ledger.cancel_rest(conn, order.client_order_id)
+        checkpoint("after_fill")
     return booked
 
 
@@ -124,6 +128,46 @@ def check_data(
     raise DataUnavailable(f"{config.deployment} at {as_of}: {message}")
 
 
+_HITS: dict[str, int] = {}
+
+
+def checkpoint(step: str) -> None:
+    """Crash-test hook: ``PRISM_TEST_KILL_AT=step`` (or ``step:N``, the N-th time the step is
+    reached) makes the process SIGKILL itself here, exactly as a crash would stop it. Steps:
+    ``after_fill`` (each fill booked), ``after_fills``, ``after_snapshot``,
+    ``after_record_pending``, ``after_submit``, ``after_mark_sent``. Unset in production,
+    where this costs one dictionary lookup."""
+    wanted = os.environ.get("PRISM_TEST_KILL_AT")
+    if not wanted or not wanted.startswith(step):
+        return
+    _HITS[step] = _HITS.get(step, 0) + 1
+    name, _, nth = wanted.partition(":")
+    if name == step and _HITS[step] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def recover_pending(engine: Engine, broker: Broker, deployment: str, as_of: datetime) -> int:
+    """Settle orders recorded as ``pending`` (a cycle stopped between recording and sending,
+    or between sending and confirming): ask the broker by client id and record what it knows.
+    An order the broker never received is sent now if it is for ``as_of``'s bar, and rejected
+    as superseded if it is for an older bar. Returns how many were settled."""
+    with engine.connect() as conn:
+        pending = ledger.pending_orders(conn, deployment)
+    for order in pending:
+        known = broker.lookup(order.client_order_id)
+        if known is None and pd.Timestamp(order.decided_at) == pd.Timestamp(as_of):
+            broker_id = broker.submit(order)
+            with engine.begin() as conn:
+                ledger.set_order_status(conn, order.client_order_id, "sent", broker_id)
+            continue
+        with engine.begin() as conn:
+            if known is None or known.status == "rejected":
+                ledger.set_order_status(conn, order.client_order_id, "rejected")
+            else:
+                ledger.set_order_status(conn, order.client_order_id, "sent", known.broker_order_id)
+    return len(pending)
+
+
 def decide(
     engine: Engine,
     broker: Broker,
@@ -131,11 +175,17 @@ def decide(
     config: LiveConfig,
     as_of: datetime,
     now: datetime | None = None,
+    limits: RiskLimits | None = None,
+    min_notional: float = 0.0,
 ) -> list[OrderRow]:
     """Compute targets at ``as_of``'s close, record decisions and send orders; return them.
 
     Bars with open gaps, or a feed stale at ``now`` (default ``as_of``), stop the cycle
-    before anything is decided (see :func:`check_data`).
+    before anything is decided (see :func:`check_data`). Orders under ``min_notional`` (except
+    closes) are skipped; with ``limits`` each order passes the pre-trade risk checks, which may
+    trim or reject it. Orders and their decisions are recorded as ``pending`` in one
+    transaction, then sent, then marked ``sent``: a crash in between is settled by
+    :func:`recover_pending`, never by a second order.
     """
     bars = read_bars(
         engine,
@@ -149,7 +199,7 @@ def decide(
     weights = strategy.predict(bars)
     weights = weights[weights["time"] == pd.Timestamp(as_of)].set_index("symbol")["weight"]
     closes = {str(s): float(c) for s, c in zip(latest["symbol"], latest["close"], strict=True)}
-    sent: list[OrderRow] = []
+    recorded: list[OrderRow] = []
     with engine.begin() as conn:
         held = {s: float(q) for s, q in ledger.holdings(conn, config.deployment).items()}
         missing = sorted(set(held) - set(closes))
@@ -165,8 +215,21 @@ def decide(
         capped = cap_leverage(np.array([weights.get(s, 0.0) for s in names]), config.max_leverage)
         targets = dict(zip(names, map(float, capped), strict=True))
         quantities = order_quantities(targets, held, closes, equity, config.rule())
-        for symbol in sorted(set(config.symbols)):
+        book = Book(equity, dict(held), closes)
+        context = _Context(config, strategy, as_of, targets, held, closes, equity)
+        ordered = sorted(set(config.symbols), key=lambda s: (quantities.get(s, 0.0) > 0, s))
+        for symbol in ordered:
             quantity = quantities.get(symbol, 0.0)
+            check = None
+            skip = None
+            if quantity and min_notional and held.get(symbol, 0.0) + quantity != 0.0:
+                notional = abs(quantity) * closes[symbol]
+                if notional < min_notional:
+                    skip = f"order notional {notional:,.2f} under the minimum {min_notional:,.2f}"
+                    quantity = 0.0
+            if quantity and limits is not None:
+                check = check_order(symbol, quantity, book, limits, config.lot)
+                quantity = check.allowed
             order = None
             if quantity:
                 order = OrderRow(
@@ -181,55 +244,111 @@ def decide(
                     decided_at=as_of,
                     broker=broker.name,
                 )
-                if ledger.insert_order(conn, order, broker.submit(order)):
-                    sent.append(order)
+                if ledger.insert_order(conn, order, None, status="pending"):
+                    recorded.append(order)
+            ledger.record_decision(conn, context.decision(symbol, order, check, skip))
+    checkpoint("after_record_pending")
+    for order in recorded:
+        broker_id = broker.submit(order)
+        checkpoint("after_submit")
+        with engine.begin() as conn:
+            ledger.set_order_status(conn, order.client_order_id, "sent", broker_id)
+        checkpoint("after_mark_sent")
+    return recorded
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every decision of one cycle shares."""
+
+    config: LiveConfig
+    strategy: LiveStrategy
+    as_of: datetime
+    targets: dict[str, float]
+    held: dict[str, float]
+    closes: dict[str, float]
+    equity: float
+
+    def decision(
+        self, symbol: str, order: OrderRow | None, check: OrderCheck | None, skip: str | None
+    ) -> dict[str, Any]:
+        """Return the audit decision for ``symbol``: what was decided and why."""
+        price = self.closes.get(symbol)
+        risk: dict[str, Any] = {"passed": price is not None, "checks": ["price_available"]}
+        if check is not None:
+            risk = check.as_json()
+        if price is None:
+            action = "skip"
+            reasoning = f"no {self.config.timeframe} bar for {symbol} at {self.as_of}"
+        elif check is not None and check.outcome == "reject":
+            action, reasoning = "reject", "risk limits: " + _breaches(check)
+        elif skip is not None:
+            action, reasoning = "skip", skip
+        elif order is None:
+            action, reasoning = "hold", "position within the rebalancing band of the target"
+        else:
+            action = order.side
+            reasoning = (
+                f"target weight {self.targets.get(symbol, 0.0):+.4f} of equity "
+                f"{self.equity:,.2f}; held {self.held.get(symbol, 0.0):g}, trading "
+                f"{order.quantity} at ~{price:,.2f}"
+            )
+            if check is not None and check.outcome == "trim":
+                reasoning += f" (trimmed from {abs(check.requested):g}: {_breaches(check)})"
+        return {
+            "time": self.as_of,
+            "deployment": self.config.deployment,
+            "decision_type": "rebalance",
+            "symbol": symbol,
+            "model_name": self.strategy.model_name,
+            "model_version": self.strategy.model_version,
+            "signals": {
+                "target_weight": self.targets.get(symbol),
+                "close": price,
+                "held": self.held.get(symbol, 0.0),
+                "equity": self.equity,
+            },
+            "risk_check": risk,
+            "action": action,
+            "reasoning": reasoning,
+            "client_order_id": order.client_order_id if order else None,
+        }
+
+
+def _breaches(check: OrderCheck) -> str:
+    return ", ".join(f"{name} allows {cap:g}" for name, cap in check.breaches.items())
+
+
+def record_skip(
+    engine: Engine,
+    config: LiveConfig,
+    model_name: str | None,
+    model_version: str | None,
+    as_of: datetime,
+    reason: str,
+    checks: dict[str, Any] | None = None,
+) -> None:
+    """Record a ``skip`` decision for every symbol of the deployment at ``as_of``: the cycle
+    decided not to trade (halted, stale data, circuit breaker) and says why."""
+    with engine.begin() as conn:
+        held = {s: float(q) for s, q in ledger.holdings(conn, config.deployment).items()}
+        for symbol in sorted(set(config.symbols)):
             ledger.record_decision(
                 conn,
-                _decision(config, strategy, as_of, symbol, targets, held, closes, equity, order),
+                {
+                    "time": as_of,
+                    "deployment": config.deployment,
+                    "decision_type": "rebalance",
+                    "symbol": symbol,
+                    "model_name": model_name,
+                    "model_version": model_version,
+                    "signals": {"held": held.get(symbol, 0.0)},
+                    "risk_check": {"passed": False, **(checks or {})},
+                    "action": "skip",
+                    "reasoning": reason,
+                    "client_order_id": None,
+                },
             )
-    return sent
-
-
-def _decision(
-    config: LiveConfig,
-    strategy: LiveStrategy,
-    as_of: datetime,
-    symbol: str,
-    targets: dict[str, float],
-    held: dict[str, float],
-    closes: dict[str, float],
-    equity: float,
-    order: OrderRow | None,
-) -> dict[str, Any]:
-    price = closes.get(symbol)
-    if price is None:
-        action, reasoning = "skip", f"no {config.timeframe} bar for {symbol} at {as_of}"
-    elif order is None:
-        action, reasoning = "hold", "position within the rebalancing band of the target"
-    else:
-        action = order.side
-        reasoning = (
-            f"target weight {targets.get(symbol, 0.0):+.4f} of equity {equity:,.2f}; "
-            f"held {held.get(symbol, 0.0):g}, trading {order.quantity} at ~{price:,.2f}"
-        )
-    return {
-        "time": as_of,
-        "deployment": config.deployment,
-        "decision_type": "rebalance",
-        "symbol": symbol,
-        "model_name": strategy.model_name,
-        "model_version": strategy.model_version,
-        "signals": {
-            "target_weight": targets.get(symbol),
-            "close": price,
-            "held": held.get(symbol, 0.0),
-            "equity": equity,
-        },
-        "risk_check": {"passed": price is not None, "checks": ["price_available"]},
-        "action": action,
-        "reasoning": reasoning,
-        "client_order_id": order.client_order_id if order else None,
-    }
 
 
 def snapshot(engine: Engine, config: LiveConfig, as_of: datetime) -> dict[str, Decimal]:

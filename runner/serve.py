@@ -1,18 +1,48 @@
-"""``python -m runner.serve``: serve ``trade_cycle`` on a schedule against a Prefect server.
+"""``python -m runner.serve``: serve every runner flow on its schedule with Prefect's ``serve``.
 
-Used by the ``runner`` service of ``docker-compose.yml`` (set ``PREFECT_API_URL``). The cron
-defaults to 22:00 UTC on weekdays, after the US close; override with ``PRISM_RUNNER_CRON``.
+``prism runner serve`` runs this. With ``PREFECT_API_URL`` unset it first starts a local Prefect
+server (its database under the workspace, see :func:`prism.serving.local_prefect_server`) and
+stops it on exit; in Docker Compose ``PREFECT_API_URL`` points at the compose file's server.
+Intervals come from the settings (``PRISM_RUNNER_CYCLE_SECONDS``, ``..._INGEST_SECONDS``);
+the daily report runs at 22:30 UTC on weekdays, maintenance at 03:00 UTC.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
 
-from prism.config import export_service_environment
+from prism.config import export_service_environment, load_settings
 
 export_service_environment()
 
-from runner.flows import trade_cycle  # noqa: E402
+from prism.serving import local_prefect_server  # noqa: E402
+
+
+def deployments_to_serve() -> list[Any]:
+    """Return the Prefect deployments ``serve`` runs (one per flow, not per symbol)."""
+    from runner.flows import daily_report, ingest_bars, maintenance, reconcile, trade_all
+
+    settings = load_settings()
+    return [
+        ingest_bars.to_deployment(name="ingest", interval=settings.runner_ingest_seconds),
+        trade_all.to_deployment(name="trade", interval=settings.runner_cycle_seconds),
+        reconcile.to_deployment(name="reconcile", interval=settings.runner_cycle_seconds),
+        daily_report.to_deployment(name="daily", cron="30 22 * * 1-5"),
+        maintenance.to_deployment(name="maintenance", cron="0 3 * * *"),
+    ]
+
+
+def main() -> None:
+    """Serve the flows until interrupted (a local Prefect server is started if needed)."""
+    from prefect import serve
+
+    with local_prefect_server(load_settings()) as api_url:
+        print(f"Prefect API at {api_url}; serving the runner's flows", file=sys.stderr)
+        serve(*deployments_to_serve(), pause_on_shutdown=False)
+
 
 if __name__ == "__main__":
-    trade_cycle.serve(name="daily", cron=os.environ.get("PRISM_RUNNER_CRON", "0 22 * * 1-5"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    main()
