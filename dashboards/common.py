@@ -12,7 +12,17 @@ from sqlalchemy import Engine
 
 from prism import reporting
 from prism.config import Settings, load_settings
-from prism.monitoring import access, health, models, orders, overview, positions, research, risk
+from prism.monitoring import (
+    access,
+    drift,
+    health,
+    models,
+    orders,
+    overview,
+    positions,
+    research,
+    risk,
+)
 
 TTL = load_settings().dashboard_cache_ttl
 NO_DEPLOYMENT = (
@@ -58,6 +68,7 @@ QUERIES: dict[str, Callable[..., Any]] = {
     "models": lambda e: models.champions_and_challengers(e, settings()),
     "order_ids": models.recent_order_ids,
     "lineage": lambda e, order_id: models.order_lineage(e, settings(), order_id),
+    "drift": lambda e, deployment: drift.drift_panel(e, settings(), deployment),
     "health": health.data_health,
     "quarantine": health.quarantine_by_rule,
     "metric_names": lambda e: research.metric_names(settings()),

@@ -212,6 +212,15 @@ def pnl_on(engine: Engine, deployment: str, day: date) -> DayPnl:
     )
 
 
+def drift_until(engine: Engine, settings: Any, deployment: str, day: date) -> tuple[Any, str]:
+    """Return the deployment's live-against-backtest drift (:class:`prism.drift.DriftReport`)
+    over its live history up to the end of ``day``, or None and why it cannot be measured."""
+    from prism.drift import drift_or_reason
+
+    _, end = day_bounds(day)
+    return drift_or_reason(engine, settings, deployment, end=end - timedelta(microseconds=1))
+
+
 def risk_of(equity: pd.Series, cutoff: float = 0.05) -> pd.DataFrame | None:
     """Return VaR and CVaR (historical and parametric, one-period returns) of ``equity`` at
     ``cutoff``, or None when it has fewer than :data:`MIN_RETURNS` returns."""

@@ -169,7 +169,7 @@ def replay_command(
     start: Annotated[datetime, typer.Option(help="first bar (UTC)")],
     end: Annotated[datetime, typer.Option(help="last bar (UTC)")],
 ) -> None:
-    """Run the deployment's trade cycle over every stored bar in [start, end] as if live."""
+    """Run the deployment's trade cycle over every stored bar from --start to --end, as if live."""
     from prism.replay import replay_window
 
     summary = replay_window(load_settings(), deployment, start, end, progress=True)
@@ -177,6 +177,40 @@ def replay_command(
         f"[green]✓[/] replayed {summary['bars']} bars of {deployment}: {summary['orders']} "
         f"orders, {summary['fills']} fills, final equity {summary['final_equity']:,.2f}"
     )
+
+
+@runner_app.command("drift")
+def drift_command(
+    deployment: Annotated[str, typer.Option(help="deployment to measure")],
+    start: Annotated[datetime | None, typer.Option(help="first bar (UTC)")] = None,
+    end: Annotated[datetime | None, typer.Option(help="last bar (UTC)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Re-simulate the deployment's live window with the backtester and split the gap between
+    live and simulated P&L into signals, fill prices, fees, timing and a residual."""
+    import json
+
+    from prism.drift import drift
+
+    report = drift(_engine(), load_settings(), deployment, start, end)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    table = Table(title=f"{deployment}: live against backtest, {report.start} to {report.end}")
+    table.add_column("line")
+    table.add_column("amount", justify="right")
+    table.add_column("share of gap", justify="right")
+    for line, row in report.contributions_frame().iterrows():
+        share = "" if row["share_of_gap"] != row["share_of_gap"] else f"{row['share_of_gap']:.1%}"
+        table.add_row(str(line), f"{row['amount']:,.2f}", share)
+    console.print(table)
+    console.print(
+        f"{report.bars} bars, model {report.model}: {len(report.signal_differences)} signal "
+        f"differences, {len(report.missed_cycles)} missed cycles, {len(report.late_fills())} "
+        f"late fills of {len(report.fills)}"
+    )
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
 
 
 @runner_app.command("reconcile")

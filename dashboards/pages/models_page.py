@@ -71,3 +71,29 @@ else:
             st.dataframe(query("lineage", chosen), hide_index=True, height=560)
         except PrismError as err:
             st.warning(str(err))
+
+st.subheader("Live against backtest")
+deployments = query("deployments")
+if not deployments:
+    st.info("No deployment has traded yet: drift compares live trading with the backtest.")
+else:
+    measured = st.selectbox("deployment", deployments, key="drift-deployment")
+    lines, signals, missed, caption = query("drift", measured)
+    if lines.empty:
+        st.info(f"No drift to show for {measured}: {caption}")
+    else:
+        st.caption(caption)
+        st.dataframe(
+            lines,
+            hide_index=True,
+            column_config={
+                "amount": st.column_config.NumberColumn(format="%.2f"),
+                "share_of_gap": st.column_config.NumberColumn(format="percent"),
+            },
+        )
+        if not signals.empty:
+            st.caption(f"{len(signals)} bar(s) where the live signal differed from the model's")
+            st.dataframe(signals, hide_index=True)
+        if not missed.empty:
+            st.caption(f"{len(missed)} bar(s) the runner did not trade")
+            st.dataframe(missed, hide_index=True)

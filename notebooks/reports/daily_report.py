@@ -20,6 +20,7 @@
 # every deployment).
 
 # %%
+import pandas as pd
 import plotly.io as pio
 from IPython.display import Markdown, display
 
@@ -94,6 +95,33 @@ for name in names:
         )
     else:
         display(risk)
+
+# %% [markdown]
+# ## Live against backtest
+#
+# The deployment's live history up to the end of the day re-simulated by the backtester on the
+# same bars; the gap between live and simulated P&L split into signals, fill prices, fees,
+# timing (missed or late cycles) and what is left (`prism runner drift` prints the same).
+
+# %%
+for name in names:
+    drifted, why = daily.drift_until(engine, settings, name, day)
+    if drifted is None:
+        display(Markdown(f"**{name}**: no drift to show ({why})."))
+        continue
+    display(
+        Markdown(
+            f"**{name}**: live {drifted.live_pnl:+,.2f} against simulated "
+            f"{drifted.simulated_pnl:+,.2f} over {drifted.bars} bars (model {drifted.model})"
+        )
+    )
+    display(drifted.contributions_frame())
+    if drifted.missed_cycles:
+        display(Markdown(f"{len(drifted.missed_cycles)} bar(s) not traded:"))
+        display(pd.DataFrame([m.__dict__ for m in drifted.missed_cycles]))
+    if drifted.signal_differences:
+        display(Markdown(f"{len(drifted.signal_differences)} signal(s) differed from the model:"))
+        display(pd.DataFrame([d.__dict__ for d in drifted.signal_differences]))
 
 # %% [markdown]
 # ## Fills of the day

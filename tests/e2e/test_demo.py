@@ -88,6 +88,15 @@ def test_the_demo_promotes_its_run_to_champion_with_the_executed_notebook(demo):
     assert champion.run_id in output
     assert run.info.status == "FINISHED"
     assert run.data.params["end"] < "2018-10-05"
-    assert [a.path for a in client.list_artifacts(champion.run_id, "notebook")] == [
-        f"notebook/backtest-{champion.run_id}.ipynb"
+    assert sorted(a.path for a in client.list_artifacts(champion.run_id, "notebook")) == [
+        f"notebook/02_backtest_strategy-{champion.run_id}.html",
+        f"notebook/02_backtest_strategy-{champion.run_id}.ipynb",
     ]
+    with connect(settings).connect() as conn:
+        decided_by = conn.execute(
+            text(
+                "SELECT decided_by FROM models.approvals WHERE version = :v AND action = 'promote'"
+            ),
+            {"v": str(champion.version)},
+        ).scalars()
+        assert list(decided_by) == ["prism demo"]
