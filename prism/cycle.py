@@ -268,7 +268,21 @@ def run_cycle(
     source: StrategySource | None = None,
 ) -> CycleReport:
     """Run deployment ``name``'s cycle for the bar at ``as_of`` (default: its newest stored
-    bar, judged for staleness against ``now``, default the wall clock)."""
+    bar, judged for staleness against ``now``, default the wall clock), holding the
+    deployment's lock so a reconciliation never runs in the middle of it."""
+    with deployments.exclusive(engine, name):
+        return _cycle(engine, settings, name, as_of, now, broker, source)
+
+
+def _cycle(
+    engine: Engine,
+    settings: Settings,
+    name: str,
+    as_of: datetime | None,
+    now: datetime | None,
+    broker: Broker | None,
+    source: StrategySource | None,
+) -> CycleReport:
     deployment = deployments.get_deployment(engine, name)
     config = deployment.live_config(settings)
     ledger.ensure_account(engine, name, ledger.to_decimal(deployment.capital, ledger.CASH_STEP))

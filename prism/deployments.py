@@ -12,6 +12,8 @@ circuit breaker: set by a risk breach, a reconciliation mismatch, a database out
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -199,3 +201,20 @@ def set_model_version(conn: Connection, name: str, version: str) -> None:
         text("UPDATE config.strategies SET last_model_version = :v WHERE deployment = :d"),
         {"d": name, "v": version},
     )
+
+
+@contextmanager
+def exclusive(engine: Engine, name: str) -> Iterator[None]:
+    """Hold deployment ``name``'s advisory lock (a PostgreSQL session lock on a connection of
+    its own) for the block: its trade cycle and its reconciliation never interleave, so a
+    reconciliation never sees a fill the broker recorded and the ledger has not booked yet.
+    A crashed holder's lock goes with its connection."""
+    key = {"k": f"prism.deployment:{name}"}
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), key)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), key)
+            conn.commit()

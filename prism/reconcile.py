@@ -74,9 +74,10 @@ def reconcile(
     deployment = deployments.get_deployment(engine, name)
     config = deployment.live_config(settings)
     broker = broker or PaperBroker(engine, config, config.timeframe)
-    with engine.connect() as conn:
-        ours = ledger.holdings(conn, name)
-    theirs = broker.positions()
+    with deployments.exclusive(engine, name):
+        with engine.connect() as conn:
+            ours = ledger.holdings(conn, name)
+        theirs = broker.positions()
     mismatches = compare(ours, theirs)
     result = Reconciliation(name, len(set(ours) | set(theirs)), mismatches, bool(mismatches))
     if mismatches:

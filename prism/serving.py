@@ -113,9 +113,7 @@ def ingest_deployment_bars(engine: Engine, now: pd.Timestamp | None = None) -> d
             ).all()
         for symbol, last, source_name in newest:
             factory = source_factory(source_name) if is_feed(source_name) else None
-            source = factory and factory(
-                symbol, deployment.timeframe, pd.Timestamp(last), moment
-            )
+            source = factory and factory(symbol, deployment.timeframe, pd.Timestamp(last), moment)
             if source is not None:
                 inserted += ingest(engine, source).inserted
         gaps = find_gaps(engine, list(deployment.symbols), deployment.timeframe)

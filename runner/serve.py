@@ -10,13 +10,16 @@ the daily report runs at 22:30 UTC on weekdays, maintenance at 03:00 UTC.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 from typing import Any
 
 from prism.config import export_service_environment, load_settings
 
 export_service_environment()
 
+from prism.errors import PrismError  # noqa: E402
 from prism.serving import local_prefect_server  # noqa: E402
 
 
@@ -34,15 +37,32 @@ def deployments_to_serve() -> list[Any]:
     ]
 
 
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
-    """Serve the flows until interrupted (a local Prefect server is started if needed)."""
+    """Serve the flows until interrupted (SIGINT or SIGTERM); a local Prefect server is
+    started if needed and stopped on the way out. A bad alert URL stops it before anything
+    starts (:func:`prism.alerts.check_alert_urls`)."""
     from prefect import serve
 
-    with local_prefect_server(load_settings()) as api_url:
+    from prism.alerts import check_alert_urls
+
+    settings = load_settings()
+    check_alert_urls(settings)
+    signal.signal(signal.SIGTERM, _stop)
+    with local_prefect_server(settings) as api_url:
         print(f"Prefect API at {api_url}; serving the runner's flows", file=sys.stderr)
         serve(*deployments_to_serve(), pause_on_shutdown=False)
 
 
 if __name__ == "__main__":
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    main()
+    try:
+        main()
+    except PrismError as err:
+        print(f"prism runner serve: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -18,9 +18,17 @@ def main() -> None:
         bench_indicators,
         bench_ingest,
         bench_minute,
+        bench_trade_cycle,
     )
 
-    suites = [bench_ingest, bench_backtest, bench_minute, bench_indicators, bench_dashboard]
+    suites = [
+        bench_ingest,
+        bench_backtest,
+        bench_minute,
+        bench_indicators,
+        bench_dashboard,
+        bench_trade_cycle,
+    ]
     notes: list[str] = []
     print(
         f"machine: {platform.machine()}, {platform.python_implementation()} "

@@ -48,9 +48,7 @@ def test_an_unknown_strategy_is_named_with_the_available_ones(settings, tmp_path
 
 
 def test_an_unknown_notebook_parameter_is_named_with_the_valid_ones(settings, tmp_path):
-    result = _run(
-        [*PRISM, "research", "run", NOTEBOOK, "-p", "fsat", "10"], tmp_path
-    )
+    result = _run([*PRISM, "research", "run", NOTEBOOK, "-p", "fsat", "10"], tmp_path)
 
     _assert_clean_error(
         result, "no parameter(s) fsat", "its parameters are strategy, strategy_params, fast"

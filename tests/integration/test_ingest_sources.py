@@ -102,9 +102,7 @@ def test_a_missing_column_is_reported_without_loading_anything(engine, tmp_path:
     assert _rows(engine, "SELECT count(*) FROM market_data.ohlcv") == [(0,)]
 
 
-def test_a_files_calendar_is_stored_and_kept_when_the_next_file_names_none(
-    engine, tmp_path: Path
-):
+def test_a_files_calendar_is_stored_and_kept_when_the_next_file_names_none(engine, tmp_path: Path):
     path = tmp_path / "vod.csv"
     path.write_text(CSV)
     calendar = "SELECT calendar FROM market_data.assets WHERE symbol = 'VOD'"

@@ -1,0 +1,235 @@
+"""One live trade cycle on minute bars, for 1, 10 and 100 symbols: the cycle's own work
+(:func:`prism.cycle.run_cycle`) against the whole Prefect flow run around it
+(``runner.flows.trade_cycle``), p50 and p99 latency of each.
+
+The workspace: a fresh embedded PostgreSQL with 100 synthetic minute random walks (fixed seed,
+2,000 bars each, so the bar reads run on a table of realistic depth), a real MLflow store with
+an SMA crossover (5/20, long or short, so every symbol always holds a position) logged and
+promoted to champion through :func:`prism.registry.promote`, the default risk limits (checked,
+never binding), and the paper broker. Each deployment rebalances with ``band=0`` and half its
+equity invested (``max_leverage=0.5``, so no buy waits for cash), so every cycle trades: it
+books the previous bar's fills, values the book, writes the risk snapshot, reads the bars, asks
+the model, and records and sends an order for (nearly) every symbol.
+
+Per size there are two deployments over the same symbols and bars; they advance bar by bar in
+lockstep, one cycle called directly, the other through ``asyncio.run(trade_cycle(...))`` (Prefect
+in ephemeral mode: with no ``PREFECT_API_URL`` it runs its own local API server, as
+``python -m runner`` does), so both measure the same work on the same bar. The first cycles
+(model loading, Prefect's server start) are untimed. A cycle's time runs from the call with the
+bar already stored to the return with its orders recorded and sent.
+
+The table's "peer" is the flow run, so the ratio column is flow time over cycle time (rates are
+symbols traded per second, so that sizes compare); the notes
+give the milliseconds, Prefect's overhead per cycle (flow p50 - cycle p50) per size, and the
+goal: the cycle's p99 under 250 ms at 100 symbols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from prism import cycle, deployments, registry, tracking
+from prism.config import GateSettings, Settings
+from prism.data.store import upsert_bars
+from prism.db import embedded
+from prism.db.engine import open_database
+from prism.strategies import SmaCrossover
+from tests.benchmarks.measure import Measurement
+from tests.benchmarks.row import Row
+from tests.benchmarks.synthetic import random_walk_bars
+
+SIZES = (1, 10, 100)
+HISTORY = 2_000
+CYCLES = int(os.environ.get("PRISM_BENCH_CYCLES", "40"))
+UNTIMED = 3
+MODEL = "bench-trade-cycle"
+STRATEGY = SmaCrossover(fast=5, slow=20, allow_short=True)
+GOAL_MS = 250.0
+PEER = "the same cycle as a Prefect flow run"
+LENIENT = GateSettings(min_sharpe=0.0, max_drawdown=0.99, min_trades=1, min_deflated_sharpe=0.0)
+
+
+@contextmanager
+def _workspace(root: Path) -> Iterator[tuple[Engine, Settings]]:
+    """Point the process at a fresh workspace under ``root``; yield its engine and settings."""
+    keys = ("PRISM_HOME", "PRISM_MLRUNS_DIR", "PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI")
+    saved = {k: os.environ.get(k) for k in (*keys, "PRISM_MODEL_NAME")}
+    os.environ.update(
+        PRISM_HOME=str(root / "home"), PRISM_MLRUNS_DIR=str(root / "mlruns"), PRISM_MODEL_NAME=MODEL
+    )
+    for key in ("PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI"):
+        os.environ.pop(key, None)
+    settings = Settings()
+    engine = open_database(settings)
+    try:
+        yield engine, settings
+    finally:
+        engine.dispose()
+        embedded.stop(settings.pgdata)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _promote(settings: Settings, engine: Engine, bars: pd.DataFrame) -> None:
+    """Log the strategy as a research run's model and promote it to champion."""
+    with tracking.research_run(settings) as run_id:
+        tracking.log_data(bars)
+        tracking.log_metrics(
+            {
+                "sharpe": 1.0,
+                "max_drawdown": 0.2,
+                "n_trades": 40,
+                "oos_sharpe": 1.0,
+                "oos_max_drawdown": 0.2,
+                "oos_n_trades": 40,
+                "oos_skew": 0.0,
+                "oos_kurtosis": 3.0,
+                "oos_n_periods": 500,
+                "trials": 1,
+            }
+        )
+        mlflow.set_tags({"prism.lookahead_check": "passed", "prism.parity_check": "passed"})
+        tracking.log_strategy_model(STRATEGY, bars)
+    promotion = registry.promote(settings, run_id, LENIENT, "benchmark", engine=engine)
+    if not promotion.promoted:
+        raise RuntimeError(f"benchmark model not promoted: {promotion.failed()}")
+
+
+def _deploy(engine: Engine, name: str, symbols: list[str]) -> None:
+    deployments.upsert_deployment(
+        engine,
+        deployments.Deployment(
+            name,
+            tuple(symbols),
+            "1m",
+            1_000_000.0,
+            model_name=MODEL,
+            params={"band": 0.0, "max_leverage": 0.5},
+        ),
+    )
+
+
+def _timed(call: Callable[[], dict[str, Any]], first: bool, counts: list[int]) -> float:
+    """Time one cycle and add its orders and fills to ``counts``; refuse a cycle that sent no
+    order or (after the first) booked no fill, so no figure comes from an idle cycle."""
+    started = time.perf_counter()
+    report = call()
+    seconds = time.perf_counter() - started
+    if report["outcome"] != "traded" or not report["orders"] or not (first or report["fills"]):
+        raise RuntimeError(f"a benchmark cycle did not trade: {report}")
+    counts[0] += report["orders"]
+    counts[1] += report["fills"]
+    return seconds
+
+
+def _measure_size(
+    engine: Engine, settings: Settings, size: int, times: list[datetime]
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Return the cycle and flow seconds of ``size`` symbols over the timed bars of ``times``,
+    and the orders and fills of the timed direct cycles."""
+    from runner.flows import trade_cycle
+
+    symbols = [f"S{k:03d}" for k in range(size)]
+    direct, flowed = f"cycle{size}", f"flow{size}"
+    _deploy(engine, direct, symbols)
+    _deploy(engine, flowed, symbols)
+    cycles, flows = [], []
+    counts, ignored = [0, 0], [0, 0]
+    for k, as_of in enumerate(times):
+
+        def by_call(t: datetime = as_of) -> dict[str, Any]:
+            return cycle.run_cycle(engine, settings, direct, as_of=t).as_dict()
+
+        def by_flow(t: datetime = as_of) -> dict[str, Any]:
+            return asyncio.run(trade_cycle(deployment=flowed, as_of=t))
+
+        timed = counts if k >= UNTIMED else ignored
+        seconds = _timed(by_call, k == 0, timed), _timed(by_flow, k == 0, ignored)
+        if k >= UNTIMED:
+            cycles.append(seconds[0])
+            flows.append(seconds[1])
+    return np.array(cycles), np.array(flows), counts
+
+
+def _ms(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q) * 1000.0)
+
+
+def run(notes: list[str]) -> list[Row]:
+    """Return a p50 and a p99 row per size (cycle against flow run) and note the figures."""
+    warnings.simplefilter("ignore")
+    bars = random_walk_bars(
+        max(SIZES), HISTORY, timeframe="1m", volatility=0.0008, drift=0.0, seed=11
+    )
+    times = sorted(bars["time"].unique())
+    replayed = [pd.Timestamp(t).to_pydatetime() for t in times[-(CYCLES + UNTIMED) :]]
+    rows: list[Row] = []
+    lines = []
+    overheads = {}
+    with tempfile.TemporaryDirectory() as folder, _workspace(Path(folder)) as (engine, settings):
+        upsert_bars(engine, bars)
+        _promote(settings, engine, bars[bars["symbol"].isin(["S000", "S001"])])
+        for size in SIZES:
+            cycles, flows, (orders, fills) = _measure_size(engine, settings, size, replayed)
+            for label, q in (("p50", 50.0), ("p99", 99.0)):
+                rows.append(
+                    Row(
+                        f"trade cycle, {size} symbol{'s' if size > 1 else ''}, {label}",
+                        "symbol-cycles/s",
+                        size,
+                        Measurement(float(np.percentile(cycles, q)), math.nan),
+                        Measurement(float(np.percentile(flows, q)), math.nan),
+                        PEER,
+                    )
+                )
+            overheads[size] = _ms(flows, 50) - _ms(cycles, 50)
+            lines.append(
+                f"{size} symbol(s), {orders / CYCLES:.1f} orders and {fills / CYCLES:.1f} fills "
+                f"per cycle: cycle p50 {_ms(cycles, 50):.0f} ms / p99 "
+                f"{_ms(cycles, 99):.0f} ms, flow run p50 {_ms(flows, 50):.0f} ms / p99 "
+                f"{_ms(flows, 99):.0f} ms, flow/cycle {np.median(flows) / np.median(cycles):.1f}x, "
+                f"Prefect overhead {overheads[size]:.0f} ms"
+            )
+        largest = _ms(cycles, 99)
+    verdict = "met" if largest < GOAL_MS else "MISSED"
+    growth = overheads[max(SIZES)] - overheads[min(SIZES)]
+    notes.append(
+        f"trade cycle: {CYCLES} timed cycles per size on 1m bars (paper broker, every cycle "
+        "books fills and sends orders; p99 of that many samples is close to the "
+        "maximum): " + "; ".join(lines)
+    )
+    notes.append(
+        f"trade cycle goal: cycle p99 < {GOAL_MS:.0f} ms at {max(SIZES)} symbols: {verdict} "
+        f"({largest:.0f} ms); Prefect's overhead per cycle changes by {growth:+.0f} ms from "
+        f"{min(SIZES)} to {max(SIZES)} symbols (one flow run per cycle, no task per symbol)"
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    from prism.config import export_service_environment
+
+    export_service_environment()
+    found: list[str] = []
+    for row in run(found):
+        print(row.markdown(), flush=True)
+    for note in found:
+        print(f"- {note}")

@@ -1,0 +1,182 @@
+"""Loading a model is a checked act: against a real MLflow registry (SQLite store in a temporary
+folder) and the real database, a version the champion alias points at trades only if its
+signature accepts the bars, ``prism models promote`` approved it and its lineage resolves;
+otherwise one critical ``model_refused`` event is written and the version that last traded
+goes on trading (or, with none, nothing trades)."""
+
+from __future__ import annotations
+
+import warnings
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, Schema
+from sqlalchemy import text
+
+from prism import cycle, deployments, live, registry, tracking
+from prism.config import GateSettings
+from prism.data.sources import ArchBarSource
+from prism.data.store import ingest
+from prism.strategies import SmaCrossover, strategy_params
+from prism.strategy_model import StrategyModel, example_bars, strategy_signature
+
+SYMBOLS = ("SPX", "NDX")
+LENIENT = GateSettings(min_sharpe=0.0, max_drawdown=0.9, min_trades=1, min_deflated_sharpe=0.0)
+EVIDENCE = {
+    "sharpe": 1.0,
+    "max_drawdown": 0.2,
+    "n_trades": 40,
+    "oos_sharpe": 1.1,
+    "oos_max_drawdown": 0.12,
+    "oos_n_trades": 12,
+    "oos_skew": -0.2,
+    "oos_kurtosis": 4.0,
+    "oos_n_periods": 500,
+    "trials": 1,
+}
+
+
+@pytest.fixture
+def stocked(engine):
+    ingest(engine, ArchBarSource())
+    return engine
+
+
+@pytest.fixture
+def store(settings, tmp_path, monkeypatch):
+    """Settings on a fresh MLflow store of this test, with the model ``checked``."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("PRISM_MLRUNS_DIR", str(tmp_path))
+    return settings.model_copy(update={"mlruns_dir": tmp_path, "model_name": "checked"})
+
+
+def research_run(settings, strategy, bars, signature: ModelSignature | None = None) -> str:
+    """A research run as the notebooks log it (data tags, gate evidence, the strategy as a
+    pyfunc model with a signature), cheaply: no backtest, no tear sheet."""
+    with tracking.research_run(settings) as run_id:
+        tracking.log_data(bars)
+        tracking.log_metrics(EVIDENCE)
+        mlflow.set_tags({"prism.lookahead_check": "passed", "prism.parity_check": "passed"})
+        if signature is None:
+            tracking.log_strategy_model(strategy, bars)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                info = mlflow.pyfunc.log_model(
+                    name=tracking.MODEL_ARTIFACT,
+                    python_model=StrategyModel(strategy.name, strategy_params(strategy)),
+                    signature=signature,
+                    pip_requirements=tracking.PIP_REQUIREMENTS,
+                )
+            mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
+    return run_id
+
+
+def deploy(engine) -> None:
+    deployments.upsert_deployment(
+        engine, deployments.Deployment("checked", SYMBOLS, "1d", 1_000_000.0, model_name="checked")
+    )
+
+
+def rows(engine, sql: str, **params) -> list:
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).all()
+
+
+def refusals(engine) -> list:
+    return rows(
+        engine,
+        "SELECT severity, metadata FROM audit.system_events WHERE event_type = 'model_refused'",
+    )
+
+
+def traded_versions(engine, time) -> list:
+    return rows(
+        engine,
+        "SELECT DISTINCT model_version FROM audit.decisions WHERE deployment = 'checked' "
+        "AND time = :t",
+        t=time,
+    )
+
+
+def test_a_version_promoted_through_prism_trades(stocked, store, bundled_bars):
+    run_id = research_run(store, SmaCrossover(fast=5, slow=20), bundled_bars)
+    registry.promote(store, run_id, LENIENT, "alice", engine=stocked)
+    deploy(stocked)
+    times = live.replay_times(stocked, list(SYMBOLS), 2)
+
+    reports = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times]
+
+    assert [(r.outcome, r.model_version, r.reason) for r in reports] == [("traded", "1", "")] * 2
+    assert traded_versions(stocked, times[0]) == [("1",)]
+    assert refusals(stocked) == []
+    assert deployments.get_deployment(stocked, "checked").last_model_version == "1"
+
+
+def test_an_alias_set_by_hand_is_refused_once_and_the_previous_version_keeps_trading(
+    stocked, store, bundled_bars
+):
+    first = research_run(store, SmaCrossover(fast=5, slow=20), bundled_bars)
+    second = research_run(store, SmaCrossover(fast=10, slow=40), bundled_bars)
+    registry.promote(store, first, LENIENT, "alice", engine=stocked)
+    deploy(stocked)
+    times = live.replay_times(stocked, list(SYMBOLS), 4)
+    before = cycle.run_cycle(stocked, store, "checked", as_of=times[0])
+    client = MlflowClient(store.mlflow_tracking_uri)
+    by_hand = mlflow.register_model(f"runs:/{second}/{tracking.MODEL_ARTIFACT}", "checked")
+    client.set_registered_model_alias("checked", "champion", str(by_hand.version))
+
+    refused = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times[1:3]]
+
+    assert (before.model_version, str(by_hand.version)) == ("1", "2")
+    assert [(r.outcome, r.model_version) for r in refused] == [("traded", "1")] * 2
+    assert all("no approval record" in r.reason for r in refused)
+    assert traded_versions(stocked, times[1]) == traded_versions(stocked, times[2]) == [("1",)]
+    events = refusals(stocked)
+    assert len(events) == 1
+    severity, metadata = events[0]
+    assert severity == "critical"
+    assert (metadata["version"], metadata["trading_version"]) == ("2", "1")
+    assert deployments.get_deployment(stocked, "checked").last_model_version == "1"
+
+    registry.promote(store, second, LENIENT, "bob", engine=stocked)
+    approved = cycle.run_cycle(stocked, store, "checked", as_of=times[3])
+
+    assert (approved.outcome, approved.model_version, approved.reason) == ("traded", "2", "")
+    assert traded_versions(stocked, times[3]) == [("2",)]
+    assert deployments.get_deployment(stocked, "checked").last_model_version == "2"
+
+
+def test_a_version_whose_signature_rejects_the_bars_is_refused_and_nothing_trades(
+    stocked, store, bundled_bars
+):
+    strategy = SmaCrossover(fast=5, slow=20)
+    model = StrategyModel(strategy.name, strategy_params(strategy))
+    good = strategy_signature(model, example_bars(bundled_bars))
+    needs_vwap = ModelSignature(
+        inputs=Schema([*good.inputs.inputs, ColSpec("double", "vwap")]), outputs=good.outputs
+    )
+    run_id = research_run(store, strategy, bundled_bars, signature=needs_vwap)
+    promotion = registry.promote(store, run_id, LENIENT, "alice", engine=stocked)
+    deploy(stocked)
+    times = live.replay_times(stocked, list(SYMBOLS), 2)
+
+    reports = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times]
+
+    assert promotion.promoted
+    assert [(r.outcome, r.orders, r.model_version) for r in reports] == [("refused", 0, None)] * 2
+    assert all("signature" in r.reason and "vwap" in r.reason for r in reports)
+    assert rows(stocked, "SELECT count(*) FROM trading.orders") == [(0,)]
+    decisions = rows(
+        stocked,
+        "SELECT action, model_version, reasoning FROM audit.decisions WHERE time = :t",
+        t=pd.Timestamp(times[0]),
+    )
+    assert sorted(d.action for d in decisions) == ["skip", "skip"]
+    assert {d.model_version for d in decisions} == {"1"}
+    events = refusals(stocked)
+    assert len(events) == 1 and events[0].metadata["trading_version"] is None
+    assert deployments.get_deployment(stocked, "checked").last_model_version is None

@@ -1,0 +1,154 @@
+"""Reconciliation on the real database: the ledger's positions against the paper broker's own
+books (``trading.paper_orders`` / ``paper_fills``), through the library and the CLI."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from prism import cycle, deployments, live
+from prism.broker import PaperBroker
+from prism.cli import app
+from prism.data.sources import ArchBarSource
+from prism.data.store import ingest
+from prism.reconcile import reconcile
+
+SYMBOLS = ("SPX", "NDX")
+
+
+def hold_forty_percent(bars: pd.DataFrame) -> pd.DataFrame:
+    """Target weights of a model that always holds 40% of equity in each symbol."""
+    return bars[["time", "symbol"]].assign(weight=0.4)
+
+
+class FixedSource:
+    """A fixed-weight model as the deployment's (no registry needed)."""
+
+    def current(self, alias: str) -> tuple[str, str]:
+        return "test-model", "1"
+
+    def load(self, alias: str, version: str) -> live.LiveStrategy:
+        return live.LiveStrategy("fixed", "test-model", version, 1, hold_forty_percent)
+
+
+@pytest.fixture
+def traded(engine, settings):
+    """A deployment that has traded 5 daily bars on the paper broker, so both the ledger and
+    the broker hold positions."""
+    ingest(engine, ArchBarSource())
+    deployments.upsert_deployment(engine, deployments.Deployment("rec", SYMBOLS, "1d", 1_000_000.0))
+    source = FixedSource()
+    for t in live.replay_times(engine, list(SYMBOLS), 5):
+        cycle.run_cycle(engine, settings, "rec", as_of=t, source=source)
+    return engine
+
+
+def ledger_positions(engine) -> dict[str, Decimal]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT symbol, quantity FROM trading.positions WHERE deployment = 'rec'")
+        ).all()
+    return {symbol: quantity for symbol, quantity in rows if quantity != 0}
+
+
+def scale_ledger(engine, symbol: str, factor: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE trading.positions SET quantity = quantity * CAST(:f AS numeric) "
+                "WHERE deployment = 'rec' AND symbol = :s"
+            ),
+            {"f": factor, "s": symbol},
+        )
+
+
+def mismatch_events(engine) -> list:
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT severity, metadata FROM audit.system_events "
+                "WHERE event_type = 'reconcile_mismatch'"
+            )
+        ).all()
+
+
+def test_equal_positions_reconcile_without_an_event(traded, settings):
+    broker = PaperBroker(traded, deployments.get_deployment(traded, "rec").live_config(settings))
+    held = ledger_positions(traded)
+
+    result = reconcile(traded, settings, "rec")
+
+    assert held and held == broker.positions()
+    assert (result.mismatches, result.halted, result.symbols) == ([], False, len(held))
+    assert mismatch_events(traded) == []
+    assert not deployments.get_deployment(traded, "rec").halted
+
+
+def test_a_gap_under_one_percent_is_tolerated(traded, settings):
+    symbol = sorted(ledger_positions(traded))[0]
+    scale_ledger(traded, symbol, "1.005")
+
+    result = reconcile(traded, settings, "rec")
+
+    assert (result.mismatches, result.halted) == ([], False)
+    assert mismatch_events(traded) == []
+    assert not deployments.get_deployment(traded, "rec").halted
+
+
+def test_a_gap_over_one_percent_halts_the_deployment_with_a_critical_alert(traded, settings):
+    held = ledger_positions(traded)
+    symbol = sorted(held)[0]
+    broker_side = PaperBroker(
+        traded, deployments.get_deployment(traded, "rec").live_config(settings)
+    ).positions()[symbol]
+    scale_ledger(traded, symbol, "1.02")
+
+    result = reconcile(traded, settings, "rec")
+
+    assert [(m.symbol, m.broker) for m in result.mismatches] == [(symbol, broker_side)]
+    assert result.mismatches[0].difference == pytest.approx(
+        Decimal("0.02") / Decimal("1.02"), rel=Decimal("1e-6")
+    )
+    assert result.halted
+    events = mismatch_events(traded)
+    assert [(severity, metadata["deployment"]) for severity, metadata in events] == [
+        ("critical", "rec")
+    ]
+    halted = deployments.get_deployment(traded, "rec")
+    assert halted.halted and halted.halted_by == "reconcile" and symbol in str(halted.halt_reason)
+
+
+def test_a_position_the_broker_does_not_hold_is_a_mismatch(traded, settings):
+    with traded.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO trading.positions (deployment, symbol, quantity) "
+                "VALUES ('rec', 'XYZ', 10)"
+            )
+        )
+
+    result = reconcile(traded, settings, "rec")
+
+    assert [(m.symbol, m.ledger, m.broker) for m in result.mismatches] == [
+        ("XYZ", Decimal(10), Decimal(0))
+    ]
+    assert deployments.get_deployment(traded, "rec").halted
+
+
+def test_the_cli_reports_agreement_then_a_mismatch(traded, settings):
+    cli = CliRunner()
+    agreed = cli.invoke(app, ["runner", "reconcile", "rec"])
+    symbol = sorted(ledger_positions(traded))[0]
+    scale_ledger(traded, symbol, "0.9")
+    differed = cli.invoke(app, ["runner", "reconcile", "rec"])
+
+    assert agreed.exit_code == 0, agreed.output
+    assert "agree with the broker" in agreed.output
+    assert differed.exit_code == 1, differed.output
+    assert symbol in differed.output and "halted" in differed.output
+    assert deployments.get_deployment(traded, "rec").halted
+    assert len(mismatch_events(traded)) == 1
