@@ -37,7 +37,19 @@ def _engine() -> Engine:
     return open_database(load_settings())
 
 
-@flow(name="trade_cycle", log_prints=False)
+def alert_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect ``on_failure`` hook: a failed flow run is an error alert (system event plus the
+    alert URLs), naming the flow, the run and the error."""
+    from prism.alerts import send_alert
+
+    message = f"flow {flow.name} run {flow_run.name} failed: {state.message}"
+    metadata = {"flow": flow.name, "flow_run_id": str(flow_run.id)}
+    if "deployment" in (flow_run.parameters or {}):
+        metadata["deployment"] = flow_run.parameters["deployment"]
+    send_alert(_engine(), load_settings(), "flow_failed", "error", "runner", message, metadata)
+
+
+@flow(name="trade_cycle", log_prints=False, on_failure=[alert_failure])
 async def trade_cycle(deployment: str, as_of: datetime | None = None) -> dict[str, Any]:
     """Trade ``deployment`` for the bar at ``as_of`` (default: its newest stored bar, judged
     for staleness against the wall clock).
@@ -50,7 +62,7 @@ async def trade_cycle(deployment: str, as_of: datetime | None = None) -> dict[st
     return report.as_dict()
 
 
-@flow(name="trade_all", log_prints=False)
+@flow(name="trade_all", log_prints=False, on_failure=[alert_failure])
 async def trade_all() -> list[dict[str, Any]]:
     """Run the cycle of every enabled deployment (read from config.strategies at each run, so
     a deployment added or disabled takes effect without redeploying)."""
@@ -61,7 +73,7 @@ async def trade_all() -> list[dict[str, Any]]:
     ]
 
 
-@flow(name="ingest_bars", log_prints=False)
+@flow(name="ingest_bars", log_prints=False, on_failure=[alert_failure])
 async def ingest_bars() -> dict[str, int]:
     """Ingest new bars of every enabled deployment's series and heal their gaps."""
     from prism.serving import ingest_deployment_bars
@@ -69,7 +81,7 @@ async def ingest_bars() -> dict[str, int]:
     return ingest_deployment_bars(_engine())
 
 
-@flow(name="reconcile", log_prints=False)
+@flow(name="reconcile", log_prints=False, on_failure=[alert_failure])
 async def reconcile() -> list[str]:
     """Reconcile every enabled deployment with its broker; return one line per deployment."""
     from prism.reconcile import reconcile as reconcile_one
@@ -81,7 +93,7 @@ async def reconcile() -> list[str]:
     ]
 
 
-@flow(name="daily_report", log_prints=False)
+@flow(name="daily_report", log_prints=False, on_failure=[alert_failure])
 async def daily_report(report_date: date | None = None) -> list[str]:
     """Execute the daily report notebook for every enabled deployment; return the HTML paths."""
     from prism.reports import run_daily_report
@@ -94,7 +106,7 @@ async def daily_report(report_date: date | None = None) -> list[str]:
     ]
 
 
-@flow(name="maintenance", log_prints=False)
+@flow(name="maintenance", log_prints=False, on_failure=[alert_failure])
 async def maintenance() -> dict[str, int]:
     """Refresh the 1h/1d rollups and apply the retention policies."""
     from prism.db.rollups import apply_retention, refresh_rollups
