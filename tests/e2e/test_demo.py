@@ -80,7 +80,8 @@ def test_the_demo_fills_the_database_with_bars_orders_fills_and_positions(demo):
 def test_the_demo_promotes_its_run_to_champion_with_the_executed_notebook(demo):
     env, output = demo
     settings = _settings(env)
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    # the demo's own store: MLFLOW_TRACKING_URI in this process may point at another test's
+    client = MlflowClient(f"sqlite:///{settings.mlruns_dir / 'mlflow.db'}")
 
     champion = client.get_model_version_by_alias(settings.model_name, "champion")
     run = client.get_run(champion.run_id)
