@@ -118,11 +118,6 @@ class Settings(BaseSettings):
     runner_ingest_seconds: float = Field(
         60.0, description="how often `prism runner serve` ingests and heals bars"
     )
-    runner_ingest_sources: str = Field(
-        "",
-        description="feeds `prism runner serve` ingests, comma separated source:timeframe "
-        "pairs (e.g. yahoo:1d); empty: only gaps of stored series are healed",
-    )
     compress_1m: str = Field("1 month", description="compress 1m bars older than this")
     retention_1m: str = Field("6 months", description="keep 1m bars this long ('forever': all)")
     compress_5m: str = Field("3 months", description="compress 5m bars older than this")

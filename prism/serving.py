@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from prism.config import Settings, service_environment
+from prism.data.gaps import SourceFactory
 from prism.errors import PrismError, TransientError
 
 STARTUP_SECONDS = 180.0
@@ -92,10 +93,15 @@ def local_prefect_server(settings: Settings) -> Iterator[str]:
                 server.wait()
 
 
-def ingest_deployment_bars(engine: Engine, now: pd.Timestamp | None = None) -> dict[str, int]:
+def ingest_deployment_bars(
+    engine: Engine,
+    now: pd.Timestamp | None = None,
+    registry: Mapping[str, SourceFactory] | None = None,
+) -> dict[str, int]:
     """Fetch the bars newer than the newest stored one of every enabled deployment's series
-    whose source is a live feed, then backfill the open gaps of those series; return how many
-    bars were inserted and how many gap bars were healed."""
+    whose source is a live feed (Yahoo, a ccxt exchange: the source its newest bar came from),
+    then backfill the open gaps of those series; return how many bars were inserted and how
+    many gap bars were healed. ``registry`` replaces the network sources (tests)."""
     from prism.data.gaps import backfill, find_gaps, is_feed, source_factory
     from prism.data.store import ingest
     from prism.deployments import list_deployments
@@ -112,10 +118,10 @@ def ingest_deployment_bars(engine: Engine, now: pd.Timestamp | None = None) -> d
                 {"s": list(deployment.symbols), "tf": deployment.timeframe},
             ).all()
         for symbol, last, source_name in newest:
-            factory = source_factory(source_name) if is_feed(source_name) else None
+            factory = source_factory(source_name, registry) if is_feed(source_name) else None
             source = factory and factory(symbol, deployment.timeframe, pd.Timestamp(last), moment)
             if source is not None:
                 inserted += ingest(engine, source).inserted
         gaps = find_gaps(engine, list(deployment.symbols), deployment.timeframe)
-        healed += sum(result.filled for result in backfill(engine, gaps))
+        healed += sum(result.filled for result in backfill(engine, gaps, registry))
     return {"inserted": inserted, "healed": healed}

@@ -20,8 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,12 @@ from sqlalchemy import Engine, text
 
 from prism.config import Settings
 from prism.data.store import upsert_bars
-from prism.db import embedded
-from prism.db.engine import open_database
 from prism.db.rollups import refresh_rollups
 from prism.monitoring import health, models, orders, overview, positions, research, risk
 from tests.benchmarks.measure import measure
 from tests.benchmarks.row import Row
 from tests.benchmarks.synthetic import random_walk_bars
+from tests.benchmarks.workspace import fresh_workspace
 
 SYMBOLS = int(os.environ.get("PRISM_BENCH_DASHBOARD_SYMBOLS", "50"))
 HELD = 20
@@ -120,33 +118,6 @@ def _fill_mlflow(settings: Settings) -> None:
         mlflow.MlflowClient().set_registered_model_alias(settings.model_name, alias, version)
 
 
-@contextmanager
-def _workspace(root: Path) -> Iterator[tuple[Engine, Settings]]:
-    """Point the process at a fresh workspace under ``root``; yield its engine and settings."""
-    keys = ("PRISM_HOME", "PRISM_MLRUNS_DIR", "PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI")
-    saved = {k: os.environ.get(k) for k in (*keys, "PRISM_DASHBOARD_CACHE_TTL")}
-    os.environ.update(
-        PRISM_HOME=str(root / "home"),
-        PRISM_MLRUNS_DIR=str(root / "mlruns"),
-        PRISM_DASHBOARD_CACHE_TTL="3600",
-        PRISM_DASHBOARD_REFRESH="0",
-    )
-    for key in ("PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI"):
-        os.environ.pop(key, None)
-    settings = Settings()
-    engine = open_database(settings)
-    try:
-        yield engine, settings
-    finally:
-        engine.dispose()
-        embedded.stop(settings.pgdata)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def peer_reads(engine: Engine, settings: Settings) -> dict[str, Callable[[], Any]]:
     """Return, per page, its reads with no cache and closes from the raw 1m table."""
     everything = orders.OrderFilter()
@@ -194,7 +165,12 @@ def run(notes: list[str]) -> list[Row]:
     from streamlit.testing.v1 import AppTest
 
     held = [f"S{k:03d}" for k in range(HELD)]
-    with tempfile.TemporaryDirectory() as folder, _workspace(Path(folder)) as (engine, settings):
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        fresh_workspace(
+            Path(folder), PRISM_DASHBOARD_CACHE_TTL="3600", PRISM_DASHBOARD_REFRESH="0"
+        ) as (engine, settings),
+    ):
         started = time.perf_counter()
         bars = minute_bars(SYMBOLS)
         upsert_bars(engine, bars)
