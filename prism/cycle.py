@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from prism import deployments, ledger, live, model_checks, risk
-from prism.broker import Broker, PaperBroker
+from prism.broker import Broker, PaperBroker, submit_all
 from prism.config import Settings
 from prism.errors import DataUnavailable, TransientError
 
@@ -87,12 +87,26 @@ class RegistrySource:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._loaded: dict[tuple[str, str], live.LiveStrategy] = {}
+        self._client: Any = None
 
     def current(self, alias: str) -> tuple[str, str]:
-        """Return the model name and version ``alias`` points at."""
+        """Return the model name and version ``alias`` points at, asked of the registry on
+        every call (a moved alias is seen at the next cycle); only the MLflow client and its
+        configuration are kept between calls."""
+        from mlflow.exceptions import MlflowException
+
         from prism.registry import champion
 
+        if self._client is not None:
+            try:
+                found = self._client.get_model_version_by_alias(self.settings.model_name, alias)
+                return str(found.name), str(found.version)
+            except MlflowException:
+                pass
         info = champion(self.settings, alias)
+        from mlflow import MlflowClient
+
+        self._client = MlflowClient()
         return info.name, info.version
 
     def load(self, alias: str, version: str) -> live.LiveStrategy:
@@ -375,24 +389,12 @@ def _risk_snapshot(
     with engine.begin() as conn:
         limits = risk.load_limits(conn)
         held = {s: float(q) for s, q in ledger.holdings(conn, deployment.name).items()}
-        marks = _closes(conn, list(config.symbols), config.timeframe, as_of)
+        marks = live.latest_closes(conn, list(config.symbols), config.timeframe, as_of)
         breaker = risk.check_breaker(equity, previous_close, peak, limits)
         book = risk.Book(equity, held, {s: marks.get(s, 0.0) for s in held} | marks)
         row = risk.risk_snapshot(history, book, limits, breaker)
         risk.record_risk_snapshot(conn, deployment.name, as_of, row)
     return breaker, limits
-
-
-def _closes(conn: Any, symbols: list[str], timeframe: str, as_of: datetime) -> dict[str, float]:
-    rows = conn.execute(
-        text(
-            "SELECT DISTINCT ON (symbol) symbol, close FROM market_data.ohlcv "
-            "WHERE symbol = ANY(:s) AND timeframe = :tf AND time <= :t "
-            "ORDER BY symbol, time DESC"
-        ),
-        {"s": symbols, "tf": timeframe, "t": as_of},
-    ).all()
-    return {symbol: float(close) for symbol, close in rows}
 
 
 def _is_outage(error: BaseException) -> bool:
@@ -479,8 +481,9 @@ def flatten(engine: Engine, settings: Settings, name: str, by: str) -> list[ledg
                     "client_order_id": order.client_order_id,
                 },
             )
-    for order in orders:
-        broker_id = broker.submit(order)
-        with engine.begin() as conn:
-            ledger.set_order_status(conn, order.client_order_id, "sent", broker_id)
+    sent = submit_all(broker, orders)
+    with engine.begin() as conn:
+        ledger.set_order_statuses(
+            conn, [(o.client_order_id, "sent", sent[o.client_order_id]) for o in orders]
+        )
     return orders

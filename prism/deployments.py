@@ -34,6 +34,7 @@ PARAMS = (
     "max_leverage",
     "min_notional",
     "allow_gaps",
+    "participation",
 )
 
 
@@ -135,6 +136,14 @@ def validate(deployment: Deployment) -> Deployment:
     if unknown:
         raise ConfigError(
             f"unknown deployment parameter {', '.join(unknown)}; known: {', '.join(PARAMS)}"
+        )
+    share = deployment.params.get("participation")
+    if share is not None and (
+        isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1
+    ):
+        raise ConfigError(
+            f"participation is the share of a bar's volume an order may fill, in (0, 1]; "
+            f"got {share!r}"
         )
     return deployment
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from prism import ledger
-from prism.broker import Broker
+from prism.broker import Broker, submit_all
 from prism.config import Settings
 from prism.data.store import read_bars
 from prism.errors import DataUnavailable
@@ -41,6 +41,9 @@ class LiveConfig(AccountConfig):
     timeframe: str = "1d"
     allow_gaps: bool = False
     """Trade even on bars with open gaps or a stale feed (the data-quality gate is skipped)."""
+    participation: float | None = None
+    """Paper broker: an order fills at most this share of its fill bar's volume, in whole lots,
+    and the rest is cancelled (the next cycle trades toward the target again); None: no cap."""
 
     @classmethod
     def from_settings(cls, settings: Settings, symbols: tuple[str, ...]) -> LiveConfig:
@@ -72,21 +75,25 @@ def client_order_id(deployment: str, symbol: str, decided_at: datetime) -> str:
 
 
 def fill_open_orders(engine: Engine, broker: Broker, deployment: str, as_of: datetime) -> int:
-    """Book what the broker did with open orders up to ``as_of``; return the new fills."""
+    """Book what the broker did with open orders up to ``as_of``; return the new fills.
+
+    All of the cycle's fills and cancellations are booked in one transaction."""
     with engine.connect() as conn:
         orders = ledger.open_orders(conn, deployment)
         available = ledger.cash(conn, deployment)
-    booked = 0
-    for execution in broker.executions(orders, available, as_of):
-        order = execution.order
-        with engine.begin() as conn:
-            if execution.fill is not None:
-                booked += ledger.apply_fill(
-                    conn, deployment, order.side, order.symbol, execution.fill
-                )
-            if execution.rest_cancelled:
-                ledger.cancel_rest(conn, order.client_order_id)
-        checkpoint("after_fill")
+    if not orders:
+        return 0
+    executions = broker.executions(orders, available, as_of)
+    if not executions:
+        return 0
+    with engine.begin() as conn:
+        booked = ledger.apply_fills(
+            conn,
+            deployment,
+            [(e.order.side, e.order.symbol, e.fill) for e in executions if e.fill is not None],
+        )
+        ledger.cancel_rests(conn, [e.order.client_order_id for e in executions if e.rest_cancelled])
+    checkpoint("after_fill", len(executions))
     return booked
 
 
@@ -131,18 +138,21 @@ def check_data(
 _HITS: dict[str, int] = {}
 
 
-def checkpoint(step: str) -> None:
+def checkpoint(step: str, orders: int = 1) -> None:
     """Crash-test hook: ``PRISM_TEST_KILL_AT=step`` (or ``step:N``, the N-th time the step is
     reached) makes the process SIGKILL itself here, exactly as a crash would stop it. Steps:
-    ``after_fill`` (each fill booked), ``after_fills``, ``after_snapshot``,
-    ``after_record_pending``, ``after_submit``, ``after_mark_sent``. Unset in production,
-    where this costs one dictionary lookup."""
+    ``after_fill`` (the cycle's fills booked), ``after_fills``, ``after_snapshot``,
+    ``after_record_pending``, ``after_submit`` (the cycle's orders sent), ``after_mark_sent``.
+    A step passed once for a batch counts once per order (``orders``) in N, so ``step:N`` dies
+    after the batch holding the N-th order. Unset in production, where this costs one
+    dictionary lookup."""
     wanted = os.environ.get("PRISM_TEST_KILL_AT")
     if not wanted or not wanted.startswith(step):
         return
-    _HITS[step] = _HITS.get(step, 0) + 1
+    before = _HITS.get(step, 0)
+    _HITS[step] = before + orders
     name, _, nth = wanted.partition(":")
-    if name == step and _HITS[step] == int(nth or 1):
+    if name == step and before < int(nth or 1) <= _HITS[step]:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -153,18 +163,22 @@ def recover_pending(engine: Engine, broker: Broker, deployment: str, as_of: date
     as superseded if it is for an older bar. Returns how many were settled."""
     with engine.connect() as conn:
         pending = ledger.pending_orders(conn, deployment)
+    if not pending:
+        return 0
+    changes: list[tuple[str, str, str | None]] = []
+    resend: list[OrderRow] = []
     for order in pending:
         known = broker.lookup(order.client_order_id)
         if known is None and pd.Timestamp(order.decided_at) == pd.Timestamp(as_of):
-            broker_id = broker.submit(order)
-            with engine.begin() as conn:
-                ledger.set_order_status(conn, order.client_order_id, "sent", broker_id)
-            continue
-        with engine.begin() as conn:
-            if known is None or known.status == "rejected":
-                ledger.set_order_status(conn, order.client_order_id, "rejected")
-            else:
-                ledger.set_order_status(conn, order.client_order_id, "sent", known.broker_order_id)
+            resend.append(order)
+        elif known is None or known.status == "rejected":
+            changes.append((order.client_order_id, "rejected", None))
+        else:
+            changes.append((order.client_order_id, "sent", known.broker_order_id))
+    sent = submit_all(broker, resend)
+    changes += [(o.client_order_id, "sent", sent[o.client_order_id]) for o in resend]
+    with engine.begin() as conn:
+        ledger.set_order_statuses(conn, changes)
     return len(pending)
 
 
@@ -199,7 +213,8 @@ def decide(
     weights = strategy.predict(bars)
     weights = weights[weights["time"] == pd.Timestamp(as_of)].set_index("symbol")["weight"]
     closes = {str(s): float(c) for s, c in zip(latest["symbol"], latest["close"], strict=True)}
-    recorded: list[OrderRow] = []
+    orders: list[OrderRow] = []
+    decisions: list[dict[str, Any]] = []
     with engine.begin() as conn:
         held = {s: float(q) for s, q in ledger.holdings(conn, config.deployment).items()}
         missing = sorted(set(held) - set(closes))
@@ -244,16 +259,20 @@ def decide(
                     decided_at=as_of,
                     broker=broker.name,
                 )
-                if ledger.insert_order(conn, order, None, status="pending"):
-                    recorded.append(order)
-            ledger.record_decision(conn, context.decision(symbol, order, check, skip))
+                orders.append(order)
+            decisions.append(context.decision(symbol, order, check, skip))
+        recorded = ledger.insert_orders(conn, orders, status="pending")
+        ledger.record_decisions(conn, decisions)
     checkpoint("after_record_pending")
-    for order in recorded:
-        broker_id = broker.submit(order)
-        checkpoint("after_submit")
-        with engine.begin() as conn:
-            ledger.set_order_status(conn, order.client_order_id, "sent", broker_id)
-        checkpoint("after_mark_sent")
+    if not recorded:
+        return recorded
+    sent = submit_all(broker, recorded)
+    checkpoint("after_submit", len(recorded))
+    with engine.begin() as conn:
+        ledger.set_order_statuses(
+            conn, [(o.client_order_id, "sent", sent[o.client_order_id]) for o in recorded]
+        )
+    checkpoint("after_mark_sent", len(recorded))
     return recorded
 
 
@@ -351,14 +370,34 @@ def record_skip(
             )
 
 
+def latest_closes(
+    conn: Connection, symbols: list[str], timeframe: str, as_of: datetime
+) -> dict[str, float]:
+    """Return each symbol's close of its newest ``timeframe`` bar at or before ``as_of`` (one
+    index lookup per symbol; symbols without such a bar are left out)."""
+    rows = conn.execute(
+        text(
+            "SELECT s.symbol, b.close FROM "
+            "(SELECT DISTINCT unnest(CAST(:s AS text[])) AS symbol) s "
+            "CROSS JOIN LATERAL (SELECT close FROM market_data.ohlcv o WHERE o.symbol = s.symbol "
+            "AND o.timeframe = :tf AND o.time <= :t ORDER BY o.time DESC LIMIT 1) b"
+        ),
+        {"s": symbols, "tf": timeframe, "t": as_of},
+    ).all()
+    return {str(symbol): float(close) for symbol, close in rows}
+
+
 def snapshot(engine: Engine, config: LiveConfig, as_of: datetime) -> dict[str, Decimal]:
     """Value the portfolio at ``as_of``'s closes and store the snapshot; return it."""
-    bars = read_bars(engine, list(config.symbols), end=as_of, timeframe=config.timeframe, last=1)
-    marks = {
-        str(s): ledger.to_decimal(float(c))
-        for s, c in zip(bars["symbol"], bars["close"], strict=True)
-    }
     with engine.begin() as conn:
+        closes = latest_closes(conn, list(config.symbols), config.timeframe, as_of)
+        missing = sorted(set(config.symbols) - set(closes))
+        if missing:
+            raise DataUnavailable(
+                f"no {config.timeframe} bars for {', '.join(missing)} up to {as_of}; "
+                "cannot value the portfolio (run `prism data ingest` or check the symbols)"
+            )
+        marks = {s: ledger.to_decimal(c) for s, c in closes.items()}
         return ledger.record_snapshot(conn, config.deployment, as_of, marks)
 
 

@@ -192,12 +192,61 @@ def find_gaps(
     end: datetime | None = None,
 ) -> list[Gap]:
     """Return the open gaps of every stored series (or of ``symbols`` / ``timeframe``),
-    looking only at bars in ``[start, end]`` when given; one query per series."""
+    looking only at bars in ``[start, end]`` when given. With a ``start`` (a bounded window,
+    as a trade cycle's data check asks) all series come in one query; without one, one query
+    per series, so a whole-table scan never holds every bar in memory at once."""
+    if start is not None:
+        return window_gaps(engine, symbols, timeframe, start, end)
     return [
         gap
         for symbol, frame, calendar in series_calendars(engine, symbols, timeframe)
         for gap in series_gaps(engine, symbol, frame, calendar, start, end)
     ]
+
+
+def window_gaps(
+    engine: Engine,
+    symbols: Iterable[str] | None,
+    timeframe: str | None,
+    start: datetime,
+    end: datetime | None = None,
+) -> list[Gap]:
+    """Return what :func:`series_gaps` finds for each series of ``symbols`` / ``timeframe``
+    between its first and last bar in ``[start, end]``, reading all of them in one query and
+    building each calendar's expected grid once per distinct span."""
+    query = text(
+        "SELECT o.symbol, o.timeframe, coalesce(a.calendar, 'XNYS'), "
+        "(extract(epoch FROM o.time) * 1000000)::bigint FROM market_data.ohlcv o "
+        "LEFT JOIN market_data.assets a USING (symbol) "
+        "WHERE (CAST(:symbols AS text[]) IS NULL OR o.symbol = ANY(CAST(:symbols AS text[]))) "
+        "AND (CAST(:timeframe AS text) IS NULL OR o.timeframe = :timeframe) "
+        "AND o.time >= CAST(:start AS timestamptz) "
+        "AND (CAST(:end AS timestamptz) IS NULL OR o.time <= CAST(:end AS timestamptz)) "
+        "ORDER BY 1, 2, o.time"
+    )
+    params = {
+        "symbols": None if symbols is None else list(symbols),
+        "timeframe": timeframe,
+        "start": start,
+        "end": end,
+    }
+    with engine.connect() as conn:
+        rows = conn.execute(query, params).all()
+    series: dict[tuple[str, str, str], list[int]] = {}
+    for symbol, frame, calendar, micros in rows:
+        series.setdefault((str(symbol), str(frame), str(calendar)), []).append(int(micros))
+    grids: dict[tuple[str, str, int, int], pd.DatetimeIndex] = {}
+    gaps: list[Gap] = []
+    for (symbol, frame, calendar), times in series.items():
+        if len(times) < 2:
+            continue
+        stored = np.asarray(times, dtype=np.int64)
+        key = (calendar, frame, int(stored[0]), int(stored[-1]))
+        if key not in grids:
+            first, last = (pd.Timestamp(t, unit="us", tz="UTC") for t in key[2:])
+            grids[key] = expected_times(calendar, frame, first, last)
+        gaps.extend(missing_ranges(symbol, frame, grids[key], stored))
+    return gaps
 
 
 SourceFactory = Callable[[str, str, pd.Timestamp, pd.Timestamp], BarSource | None]

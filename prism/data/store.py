@@ -415,16 +415,27 @@ def read_bars(
     :class:`DataUnavailable` naming the symbols that have no bars at all in the window.
     """
     query = """
-        SELECT time, symbol, timeframe, open, high, low, close, volume, source FROM (
-            SELECT *, row_number() OVER (PARTITION BY symbol ORDER BY time DESC) AS age
-            FROM market_data.ohlcv
-            WHERE symbol = ANY(:symbols) AND timeframe = :timeframe
-              AND (CAST(:start AS timestamptz) IS NULL OR time >= CAST(:start AS timestamptz))
-              AND (CAST(:end AS timestamptz) IS NULL OR time <= CAST(:end AS timestamptz))
-        ) ranked
-        WHERE CAST(:last AS integer) IS NULL OR age <= CAST(:last AS integer)
+        SELECT time, symbol, timeframe, open, high, low, close, volume, source
+        FROM market_data.ohlcv
+        WHERE symbol = ANY(:symbols) AND timeframe = :timeframe
+          AND (CAST(:start AS timestamptz) IS NULL OR time >= CAST(:start AS timestamptz))
+          AND (CAST(:end AS timestamptz) IS NULL OR time <= CAST(:end AS timestamptz))
         ORDER BY symbol, time
     """
+    if last is not None:
+        query = """
+            SELECT b.time, b.symbol, b.timeframe, b.open, b.high, b.low, b.close, b.volume,
+                   b.source
+            FROM (SELECT DISTINCT unnest(CAST(:symbols AS text[])) AS symbol) s
+            CROSS JOIN LATERAL (
+                SELECT * FROM market_data.ohlcv o
+                WHERE o.symbol = s.symbol AND o.timeframe = :timeframe
+                  AND (CAST(:start AS timestamptz) IS NULL OR o.time >= CAST(:start AS timestamptz))
+                  AND (CAST(:end AS timestamptz) IS NULL OR o.time <= CAST(:end AS timestamptz))
+                ORDER BY o.time DESC LIMIT CAST(:last AS integer)
+            ) b
+            ORDER BY b.symbol, b.time
+        """
     params = {
         "symbols": list(symbols),
         "timeframe": timeframe,
