@@ -328,6 +328,9 @@ def _cycle(
     live.recover_pending(engine, broker, name, as_of)
     fills = live.fill_open_orders(engine, broker, name, as_of)
     live.checkpoint("after_fills")
+    if fills:
+        message = f"{name}: {fills} fill(s) booked at {as_of}"
+        alert(engine, settings, "fill", "info", message, {"deployment": name, "fills": fills})
     equity = float(live.snapshot(engine, config, as_of)["equity"])
     live.checkpoint("after_snapshot")
 
@@ -370,7 +373,25 @@ def _cycle(
     except DataUnavailable as err:
         live.record_skip(engine, config, model_name, version, as_of, str(err), {"data": False})
         return report("refused", fills, 0, equity, str(err))
+    _alert_breaches(engine, settings, name, as_of)
     return report("traded", fills, len(orders), equity, refusal)
+
+
+def _alert_breaches(engine: Engine, settings: Settings, name: str, as_of: datetime) -> None:
+    """Raise one ``risk_breach`` alert naming the orders the pre-trade checks trimmed or
+    rejected at ``as_of`` (read back from the cycle's audit decisions)."""
+    with engine.connect() as conn:
+        breaches = conn.execute(
+            text(
+                "SELECT symbol, action, reasoning FROM audit.decisions WHERE deployment = :d "
+                "AND time = :t AND risk_check ->> 'outcome' IN ('trim', 'reject') ORDER BY symbol"
+            ),
+            {"d": name, "t": as_of},
+        ).all()
+    if breaches:
+        lines = "; ".join(f"{symbol} {action}: {why}" for symbol, action, why in breaches)
+        metadata = {"deployment": name, "symbols": [b.symbol for b in breaches]}
+        alert(engine, settings, "risk_breach", "warning", f"{name} at {as_of}: {lines}", metadata)
 
 
 def _risk_snapshot(

@@ -32,8 +32,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,12 +45,11 @@ from sqlalchemy import Engine
 from prism import cycle, deployments, registry, tracking
 from prism.config import GateSettings, Settings
 from prism.data.store import upsert_bars
-from prism.db import embedded
-from prism.db.engine import open_database
 from prism.strategies import SmaCrossover
 from tests.benchmarks.measure import Measurement
 from tests.benchmarks.row import Row
 from tests.benchmarks.synthetic import random_walk_bars
+from tests.benchmarks.workspace import fresh_workspace
 
 SIZES = (1, 10, 100)
 HISTORY = 2_000
@@ -62,30 +60,6 @@ STRATEGY = SmaCrossover(fast=5, slow=20, allow_short=True)
 GOAL_MS = 250.0
 PEER = "the same cycle as a Prefect flow run"
 LENIENT = GateSettings(min_sharpe=0.0, max_drawdown=0.99, min_trades=1, min_deflated_sharpe=0.0)
-
-
-@contextmanager
-def _workspace(root: Path) -> Iterator[tuple[Engine, Settings]]:
-    """Point the process at a fresh workspace under ``root``; yield its engine and settings."""
-    keys = ("PRISM_HOME", "PRISM_MLRUNS_DIR", "PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI")
-    saved = {k: os.environ.get(k) for k in (*keys, "PRISM_MODEL_NAME")}
-    os.environ.update(
-        PRISM_HOME=str(root / "home"), PRISM_MLRUNS_DIR=str(root / "mlruns"), PRISM_MODEL_NAME=MODEL
-    )
-    for key in ("PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI"):
-        os.environ.pop(key, None)
-    settings = Settings()
-    engine = open_database(settings)
-    try:
-        yield engine, settings
-    finally:
-        engine.dispose()
-        embedded.stop(settings.pgdata)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _promote(settings: Settings, engine: Engine, bars: pd.DataFrame) -> None:
@@ -184,7 +158,10 @@ def run(notes: list[str]) -> list[Row]:
     rows: list[Row] = []
     lines = []
     overheads = {}
-    with tempfile.TemporaryDirectory() as folder, _workspace(Path(folder)) as (engine, settings):
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        fresh_workspace(Path(folder), PRISM_MODEL_NAME=MODEL) as (engine, settings),
+    ):
         upsert_bars(engine, bars)
         _promote(settings, engine, bars[bars["symbol"].isin(["S000", "S001"])])
         for size in SIZES:

@@ -6,47 +6,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import mlflow
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from prism import cycle, deployments, ledger, live, registry, risk, tracking
+from prism import cycle, deployments, ledger, live, registry, risk
 from prism.cli import app
-from prism.config import GateSettings
 from prism.data.sources import ArchBarSource
-from prism.data.store import ingest
 from prism.strategies import SmaCrossover
-
-SYMBOLS = ("SPX", "NDX")
-LENIENT = GateSettings(min_sharpe=0.0, max_drawdown=0.9, min_trades=1, min_deflated_sharpe=0.0)
-
-
-class FixedSource:
-    """A strategy source that always answers with one SMA crossover (no registry needed)."""
-
-    def __init__(self, fast: int = 5, slow: int = 20, version: str = "1") -> None:
-        self.strategy = SmaCrossover(fast=fast, slow=slow)
-        self.version = version
-
-    def current(self, alias: str) -> tuple[str, str]:
-        return "test-model", self.version
-
-    def load(self, alias: str, version: str) -> live.LiveStrategy:
-        s = self.strategy
-        return live.LiveStrategy(s.name, "test-model", version, s.warmup, s.target_weights)
-
-
-@pytest.fixture
-def stocked(engine):
-    ingest(engine, ArchBarSource())
-    return engine
-
-
-def add(engine, name: str, **params) -> deployments.Deployment:
-    return deployments.upsert_deployment(
-        engine, deployments.Deployment(name, SYMBOLS, "1d", 1_000_000.0, params=params)
-    )
+from tests.integration.runner_support import (
+    LENIENT,
+    SYMBOLS,
+    FixedSource,
+    deploy,
+    research_run,
+    use_mlflow_store,
+)
 
 
 def run(engine, settings, name, times, source=None):
@@ -107,11 +82,17 @@ def test_deployments_are_added_edited_and_listed_from_the_cli(engine):
 
 
 def test_every_cycle_records_a_decision_per_symbol_and_a_risk_snapshot(stocked, settings):
-    add(stocked, "dec")
+    deploy(stocked, "dec")
     times = live.replay_times(stocked, list(SYMBOLS), 40)
     reports = run(stocked, settings, "dec", times)
 
     assert {r.outcome for r in reports} == {"traded"}
+    fill_alerts = rows(
+        stocked,
+        "SELECT (metadata->>'fills')::int FROM audit.system_events "
+        "WHERE event_type = 'fill' AND metadata->>'deployment' = 'dec'",
+    )
+    assert [n for (n,) in fill_alerts] == [r.fills for r in reports if r.fills]
     decisions = rows(
         stocked,
         "SELECT time, symbol, action, signals, risk_check, "
@@ -142,7 +123,7 @@ def test_every_cycle_records_a_decision_per_symbol_and_a_risk_snapshot(stocked, 
 
 
 def test_a_limit_changed_while_running_trims_the_next_orders(stocked, settings):
-    add(stocked, "trim")
+    deploy(stocked, "trim")
     times = live.replay_times(stocked, list(SYMBOLS), 60)
     run(stocked, settings, "trim", times[:1])
     with stocked.begin() as conn:
@@ -162,10 +143,22 @@ def test_a_limit_changed_while_running_trims_the_next_orders(stocked, settings):
         new = held + float(row.quantity) * (1 if row.risk_check["allowed"] > 0 else -1)
         assert abs(new) * row.signals["close"] <= 0.2 * row.signals["equity"] + 1e-6
         assert "max_position_pct" in row.risk_check["breaches"]
+    alerts = rows(
+        stocked,
+        "SELECT severity::text, message, metadata FROM audit.system_events "
+        "WHERE event_type = 'risk_breach' AND metadata->>'deployment' = 'trim'",
+    )
+    breached = rows(
+        stocked,
+        "SELECT DISTINCT time FROM audit.decisions WHERE deployment = 'trim' "
+        "AND risk_check->>'outcome' IN ('trim', 'reject')",
+    )
+    assert len(alerts) == len(breached) >= len({row.time for row in trimmed})
+    assert all(severity == "warning" and "trim at " in message for severity, message, _ in alerts)
 
 
 def test_a_daily_loss_trips_the_circuit_breaker_until_resumed(stocked, settings):
-    add(stocked, "brk")
+    deploy(stocked, "brk")
     with stocked.begin() as conn:
         risk.set_limit(conn, "daily_loss_limit", 1e-9, "test")
     times = live.replay_times(stocked, list(SYMBOLS), 80)
@@ -198,7 +191,7 @@ def test_a_daily_loss_trips_the_circuit_breaker_until_resumed(stocked, settings)
 
 
 def test_the_kill_switch_halts_and_flattens(stocked, settings):
-    add(stocked, "kill")
+    deploy(stocked, "kill")
     source = FixedSource()
     for as_of in live.replay_times(stocked, list(SYMBOLS), 60):
         cycle.run_cycle(stocked, settings, "kill", as_of=as_of, source=source)
@@ -232,7 +225,7 @@ def test_the_kill_switch_halts_and_flattens(stocked, settings):
 
 
 def test_stale_data_means_no_trading(stocked, settings):
-    add(stocked, "stale")
+    deploy(stocked, "stale")
     newest = live.replay_times(stocked, list(SYMBOLS), 1)[-1]
     now = newest + timedelta(days=settings.runner_stale_intervals + 1)
     report = cycle.run_cycle(stocked, settings, "stale", now=now, source=FixedSource())
@@ -248,7 +241,7 @@ def test_stale_data_means_no_trading(stocked, settings):
 
 
 def test_a_small_order_under_the_minimum_notional_is_skipped(stocked, settings):
-    add(stocked, "tiny", min_notional=1e9)
+    deploy(stocked, "tiny", min_notional=1e9)
     times = live.replay_times(stocked, list(SYMBOLS), 40)
     run(stocked, settings, "tiny", times)
     assert rows(stocked, "SELECT count(*) FROM trading.orders WHERE deployment='tiny'") == [(0,)]
@@ -259,40 +252,14 @@ def test_a_small_order_under_the_minimum_notional_is_skipped(stocked, settings):
     assert skipped and "under the minimum" in skipped[0].reasoning
 
 
-def _model_run(settings, strategy) -> str:
-    with tracking.research_run(settings) as run_id:
-        mlflow.log_metrics(
-            {
-                "sharpe": 1.0,
-                "max_drawdown": 0.2,
-                "n_trades": 40.0,
-                "oos_sharpe": 1.1,
-                "oos_max_drawdown": 0.12,
-                "oos_n_trades": 12.0,
-                "oos_skew": -0.2,
-                "oos_kurtosis": 4.0,
-                "oos_n_periods": 500.0,
-                "trials": 1.0,
-            }
-        )
-        mlflow.set_tags({"prism.lookahead_check": "passed", "prism.parity_check": "passed"})
-        bars = ArchBarSource().fetch()
-        tracking.log_data(bars)
-        tracking.log_strategy_model(strategy, bars)
-    return run_id
-
-
 def test_a_moved_alias_is_picked_up_at_the_next_cycle(stocked, settings, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.setenv("PRISM_MLRUNS_DIR", str(tmp_path))
+    use_mlflow_store(monkeypatch, tmp_path)
     store = settings.model_copy(update={"mlruns_dir": tmp_path, "model_name": "runner-alias"})
-    first = _model_run(store, SmaCrossover(fast=5, slow=20))
-    second = _model_run(store, SmaCrossover(fast=10, slow=40))
+    bars = ArchBarSource().fetch()
+    first = research_run(store, SmaCrossover(fast=5, slow=20), bars)
+    second = research_run(store, SmaCrossover(fast=10, slow=40), bars)
     registry.promote(store, first, LENIENT, "alice", engine=stocked)
-    deployments.upsert_deployment(
-        stocked,
-        deployments.Deployment("alias", SYMBOLS, "1d", 1_000_000.0, model_name="runner-alias"),
-    )
+    deploy(stocked, "alias", model_name="runner-alias")
     times = live.replay_times(stocked, list(SYMBOLS), 3)
 
     one = cycle.run_cycle(stocked, store, "alias", as_of=times[0])
