@@ -18,6 +18,7 @@ def main() -> None:
         bench_indicators,
         bench_ingest,
         bench_minute,
+        bench_sweep_store,
         bench_trade_cycle,
     )
 
@@ -27,6 +28,7 @@ def main() -> None:
         bench_minute,
         bench_indicators,
         bench_dashboard,
+        bench_sweep_store,
         bench_trade_cycle,
     ]
     notes: list[str] = []
