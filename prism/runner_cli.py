@@ -25,6 +25,12 @@ deployments_app = typer.Typer(
     help="Deployments (config.strategies): what the runner trades.", no_args_is_help=True
 )
 runner_app.add_typer(deployments_app, name="deployments")
+limits_app = typer.Typer(
+    help="Risk limits (config.risk_limits): every cycle reads them, so a change applies at the "
+    "next one.",
+    no_args_is_help=True,
+)
+runner_app.add_typer(limits_app, name="limits")
 console = Console()
 
 
@@ -242,3 +248,49 @@ def serve_command() -> None:
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)
+
+
+@limits_app.command("list")
+def limits_list() -> None:
+    """List the risk limits with what they mean and who changed them last."""
+    from sqlalchemy import text
+
+    from prism import risk
+
+    with _engine().begin() as conn:
+        risk.load_limits(conn)
+        rows = conn.execute(
+            text(
+                "SELECT key, value, description, updated_by, updated_at FROM config.risk_limits "
+                "ORDER BY key"
+            )
+        ).all()
+    table = Table("limit", "value", "meaning", "changed by", "changed at")
+    for key, value, description, by, at in rows:
+        table.add_row(key, f"{float(value):g}", description, by, f"{at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@limits_app.command("set")
+def limits_set(
+    key: Annotated[str, typer.Argument(help="limit, e.g. max_position_pct")],
+    value: Annotated[float, typer.Argument(help="new value (fraction of equity, or currency)")],
+) -> None:
+    """Change one risk limit, recorded as a system event; the next cycle trades under it."""
+    from prism import risk
+    from prism.events import record_event
+
+    by = getpass.getuser()
+    with _engine().begin() as conn:
+        before = risk.load_limits(conn)
+        risk.set_limit(conn, key, value, by)
+        previous = getattr(before, key)
+        record_event(
+            conn,
+            "risk_limit_changed",
+            "warning",
+            "runner",
+            f"risk limit {key} changed from {previous:g} to {value:g} by {by}",
+            {"key": key, "previous": previous, "value": value, "by": by},
+        )
+    console.print(f"[green]✓[/] {key} = {value:g} (was {previous:g}); applies from the next cycle")
