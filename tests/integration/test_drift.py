@@ -18,46 +18,37 @@ import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from prism import cycle, deployments, drift, live, risk
+from prism import cycle, drift, live
 from prism.backtest import BacktestConfig, run_backtest
 from prism.cli import app
 from prism.config import Settings
-from prism.data.sources import ArchBarSource
-from prism.data.store import ingest
 from prism.errors import ConfigError, DataUnavailable
 from prism.strategies import SmaCrossover
+from tests.integration.runner_support import (
+    CAPITAL,
+    COSTS,
+    SYMBOLS,
+    FixedSource,
+    deploy,
+    loosen_limits,
+)
 
-SYMBOLS = ("SPX", "NDX")
-CAPITAL = 1_000_000.0
 BARS = 100
-COSTS = {"commission_bps": 5.0, "slippage_bps": 3.0, "commission_per_share": 0.01}
-LOOSE_LIMITS = {
-    "max_position_pct": 10.0,
-    "max_gross_exposure": 10.0,
-    "max_net_exposure": 10.0,
-    "max_order_notional": 1e12,
-    "daily_loss_limit": 1.0,
-    "max_drawdown": 1.0,
-}
 CENT = 0.01
 
 
-class FixedSource:
-    """A strategy source answering with one strategy (the registry is bypassed)."""
+class DriftSource(FixedSource):
+    """The strategy as the model ``drift-model`` (the registry is bypassed), its weight of one
+    symbol at one bar replaced by ``override`` = (time, symbol, weight) if given."""
 
-    def __init__(self, strategy: SmaCrossover, override: tuple[datetime, str, float] | None = None):
-        self.strategy = strategy
+    def __init__(
+        self, strategy: SmaCrossover, override: tuple[datetime, str, float] | None = None
+    ) -> None:
+        super().__init__(strategy, "drift-model")
         self.override = override
 
-    def current(self, alias: str) -> tuple[str, str]:
-        return "drift-model", "1"
-
-    def load(self, alias: str, version: str) -> live.LiveStrategy:
-        s = self.strategy
-        return live.LiveStrategy(s.name, "drift-model", version, s.warmup, self.predict)
-
     def predict(self, bars: pd.DataFrame) -> pd.DataFrame:
-        weights = self.strategy.target_weights(bars)
+        weights = super().predict(bars)
         if self.override is not None:
             time, symbol, weight = self.override
             hit = (weights["time"] == pd.Timestamp(time)) & (weights["symbol"] == symbol)
@@ -66,12 +57,9 @@ class FixedSource:
 
 
 @pytest.fixture
-def stocked(engine: Engine) -> Engine:
-    ingest(engine, ArchBarSource())
-    with engine.begin() as conn:
-        for key, value in LOOSE_LIMITS.items():
-            risk.set_limit(conn, key, value, "drift test")
-    return engine
+def stocked(stocked: Engine) -> Engine:
+    loosen_limits(stocked, "drift test")
+    return stocked
 
 
 @pytest.fixture
@@ -84,12 +72,10 @@ def _replay(
     settings: Settings,
     name: str,
     times: list[datetime],
-    source: FixedSource,
+    source: DriftSource,
     skip: datetime | None = None,
 ) -> None:
-    deployments.upsert_deployment(
-        engine, deployments.Deployment(name, SYMBOLS, "1d", CAPITAL, model_name="drift-model")
-    )
+    deploy(engine, name, model_name="drift-model")
     for as_of in times:
         if as_of != skip:
             cycle.run_cycle(engine, settings, name, as_of=as_of, source=source)
@@ -133,7 +119,7 @@ def strategy() -> SmaCrossover:
 def test_an_unperturbed_replay_drifts_by_nothing_but_rounding(
     stocked, costly, window, strategy, bundled_bars
 ):
-    source = FixedSource(strategy)
+    source = DriftSource(strategy)
     _replay(stocked, costly, "base", window, source)
 
     report = drift.drift(stocked, costly, "base", source=source)
@@ -171,7 +157,7 @@ def _fill(engine: Engine, name: str, side: str, nth: int) -> tuple[int, float]:
 def test_a_worse_fill_price_and_a_higher_fee_are_each_attributed_to_their_cause(
     stocked, costly, window, strategy
 ):
-    source = FixedSource(strategy)
+    source = DriftSource(strategy)
     _replay(stocked, costly, "base", window, source)
     before = drift.drift(stocked, costly, "base", source=source)
     buy, bought = _fill(stocked, "base", "buy", 1)
@@ -204,7 +190,7 @@ def test_a_worse_fill_price_and_a_higher_fee_are_each_attributed_to_their_cause(
 
 
 def test_a_missed_cycle_is_attributed_to_timing(stocked, costly, window, strategy):
-    source = FixedSource(strategy)
+    source = DriftSource(strategy)
     _replay(stocked, costly, "base", window, source)
     missed = _traded_bar(stocked, "base", window)
     _replay(stocked, costly, "gappy", window, source, skip=missed)
@@ -223,7 +209,7 @@ def test_a_missed_cycle_is_attributed_to_timing(stocked, costly, window, strateg
 def test_a_signal_the_live_model_got_wrong_is_attributed_to_signals(
     stocked, costly, window, strategy
 ):
-    source = FixedSource(strategy)
+    source = DriftSource(strategy)
     _replay(stocked, costly, "base", window, source)
     bar = _traded_bar(stocked, "base", window)
     bars = live.replay_times(stocked, list(SYMBOLS), BARS)
@@ -239,7 +225,7 @@ def test_a_signal_the_live_model_got_wrong_is_attributed_to_signals(
             ).scalar()
         )
     wrong = 0.0 if modelled else 0.5
-    _replay(stocked, costly, "wrong", window, FixedSource(strategy, (wrong_at, "SPX", wrong)))
+    _replay(stocked, costly, "wrong", window, DriftSource(strategy, (wrong_at, "SPX", wrong)))
     introduced = _snapshot_pnl(stocked, "wrong") - _snapshot_pnl(stocked, "base")
     assert abs(introduced) > 1.0, "the wrong signal must change the live P&L"
 
@@ -257,7 +243,7 @@ def test_a_signal_the_live_model_got_wrong_is_attributed_to_signals(
 def test_a_window_narrower_than_the_live_history_starts_from_the_live_equity(
     stocked, costly, window, strategy
 ):
-    source = FixedSource(strategy)
+    source = DriftSource(strategy)
     _replay(stocked, costly, "base", window, source)
 
     report = drift.drift(stocked, costly, "base", start=window[30], end=window[70], source=source)
@@ -286,7 +272,7 @@ def test_drift_of_an_unknown_or_idle_deployment_is_refused_with_the_reason(stock
     assert isinstance(unknown.exception, ConfigError)
     assert "no deployment 'nobody'" in str(unknown.exception)
 
-    deployments.upsert_deployment(stocked, deployments.Deployment("idle", SYMBOLS, "1d", CAPITAL))
+    deploy(stocked, "idle")
     idle = cli.invoke(app, ["runner", "drift", "--deployment", "idle", "--json"])
     assert isinstance(idle.exception, DataUnavailable)
     assert "has no live activity yet" in str(idle.exception)
@@ -297,7 +283,7 @@ def test_the_drift_command_prints_the_report_as_json(
 ):
     for key, value in COSTS.items():
         monkeypatch.setenv(f"PRISM_{key.upper()}", str(value))
-    source = FixedSource(strategy)
+    source = DriftSource(strategy)
     _replay(stocked, costly, "base", window, source)
     outside = CliRunner().invoke(
         app,

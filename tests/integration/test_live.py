@@ -3,24 +3,13 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
-import pytest
 from sqlalchemy import text
 
 from prism import ledger, live
 from prism.backtest import BacktestConfig, run_backtest
 from prism.broker import PaperBroker
-from prism.data.sources import ArchBarSource
-from prism.data.store import ingest
 from prism.strategies import SmaCrossover
-
-SYMBOLS = ("SPX", "NDX")
-COSTS = {"commission_bps": 5.0, "slippage_bps": 3.0, "commission_per_share": 0.01}
-
-
-@pytest.fixture
-def stocked(engine):
-    ingest(engine, ArchBarSource())
-    return engine
+from tests.integration.runner_support import COSTS, SYMBOLS
 
 
 def _live_strategy(strategy: SmaCrossover) -> live.LiveStrategy:

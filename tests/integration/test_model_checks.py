@@ -6,8 +6,6 @@ goes on trading (or, with none, nothing trades)."""
 
 from __future__ import annotations
 
-import warnings
-
 import mlflow
 import pandas as pd
 import pytest
@@ -17,68 +15,26 @@ from mlflow.types.schema import ColSpec, Schema
 from sqlalchemy import text
 
 from prism import cycle, deployments, live, registry, tracking
-from prism.config import GateSettings
-from prism.data.sources import ArchBarSource
-from prism.data.store import ingest
 from prism.strategies import SmaCrossover, strategy_params
 from prism.strategy_model import StrategyModel, example_bars, strategy_signature
-
-SYMBOLS = ("SPX", "NDX")
-LENIENT = GateSettings(min_sharpe=0.0, max_drawdown=0.9, min_trades=1, min_deflated_sharpe=0.0)
-EVIDENCE = {
-    "sharpe": 1.0,
-    "max_drawdown": 0.2,
-    "n_trades": 40,
-    "oos_sharpe": 1.1,
-    "oos_max_drawdown": 0.12,
-    "oos_n_trades": 12,
-    "oos_skew": -0.2,
-    "oos_kurtosis": 4.0,
-    "oos_n_periods": 500,
-    "trials": 1,
-}
-
-
-@pytest.fixture
-def stocked(engine):
-    ingest(engine, ArchBarSource())
-    return engine
+from tests.integration.runner_support import (
+    LENIENT,
+    SYMBOLS,
+    deploy,
+    research_run,
+    use_mlflow_store,
+)
 
 
 @pytest.fixture
 def store(settings, tmp_path, monkeypatch):
     """Settings on a fresh MLflow store of this test, with the model ``checked``."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.setenv("PRISM_MLRUNS_DIR", str(tmp_path))
+    use_mlflow_store(monkeypatch, tmp_path)
     return settings.model_copy(update={"mlruns_dir": tmp_path, "model_name": "checked"})
 
 
-def research_run(settings, strategy, bars, signature: ModelSignature | None = None) -> str:
-    """A research run as the notebooks log it (data tags, gate evidence, the strategy as a
-    pyfunc model with a signature), cheaply: no backtest, no tear sheet."""
-    with tracking.research_run(settings) as run_id:
-        tracking.log_data(bars)
-        tracking.log_metrics(EVIDENCE)
-        mlflow.set_tags({"prism.lookahead_check": "passed", "prism.parity_check": "passed"})
-        if signature is None:
-            tracking.log_strategy_model(strategy, bars)
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                info = mlflow.pyfunc.log_model(
-                    name=tracking.MODEL_ARTIFACT,
-                    python_model=StrategyModel(strategy.name, strategy_params(strategy)),
-                    signature=signature,
-                    pip_requirements=tracking.PIP_REQUIREMENTS,
-                )
-            mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
-    return run_id
-
-
-def deploy(engine) -> None:
-    deployments.upsert_deployment(
-        engine, deployments.Deployment("checked", SYMBOLS, "1d", 1_000_000.0, model_name="checked")
-    )
+def deploy_checked(engine) -> None:
+    deploy(engine, "checked", model_name="checked")
 
 
 def rows(engine, sql: str, **params) -> list:
@@ -105,7 +61,7 @@ def traded_versions(engine, time) -> list:
 def test_a_version_promoted_through_prism_trades(stocked, store, bundled_bars):
     run_id = research_run(store, SmaCrossover(fast=5, slow=20), bundled_bars)
     registry.promote(store, run_id, LENIENT, "alice", engine=stocked)
-    deploy(stocked)
+    deploy_checked(stocked)
     times = live.replay_times(stocked, list(SYMBOLS), 2)
 
     reports = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times]
@@ -122,7 +78,7 @@ def test_an_alias_set_by_hand_is_refused_once_and_the_previous_version_keeps_tra
     first = research_run(store, SmaCrossover(fast=5, slow=20), bundled_bars)
     second = research_run(store, SmaCrossover(fast=10, slow=40), bundled_bars)
     registry.promote(store, first, LENIENT, "alice", engine=stocked)
-    deploy(stocked)
+    deploy_checked(stocked)
     times = live.replay_times(stocked, list(SYMBOLS), 4)
     before = cycle.run_cycle(stocked, store, "checked", as_of=times[0])
     client = MlflowClient(store.mlflow_tracking_uri)
@@ -161,7 +117,7 @@ def test_a_version_whose_signature_rejects_the_bars_is_refused_and_nothing_trade
     )
     run_id = research_run(store, strategy, bundled_bars, signature=needs_vwap)
     promotion = registry.promote(store, run_id, LENIENT, "alice", engine=stocked)
-    deploy(stocked)
+    deploy_checked(stocked)
     times = live.replay_times(stocked, list(SYMBOLS), 2)
 
     reports = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times]

@@ -9,34 +9,14 @@ import math
 import pytest
 from sqlalchemy import text
 
-from prism import cycle, deployments, live
-from prism.data.sources import ArchBarSource
-from prism.data.store import ingest
+from prism import cycle, live
 from prism.errors import ConfigError
-from prism.strategies import SmaCrossover
+from tests.integration.runner_support import SYMBOLS, FixedSource, deploy
 
-SYMBOLS = ("SPX", "NDX")
 PARTICIPATION = 2e-8
 """Of a bar's volume (SPX and NDX trade billions a day): some tens of units, under what half a
 million of capital buys, so the cap binds on the opening orders."""
 LOT = 1.0
-
-
-class FixedSource:
-    strategy = SmaCrossover(fast=5, slow=20)
-
-    def current(self, alias: str) -> tuple[str, str]:
-        return "test-model", "1"
-
-    def load(self, alias: str, version: str) -> live.LiveStrategy:
-        s = self.strategy
-        return live.LiveStrategy(s.name, "test-model", version, s.warmup, s.target_weights)
-
-
-def _deploy(engine, name: str, **params) -> None:
-    deployments.upsert_deployment(
-        engine, deployments.Deployment(name, SYMBOLS, "1d", 1_000_000.0, params=params)
-    )
 
 
 def _run(engine, settings, name: str, bars: int = 60) -> None:
@@ -58,15 +38,9 @@ def _fills(engine, name: str) -> list:
         ).all()
 
 
-@pytest.fixture
-def stocked(engine):
-    ingest(engine, ArchBarSource())
-    return engine
-
-
 def test_fills_are_capped_at_the_bars_volume_share_and_the_rest_retraded(stocked, settings):
-    _deploy(stocked, "capped", participation=PARTICIPATION, lot=LOT)
-    _deploy(stocked, "free", lot=LOT)
+    deploy(stocked, "capped", participation=PARTICIPATION, lot=LOT)
+    deploy(stocked, "free", lot=LOT)
     _run(stocked, settings, "capped")
     _run(stocked, settings, "free")
 
@@ -97,4 +71,4 @@ def test_fills_are_capped_at_the_bars_volume_share_and_the_rest_retraded(stocked
 @pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, "a lot"])
 def test_a_participation_outside_zero_to_one_is_refused(engine, bad):
     with pytest.raises(ConfigError, match="participation"):
-        _deploy(engine, "bad", participation=bad)
+        deploy(engine, "bad", participation=bad)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pandas as pd
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -13,38 +12,19 @@ from typer.testing import CliRunner
 from prism import cycle, deployments, live
 from prism.broker import PaperBroker
 from prism.cli import app
-from prism.data.sources import ArchBarSource
-from prism.data.store import ingest
 from prism.reconcile import reconcile
-
-SYMBOLS = ("SPX", "NDX")
-
-
-def hold_forty_percent(bars: pd.DataFrame) -> pd.DataFrame:
-    """Target weights of a model that always holds 40% of equity in each symbol."""
-    return bars[["time", "symbol"]].assign(weight=0.4)
-
-
-class FixedSource:
-    """A fixed-weight model as the deployment's (no registry needed)."""
-
-    def current(self, alias: str) -> tuple[str, str]:
-        return "test-model", "1"
-
-    def load(self, alias: str, version: str) -> live.LiveStrategy:
-        return live.LiveStrategy("fixed", "test-model", version, 1, hold_forty_percent)
+from tests.integration.runner_support import SYMBOLS, FortyPercentSource, deploy
 
 
 @pytest.fixture
-def traded(engine, settings):
+def traded(stocked, settings):
     """A deployment that has traded 5 daily bars on the paper broker, so both the ledger and
     the broker hold positions."""
-    ingest(engine, ArchBarSource())
-    deployments.upsert_deployment(engine, deployments.Deployment("rec", SYMBOLS, "1d", 1_000_000.0))
-    source = FixedSource()
-    for t in live.replay_times(engine, list(SYMBOLS), 5):
-        cycle.run_cycle(engine, settings, "rec", as_of=t, source=source)
-    return engine
+    deploy(stocked, "rec")
+    source = FortyPercentSource()
+    for t in live.replay_times(stocked, list(SYMBOLS), 5):
+        cycle.run_cycle(stocked, settings, "rec", as_of=t, source=source)
+    return stocked
 
 
 def ledger_positions(engine) -> dict[str, Decimal]:

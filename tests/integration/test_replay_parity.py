@@ -26,64 +26,39 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-import mlflow
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from prism import deployments, live, registry, risk, tracking
+from prism import live, registry
 from prism.backtest import BacktestConfig, BacktestResult, run_backtest
 from prism.cli import app
-from prism.config import GateSettings, Settings
-from prism.data.sources import ArchBarSource
-from prism.data.store import ingest
+from prism.config import Settings
 from prism.errors import DataUnavailable
 from prism.replay import replay_window
 from prism.strategies import SmaCrossover
+from tests.integration.runner_support import (
+    CAPITAL,
+    COSTS,
+    LENIENT,
+    SYMBOLS,
+    FixedSource,
+    deploy,
+    loosen_limits,
+    research_run,
+    use_mlflow_store,
+)
 
-SYMBOLS = ("SPX", "NDX")
-CAPITAL = 1_000_000.0
-COSTS = {"commission_bps": 5.0, "slippage_bps": 3.0, "commission_per_share": 0.01}
-LOOSE_LIMITS = {
-    "max_position_pct": 10.0,
-    "max_gross_exposure": 10.0,
-    "max_net_exposure": 10.0,
-    "max_order_notional": 1e12,
-    "daily_loss_limit": 1.0,
-    "max_drawdown": 1.0,
-}
-LENIENT = GateSettings(min_sharpe=0.0, max_drawdown=0.9, min_trades=1, min_deflated_sharpe=0.0)
-
-
-class FixedSource:
-    """One SMA crossover as the deployment's model: the registry is bypassed on purpose, so the
-    parity shown is that of the cycle, not of model loading (the CLI test covers that)."""
-
-    def __init__(self, strategy: SmaCrossover) -> None:
-        self.strategy = strategy
-
-    def current(self, alias: str) -> tuple[str, str]:
-        return "parity-model", "1"
-
-    def load(self, alias: str, version: str) -> live.LiveStrategy:
-        s = self.strategy
-        return live.LiveStrategy(s.name, "parity-model", version, s.warmup, s.target_weights)
+MODEL = "parity-model"
+"""The deployment's model: the registry is bypassed on purpose (:class:`FixedSource`), so the
+parity shown is that of the cycle, not of model loading (the CLI test covers that)."""
 
 
 @pytest.fixture
-def stocked(engine: Engine) -> Engine:
-    ingest(engine, ArchBarSource())
-    with engine.begin() as conn:
-        for key, value in LOOSE_LIMITS.items():
-            risk.set_limit(conn, key, value, "parity test")
-    return engine
-
-
-def _deploy(engine: Engine, name: str, model_name: str | None = None) -> None:
-    deployments.upsert_deployment(
-        engine, deployments.Deployment(name, SYMBOLS, "1d", CAPITAL, model_name=model_name)
-    )
+def stocked(stocked: Engine) -> Engine:
+    loosen_limits(stocked, "parity test")
+    return stocked
 
 
 def _backtest(
@@ -167,11 +142,11 @@ def _assert_replay_equals_backtest(
 def test_a_replay_trades_exactly_what_the_backtest_trades(stocked, settings, bundled_bars):
     costly = settings.model_copy(update=COSTS)
     strategy = SmaCrossover(fast=5, slow=20)
-    _deploy(stocked, "parity")
+    deploy(stocked, "parity")
     times = live.replay_times(stocked, list(SYMBOLS), 250)
 
     summary = replay_window(
-        costly, "parity", times[0], times[-1], engine=stocked, source=FixedSource(strategy)
+        costly, "parity", times[0], times[-1], engine=stocked, source=FixedSource(strategy, MODEL)
     )
 
     assert summary["bars"] == len(times)
@@ -186,25 +161,7 @@ def _promote(
     settings: Settings, strategy: SmaCrossover, bars: pd.DataFrame, engine: Engine
 ) -> None:
     """Log ``strategy`` as a research run's model and promote it to champion."""
-    with tracking.research_run(settings):
-        tracking.log_data(bars)
-        tracking.log_metrics(
-            {
-                "sharpe": 1.0,
-                "max_drawdown": 0.2,
-                "n_trades": 40,
-                "oos_sharpe": 1.1,
-                "oos_max_drawdown": 0.12,
-                "oos_n_trades": 12,
-                "oos_skew": -0.2,
-                "oos_kurtosis": 4.0,
-                "oos_n_periods": 500,
-                "trials": 1,
-            }
-        )
-        mlflow.set_tags({"prism.lookahead_check": "passed", "prism.parity_check": "passed"})
-        run_id = str(mlflow.active_run().info.run_id)  # type: ignore[union-attr]
-        tracking.log_strategy_model(strategy, bars)
+    run_id = research_run(settings, strategy, bars)
     promotion = registry.promote(settings, run_id, LENIENT, "parity test", engine=engine)
     assert promotion.promoted, promotion.failed()
 
@@ -212,14 +169,13 @@ def _promote(
 def test_the_replay_command_trades_the_promoted_model_like_the_backtest(
     stocked, settings, bundled_bars, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.setenv("PRISM_MLRUNS_DIR", str(tmp_path))
+    use_mlflow_store(monkeypatch, tmp_path)
     for key, value in COSTS.items():
         monkeypatch.setenv(f"PRISM_{key.upper()}", str(value))
     store = Settings(model_name="replay-cli")
     strategy = SmaCrossover(fast=5, slow=20)
     _promote(store, strategy, bundled_bars, stocked)
-    _deploy(stocked, "cli", model_name="replay-cli")
+    deploy(stocked, "cli", model_name="replay-cli")
     times = live.replay_times(stocked, list(SYMBOLS), 80)
 
     result = CliRunner().invoke(
@@ -249,7 +205,7 @@ def test_the_replay_command_trades_the_promoted_model_like_the_backtest(
 
 
 def test_a_replay_window_without_bars_is_refused_with_the_reason(stocked, settings):
-    _deploy(stocked, "empty")
+    deploy(stocked, "empty")
 
     result = CliRunner().invoke(
         app,

@@ -12,12 +12,9 @@ import sys
 import pytest
 from sqlalchemy import text
 
-from prism import cycle, deployments, live
-from prism.data.sources import ArchBarSource
-from prism.data.store import ingest
-from prism.strategies import SmaCrossover
+from prism import cycle, live
+from tests.integration.runner_support import SYMBOLS, FixedSource, deploy
 
-SYMBOLS = ("SPX", "NDX")
 BARS = 40
 KILLS = [
     "after_fill:2",
@@ -50,17 +47,8 @@ engine = open_database(settings)
 for as_of in live.replay_times(engine, ["SPX", "NDX"], int(sys.argv[2])):
     cycle.run_cycle(engine, settings, sys.argv[1], as_of=as_of, source=Source())
 """
-
-
-class Source:
-    strategy = SmaCrossover(fast=5, slow=20)
-
-    def current(self, alias: str) -> tuple[str, str]:
-        return "test-model", "1"
-
-    def load(self, alias: str, version: str) -> live.LiveStrategy:
-        s = self.strategy
-        return live.LiveStrategy(s.name, "test-model", version, s.warmup, s.target_weights)
+"""The crashed runner's script: self-contained, as it runs in a subprocess; its source is
+:class:`tests.integration.runner_support.FixedSource`'s default, the clean run's."""
 
 
 def _child(deployment: str, kill_at: str | None) -> int:
@@ -98,18 +86,15 @@ def _state(engine, deployment: str) -> dict[str, list]:
 
 
 @pytest.fixture
-def stocked(engine, settings):
-    ingest(engine, ArchBarSource())
+def stocked(stocked):
     for name in ("clean", "crash"):
-        deployments.upsert_deployment(
-            engine, deployments.Deployment(name, SYMBOLS, "1d", 1_000_000.0)
-        )
-    return engine
+        deploy(stocked, name)
+    return stocked
 
 
 def test_a_runner_killed_at_every_step_ends_as_an_uninterrupted_one(stocked, settings):
     for as_of in live.replay_times(stocked, list(SYMBOLS), BARS):
-        cycle.run_cycle(stocked, settings, "clean", as_of=as_of, source=Source())
+        cycle.run_cycle(stocked, settings, "clean", as_of=as_of, source=FixedSource())
     clean = _state(stocked, "clean")
     assert len(clean["orders"]) >= 4 and clean["fills"], "the window must trade"
 

@@ -13,16 +13,12 @@ import socket
 import threading
 from collections.abc import Iterator
 
-import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from prism import cycle, deployments, live
-from prism.data.sources import ArchBarSource
-from prism.data.store import ingest
-
-SYMBOLS = ("SPX", "NDX")
+from tests.integration.runner_support import SYMBOLS, FortyPercentSource, deploy
 
 
 class FlakyRelay:
@@ -104,19 +100,6 @@ def relay_engine(engine) -> Iterator:
         relay.close()
 
 
-def hold_forty_percent(bars: pd.DataFrame) -> pd.DataFrame:
-    """Target weights of a model that always holds 40% of equity in each symbol."""
-    return bars[["time", "symbol"]].assign(weight=0.4)
-
-
-class FixedSource:
-    def current(self, alias: str) -> tuple[str, str]:
-        return "test-model", "1"
-
-    def load(self, alias: str, version: str) -> live.LiveStrategy:
-        return live.LiveStrategy("fixed", "test-model", version, 1, hold_forty_percent)
-
-
 @pytest.fixture
 def fast(settings):
     """Settings retrying a cycle 3 times with millisecond backoff."""
@@ -124,13 +107,10 @@ def fast(settings):
 
 
 @pytest.fixture
-def stocked(engine):
-    ingest(engine, ArchBarSource())
+def stocked(stocked):
     for name in ("out", "reference"):
-        deployments.upsert_deployment(
-            engine, deployments.Deployment(name, SYMBOLS, "1d", 1_000_000.0)
-        )
-    return engine
+        deploy(stocked, name)
+    return stocked
 
 
 def orders(engine, deployment: str) -> list[tuple]:
@@ -160,8 +140,10 @@ def test_an_outage_shorter_than_the_retries_trades_normally(stocked, fast, relay
     flaky, relay = relay_engine(drop=2)
     as_of = live.replay_times(stocked, list(SYMBOLS), 1)[-1]
 
-    report = cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FixedSource())
-    reference = cycle.run_cycle(stocked, fast, "reference", as_of=as_of, source=FixedSource())
+    report = cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FortyPercentSource())
+    reference = cycle.run_cycle(
+        stocked, fast, "reference", as_of=as_of, source=FortyPercentSource()
+    )
 
     assert relay.dropped == 2 and relay.relayed > 0
     assert (report.outcome, report.orders) == ("traded", reference.orders)
@@ -175,7 +157,7 @@ def test_an_outage_through_every_retry_halts_with_a_critical_alert(stocked, fast
     as_of = live.replay_times(stocked, list(SYMBOLS), 1)[-1]
 
     with pytest.raises(cycle.DatabaseOutage, match="deployment halted"):
-        cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FixedSource())
+        cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FortyPercentSource())
 
     assert relay.dropped == fast.runner_db_attempts
     halted = deployments.get_deployment(stocked, "out")
@@ -189,7 +171,7 @@ def test_an_outage_that_never_ends_raises_without_a_halt(stocked, fast, relay_en
     as_of = live.replay_times(stocked, list(SYMBOLS), 1)[-1]
 
     with pytest.raises(cycle.DatabaseOutage, match="could not record the halt"):
-        cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FixedSource())
+        cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FortyPercentSource())
 
     assert relay.dropped == fast.runner_db_attempts + 1 and relay.relayed == 0
     assert not deployments.get_deployment(stocked, "out").halted
