@@ -1,11 +1,14 @@
-"""One live trading cycle, in three idempotent steps the runner's Prefect flow composes:
+"""The steps of one live trading cycle, which :func:`prism.cycle.run_cycle` composes:
 
-1. :func:`fill_open_orders` — ask the broker for fills of orders sent earlier, book them;
-2. :func:`decide` — run the strategy on the newest bars, size orders with the backtest's own
-   rebalancing rule, record one audit decision per symbol and send the orders;
-3. :func:`snapshot` — value the portfolio at the bar's close.
+- :func:`recover_pending` — settle orders a crashed cycle recorded but may not have sent, by
+  asking the broker for their client order id;
+- :func:`fill_open_orders` — ask the broker for fills of orders sent earlier, book them;
+- :func:`snapshot` — value the portfolio at the bar's close;
+- :func:`decide` — refuse bars with open gaps or a stale feed (:func:`check_data`), run the
+  strategy on the newest bars, size orders with the backtest's own rebalancing rule, pass them
+  through the pre-trade risk checks, record one audit decision per symbol and send the orders.
 
-Repeating a cycle for the same bar changes nothing: orders, fills, decisions and snapshots are
+Repeating a step for the same bar changes nothing: orders, fills, decisions and snapshots are
 keyed by the deployment, the symbol and the bar time.
 """
 
