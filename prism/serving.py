@@ -93,6 +93,26 @@ def local_prefect_server(settings: Settings) -> Iterator[str]:
                 server.wait()
 
 
+def ensure_process_pool(name: str) -> bool:
+    """Create the process work pool ``name`` with Prefect's default job template unless it
+    exists; return whether it was created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+            return False
+        except ObjectNotFound:
+            template = ProcessWorker.get_default_base_job_template()
+            client.create_work_pool(
+                WorkPoolCreate(name=name, type="process", base_job_template=template)
+            )
+            return True
+
+
 def ingest_deployment_bars(
     engine: Engine,
     now: pd.Timestamp | None = None,

@@ -3,8 +3,8 @@
 ``prism runner serve`` runs this. With ``PREFECT_API_URL`` unset it first starts a local Prefect
 server (its database under the workspace, see :func:`prism.serving.local_prefect_server`) and
 stops it on exit; in Docker Compose ``PREFECT_API_URL`` points at the compose file's server.
-Intervals come from the settings (``PRISM_RUNNER_CYCLE_SECONDS``, ``..._INGEST_SECONDS``);
-the daily report runs at 22:30 UTC on weekdays, maintenance at 03:00 UTC.
+The schedules are :func:`runner.schedules.runner_schedules`, shared with ``runner.deploy`` (the
+work-pool alternative Docker Compose uses).
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from prism.serving import local_prefect_server  # noqa: E402
 
 
 def deployments_to_serve() -> list[Any]:
-    """Return the Prefect deployments ``serve`` runs (one per flow, not per symbol)."""
-    from runner.flows import daily_report, ingest_bars, maintenance, reconcile, trade_all
+    """Return the Prefect deployments ``serve`` runs (one per flow, not per symbol), on the
+    schedules shared with ``runner.deploy`` (:func:`runner.schedules.runner_schedules`)."""
+    from runner import flows
+    from runner.schedules import runner_schedules
 
-    settings = load_settings()
     return [
-        ingest_bars.to_deployment(name="ingest", interval=settings.runner_ingest_seconds),
-        trade_all.to_deployment(name="trade", interval=settings.runner_cycle_seconds),
-        reconcile.to_deployment(name="reconcile", interval=settings.runner_cycle_seconds),
-        daily_report.to_deployment(name="daily", cron="30 22 * * 1-5"),
-        maintenance.to_deployment(name="maintenance", cron="0 3 * * *"),
+        getattr(flows, item.flow).to_deployment(
+            name=item.name, interval=item.interval, cron=item.cron
+        )
+        for item in runner_schedules(load_settings())
     ]
 
 

@@ -55,12 +55,18 @@ def test_compose_runs_the_full_stack_against_timescaledb():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
 
-    assert {"db", "mlflow", "prefect", "runner", "dashboard", "jupyter"} <= set(services)
+    assert {"db", "mlflow", "prefect", "deploy", "runner", "dashboard", "jupyter"} <= set(services)
     assert services["db"]["image"].startswith("timescale/timescaledb")
     for name in ("runner", "dashboard", "jupyter"):
         environment = services[name]["environment"]
         assert environment["PRISM_DATABASE_URL"].endswith("@db:5432/prism")
         assert environment["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert services["deploy"]["command"].startswith("python -m runner.deploy --pool prism")
+    assert services["runner"]["command"] == "prefect worker start --pool prism --type process"
+    assert services["runner"]["depends_on"]["deploy"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["deploy"]["environment"]["PREFECT_API_URL"] == "http://prefect:4200/api"
     dockerfile = ROOT / services["runner"]["build"]["dockerfile"]
     assert "requirements.lock" in dockerfile.read_text()
 
