@@ -83,9 +83,15 @@ def migrated_engine(settings: Settings) -> Engine:
 
 @pytest.fixture
 def engine(migrated_engine: Engine) -> Engine:
-    """The migrated engine, with every Prism table emptied before the test (the tables are
-    read from the catalog, so a new migration's tables are emptied too)."""
-    with migrated_engine.begin() as conn:
+    """The migrated engine, with every Prism table emptied before the test."""
+    empty_tables(migrated_engine)
+    return migrated_engine
+
+
+def empty_tables(engine: Engine) -> None:
+    """Empty every Prism table but KEPT_TABLES (read from the catalog, so a new migration's
+    tables are emptied too)."""
+    with engine.begin() as conn:
         tables = conn.execute(
             text(
                 "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
@@ -95,7 +101,6 @@ def engine(migrated_engine: Engine) -> Engine:
             {"schemas": list(PRISM_SCHEMAS), "kept": list(KEPT_TABLES)},
         ).scalars()
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-    return migrated_engine
 
 
 @pytest.fixture(scope="session")

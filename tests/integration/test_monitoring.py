@@ -22,7 +22,7 @@ from prism.db.rollups import refresh_rollups
 from prism.events import record_event
 from prism.monitoring import access, health, orders, overview, positions, prices, risk
 from prism.strategies import SmaCrossover
-from tests.conftest import KEPT_TABLES, PRISM_SCHEMAS
+from tests.conftest import empty_tables
 
 SYMBOLS = ("SPX", "NDX")
 DEPLOYMENT = "watched"
@@ -30,25 +30,12 @@ CAPITAL = Decimal("1000000")
 COSTS = {"commission_bps": 5.0, "slippage_bps": 3.0, "commission_per_share": 0.0}
 
 
-def _empty(engine: Engine) -> None:
-    with engine.begin() as conn:
-        tables = conn.execute(
-            text(
-                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
-                " WHERE schemaname = ANY(:schemas)"
-                " AND schemaname || '.' || tablename <> ALL(:kept)"
-            ),
-            {"schemas": list(PRISM_SCHEMAS), "kept": list(KEPT_TABLES)},
-        ).scalars()
-        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-
-
 @pytest.fixture(scope="module")
 def replayed(migrated_engine: Engine) -> Engine:
     """The bundled bars and 60 replayed daily cycles of one paper deployment (July to September
     2018, a rising market, so the book still holds positions at the end)."""
     engine = migrated_engine
-    _empty(engine)
+    empty_tables(engine)
     ingest(engine, ArchBarSource())
     strategy = SmaCrossover(fast=5, slow=20)
     config = live.LiveConfig(deployment=DEPLOYMENT, symbols=SYMBOLS, capital=1e6, **COSTS)
