@@ -16,9 +16,13 @@ pytestmark = pytest.mark.timeout(600)
 
 def test_a_failed_trade_cycle_flow_is_an_error_alert(engine, settings):
     export_service_environment(settings)
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP
+    from prefect.settings import temporary_settings
+
     from runner.flows import trade_cycle
 
-    with pytest.raises(ConfigError, match="nowhere"):
+    # Prefect reads its settings when first imported, maybe before this test set the variable
+    with temporary_settings({STARTUP: 300}), pytest.raises(ConfigError, match="nowhere"):
         asyncio.run(trade_cycle(deployment="nowhere"))
 
     with engine.connect() as conn:
