@@ -109,79 +109,106 @@ def expected_times(
     return grid[(grid >= first) & (grid <= last)]
 
 
-def missing_ranges(
-    symbol: str, timeframe: str, expected: pd.DatetimeIndex, stored: np.ndarray
-) -> list[Gap]:
-    """Return the runs of ``expected`` times absent from ``stored`` (int64 µs since the epoch)."""
+_STEP_OF_TIMEFRAME = " ".join(
+    f"WHEN '{frame}' THEN interval '{int(pd.Timedelta(freq).total_seconds())} seconds'"
+    for frame, freq in STEPS.items()
+)
+_JUMPS = text(
+    f"""
+    SELECT s.symbol, s.timeframe, coalesce(a.calendar, 'XNYS') AS calendar,
+           (extract(epoch FROM s.time) * 1000000)::bigint AS at,
+           (extract(epoch FROM s.next) * 1000000)::bigint AS next,
+           s.previous IS NULL AS opens
+    FROM (
+        SELECT o.symbol, o.timeframe, o.time,
+               lag(o.time) OVER w AS previous, lead(o.time) OVER w AS next
+        FROM market_data.ohlcv o
+        WHERE (CAST(:symbols AS text[]) IS NULL OR o.symbol = ANY(CAST(:symbols AS text[])))
+          AND (CAST(:timeframe AS text) IS NULL OR o.timeframe = :timeframe)
+          AND (CAST(:start AS timestamptz) IS NULL OR o.time >= CAST(:start AS timestamptz))
+          AND (CAST(:end AS timestamptz) IS NULL OR o.time <= CAST(:end AS timestamptz))
+        WINDOW w AS (PARTITION BY o.symbol, o.timeframe ORDER BY o.time)
+    ) s
+    LEFT JOIN market_data.assets a ON a.symbol = s.symbol
+    WHERE s.previous IS NULL OR s.next IS NULL
+       OR s.next - s.time > CASE s.timeframe {_STEP_OF_TIMEFRAME} END
+    ORDER BY 1, 2, 4
+    """
+)
+
+
+@dataclass(frozen=True)
+class Jumps:
+    """One stored series reduced to what its gaps depend on: its first and last bar, and each
+    pair of consecutive bars further apart than one step (all as int64 µs since the epoch)."""
+
+    symbol: str
+    timeframe: str
+    calendar: str
+    first: int
+    last: int
+    after: np.ndarray
+    before: np.ndarray
+
+
+def series_jumps(
+    engine: Engine,
+    symbols: Iterable[str] | None = None,
+    timeframe: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[Jumps]:
+    """Return the :class:`Jumps` of every stored series (or of ``symbols`` / ``timeframe``),
+    counting only bars in ``[start, end]`` when given. The database finds the jumps with one
+    window scan, so a few hundred rows per series-year come back, not every bar."""
+    params = {
+        "symbols": None if symbols is None else list(symbols),
+        "timeframe": timeframe,
+        "start": start,
+        "end": end,
+    }
+    with engine.connect() as conn:
+        rows = conn.execute(_JUMPS, params).all()
+    by_series: dict[tuple[str, str, str], list[tuple[int, int | None, bool]]] = {}
+    for symbol, frame, calendar, at, following, opens in rows:
+        by_series.setdefault((str(symbol), str(frame), str(calendar)), []).append(
+            (int(at), None if following is None else int(following), bool(opens))
+        )
+    found = []
+    for (symbol, frame, calendar), marks in by_series.items():
+        step = pd.Timedelta(STEPS[frame]).value // 1000
+        pairs = [(at, nxt) for at, nxt, _ in marks if nxt is not None and nxt - at > step]
+        found.append(
+            Jumps(
+                symbol,
+                frame,
+                calendar,
+                first=min(at for at, _, opens in marks if opens),
+                last=max(at for at, nxt, _ in marks if nxt is None),
+                after=np.asarray([at for at, _ in pairs], dtype=np.int64),
+                before=np.asarray([nxt for _, nxt in pairs], dtype=np.int64),
+            )
+        )
+    return found
+
+
+def missing_in_jumps(jumps: Jumps, expected: pd.DatetimeIndex) -> list[Gap]:
+    """Return the runs of ``expected`` times that fall strictly inside ``jumps``; runs with
+    no expected time stored between them (only an off-calendar bar) are one gap."""
     grid = expected.as_unit("us").asi8
-    absent = np.flatnonzero(~np.isin(grid, stored, assume_unique=True))
-    if not absent.size:
+    lower = np.searchsorted(grid, jumps.after, side="right")
+    upper = np.searchsorted(grid, jumps.before, side="left")
+    holes = upper > lower
+    lower, upper = lower[holes], upper[holes]
+    if not lower.size:
         return []
-    breaks = np.flatnonzero(np.diff(absent) > 1)
-    starts = np.concatenate(([0], breaks + 1))
-    ends = np.concatenate((breaks, [absent.size - 1]))
-    firsts, lasts = expected[absent[starts]], expected[absent[ends]]
-    counts = (ends - starts + 1).tolist()
+    breaks = np.flatnonzero(lower[1:] != upper[:-1])
+    firsts = lower[np.concatenate(([0], breaks + 1))]
+    ends = upper[np.concatenate((breaks, [upper.size - 1]))]
     return [
-        Gap(symbol, timeframe, first, last, count)
-        for first, last, count in zip(firsts, lasts, counts, strict=True)
+        Gap(jumps.symbol, jumps.timeframe, expected[first], expected[end - 1], int(end - first))
+        for first, end in zip(firsts.tolist(), ends.tolist(), strict=True)
     ]
-
-
-def series_calendars(
-    engine: Engine, symbols: Iterable[str] | None = None, timeframe: str | None = None
-) -> list[tuple[str, str, str]]:
-    """Return (symbol, timeframe, calendar) of every stored bar series, optionally filtered;
-    a symbol without an asset row takes the table's default calendar, XNYS."""
-    query = text(
-        "SELECT s.symbol, s.timeframe, coalesce(a.calendar, 'XNYS') FROM ("
-        "  SELECT DISTINCT symbol, timeframe FROM market_data.ohlcv"
-        "  WHERE (CAST(:symbols AS text[]) IS NULL OR symbol = ANY(CAST(:symbols AS text[])))"
-        "    AND (CAST(:timeframe AS text) IS NULL OR timeframe = :timeframe)"
-        ") s LEFT JOIN market_data.assets a USING (symbol) ORDER BY 1, 2"
-    )
-    params = {"symbols": None if symbols is None else list(symbols), "timeframe": timeframe}
-    with engine.connect() as conn:
-        return [(str(r[0]), str(r[1]), str(r[2])) for r in conn.execute(query, params)]
-
-
-def stored_times(
-    engine: Engine,
-    symbol: str,
-    timeframe: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
-) -> np.ndarray:
-    """Return the sorted bar times of one series in ``[start, end]`` as int64 µs since the epoch."""
-    query = text(
-        "SELECT (extract(epoch FROM time) * 1000000)::bigint FROM market_data.ohlcv "
-        "WHERE symbol = :symbol AND timeframe = :timeframe "
-        "AND (CAST(:start AS timestamptz) IS NULL OR time >= CAST(:start AS timestamptz)) "
-        "AND (CAST(:end AS timestamptz) IS NULL OR time <= CAST(:end AS timestamptz)) "
-        "ORDER BY time"
-    )
-    params = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end}
-    with engine.connect() as conn:
-        rows = conn.execute(query, params).scalars().all()
-    return np.asarray(rows, dtype=np.int64)
-
-
-def series_gaps(
-    engine: Engine,
-    symbol: str,
-    timeframe: str,
-    calendar: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
-) -> list[Gap]:
-    """Return the gaps of one series between its first and last stored bar in ``[start, end]``."""
-    stored = stored_times(engine, symbol, timeframe, start, end)
-    if stored.size < 2:
-        return []
-    first, last = (pd.Timestamp(int(t), unit="us", tz="UTC") for t in (stored[0], stored[-1]))
-    return missing_ranges(
-        symbol, timeframe, expected_times(calendar, timeframe, first, last), stored
-    )
 
 
 def find_gaps(
@@ -192,60 +219,18 @@ def find_gaps(
     end: datetime | None = None,
 ) -> list[Gap]:
     """Return the open gaps of every stored series (or of ``symbols`` / ``timeframe``),
-    looking only at bars in ``[start, end]`` when given. With a ``start`` (a bounded window,
-    as a trade cycle's data check asks) all series come in one query; without one, one query
-    per series, so a whole-table scan never holds every bar in memory at once."""
-    if start is not None:
-        return window_gaps(engine, symbols, timeframe, start, end)
-    return [
-        gap
-        for symbol, frame, calendar in series_calendars(engine, symbols, timeframe)
-        for gap in series_gaps(engine, symbol, frame, calendar, start, end)
-    ]
-
-
-def window_gaps(
-    engine: Engine,
-    symbols: Iterable[str] | None,
-    timeframe: str | None,
-    start: datetime,
-    end: datetime | None = None,
-) -> list[Gap]:
-    """Return what :func:`series_gaps` finds for each series of ``symbols`` / ``timeframe``
-    between its first and last bar in ``[start, end]``, reading all of them in one query and
-    building each calendar's expected grid once per distinct span."""
-    query = text(
-        "SELECT o.symbol, o.timeframe, coalesce(a.calendar, 'XNYS'), "
-        "(extract(epoch FROM o.time) * 1000000)::bigint FROM market_data.ohlcv o "
-        "LEFT JOIN market_data.assets a USING (symbol) "
-        "WHERE (CAST(:symbols AS text[]) IS NULL OR o.symbol = ANY(CAST(:symbols AS text[]))) "
-        "AND (CAST(:timeframe AS text) IS NULL OR o.timeframe = :timeframe) "
-        "AND o.time >= CAST(:start AS timestamptz) "
-        "AND (CAST(:end AS timestamptz) IS NULL OR o.time <= CAST(:end AS timestamptz)) "
-        "ORDER BY 1, 2, o.time"
-    )
-    params = {
-        "symbols": None if symbols is None else list(symbols),
-        "timeframe": timeframe,
-        "start": start,
-        "end": end,
-    }
-    with engine.connect() as conn:
-        rows = conn.execute(query, params).all()
-    series: dict[tuple[str, str, str], list[int]] = {}
-    for symbol, frame, calendar, micros in rows:
-        series.setdefault((str(symbol), str(frame), str(calendar)), []).append(int(micros))
+    looking only at bars in ``[start, end]`` when given. Each calendar's expected grid is
+    built once per distinct span, so many symbols on one exchange share it."""
     grids: dict[tuple[str, str, int, int], pd.DatetimeIndex] = {}
     gaps: list[Gap] = []
-    for (symbol, frame, calendar), times in series.items():
-        if len(times) < 2:
+    for jumps in series_jumps(engine, symbols, timeframe, start, end):
+        if not jumps.after.size:
             continue
-        stored = np.asarray(times, dtype=np.int64)
-        key = (calendar, frame, int(stored[0]), int(stored[-1]))
+        key = (jumps.calendar, jumps.timeframe, jumps.first, jumps.last)
         if key not in grids:
             first, last = (pd.Timestamp(t, unit="us", tz="UTC") for t in key[2:])
-            grids[key] = expected_times(calendar, frame, first, last)
-        gaps.extend(missing_ranges(symbol, frame, grids[key], stored))
+            grids[key] = expected_times(jumps.calendar, jumps.timeframe, first, last)
+        gaps.extend(missing_in_jumps(jumps, grids[key]))
     return gaps
 
 
@@ -387,8 +372,13 @@ def source_before(engine: Engine, gap: Gap) -> str:
 
 
 def _count_stored(engine: Engine, gap: Gap) -> int:
-    stored = stored_times(engine, gap.symbol, gap.timeframe, gap.start, gap.end)
-    return int(stored.size)
+    query = text(
+        "SELECT count(*) FROM market_data.ohlcv WHERE symbol = :symbol "
+        "AND timeframe = :timeframe AND time BETWEEN :start AND :end"
+    )
+    params = {"symbol": gap.symbol, "timeframe": gap.timeframe, "start": gap.start, "end": gap.end}
+    with engine.connect() as conn:
+        return int(conn.execute(query, params).scalar_one())
 
 
 def backfill_gap(

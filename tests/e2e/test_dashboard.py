@@ -75,6 +75,8 @@ def _register(settings: Settings, name: str, metrics: dict[str, float], alias: s
 def workspace_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Build the workspace (see the module docstring); yield the environment that points at it."""
     root = tmp_path_factory.mktemp("monitoring")
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so an earlier test's store may linger
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
     settings = Settings(home=root / "home", mlruns_dir=root / "mlruns", database_url=None)
     engine = open_database(settings)
     ingest(engine, ArchBarSource())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
@@ -21,7 +22,7 @@ from prism.data.gaps import (
     ingest_and_heal,
 )
 from prism.data.sources import ArchBarSource, Asset
-from prism.data.store import ingest
+from prism.data.store import ingest, upsert_assets, upsert_bars
 
 UTC = "UTC"
 HOLE = ["2018-12-24", "2018-12-26", "2018-12-27"]
@@ -214,3 +215,80 @@ def test_ingesting_a_feed_backfills_the_hour_it_was_down(engine):
     assert full.fetches == 1
     assert find_gaps(engine) == []
     assert len(_bars(engine, "ETH/USDT")) == 24
+
+
+def _reference_gaps(
+    symbol: str, timeframe: str, expected: pd.DatetimeIndex, stored: pd.DatetimeIndex
+) -> list[Gap]:
+    """Expected minus stored, grouped into runs consecutive in ``expected``: the definition of a
+    gap, computed the plain way from every timestamp."""
+    have = set(stored)
+    runs: list[list[pd.Timestamp]] = []
+    previous_missing = False
+    for moment in expected:
+        missing = moment not in have
+        if missing and previous_missing:
+            runs[-1].append(moment)
+        elif missing:
+            runs.append([moment])
+        previous_missing = missing
+    return [Gap(symbol, timeframe, run[0], run[-1], len(run)) for run in runs]
+
+
+def test_random_holes_in_minute_bars_are_found_as_the_timestamp_by_timestamp_definition(engine):
+    rng = np.random.default_rng(11)
+    week = {
+        "AAA": expected_times("XNYS", "1m", _day("2024-07-01"), _day("2024-07-09")),
+        "BTC/USDT": expected_times("24/7", "1m", _day("2024-07-01"), _day("2024-07-03")),
+    }
+    upsert_assets(engine, [Asset("BTC/USDT", "BTC/USDT", asset_class="crypto", calendar="24/7")])
+    stored: dict[str, pd.DatetimeIndex] = {}
+    for symbol, grid in week.items():
+        keep = rng.random(grid.size) > 0.02
+        keep[[0, -1]] = True
+        keep[100:160] = False
+        stored[symbol] = grid[keep]
+    weekend = (week["AAA"] > _day("2024-07-05") + pd.Timedelta(hours=19, minutes=56)) & (
+        week["AAA"] < _day("2024-07-08") + pd.Timedelta(hours=13, minutes=33)
+    )
+    stored["AAA"] = stored["AAA"].difference(week["AAA"][weekend])
+    off_calendar = pd.Timestamp("2024-07-06 15:00", tz="UTC")  # a Saturday bar, amid one gap
+    stored["AAA"] = stored["AAA"].append(pd.DatetimeIndex([off_calendar])).sort_values()
+    upsert_bars(
+        engine,
+        pd.concat(
+            normalise(
+                pd.DataFrame(
+                    {"time": times, "symbol": symbol, "timeframe": "1m", "open": 10.0}
+                    | {"high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.0, "source": "test"}
+                )
+            )
+            for symbol, times in stored.items()
+        ),
+    )
+    window = (_day("2024-07-02") + pd.Timedelta(hours=15), _day("2024-07-08"))
+
+    found = find_gaps(engine, timeframe="1m")
+    in_window = find_gaps(engine, ["AAA"], "1m", *(t.to_pydatetime() for t in window))
+
+    assert found == [
+        gap
+        for symbol, grid in week.items()
+        for gap in _reference_gaps(symbol, "1m", grid, stored[symbol])
+    ]
+    inside = stored["AAA"][(stored["AAA"] >= window[0]) & (stored["AAA"] <= window[1])]
+    grid = week["AAA"]
+    assert in_window == _reference_gaps(
+        "AAA", "1m", grid[(grid >= inside[0]) & (grid <= inside[-1])], inside
+    )
+    assert sum(g.missing for g in found) > 100
+    assert (
+        Gap(
+            "AAA",
+            "1m",
+            _day("2024-07-05") + pd.Timedelta(hours=19, minutes=57),
+            _day("2024-07-08") + pd.Timedelta(hours=13, minutes=32),
+            6,
+        )
+        in found
+    )
