@@ -120,14 +120,7 @@ class RegistrySource:
         if (name, version) not in self._loaded:
             connect(self.settings)
             model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-            inner = model.unwrap_python_model()
-            self._loaded[(name, version)] = live.LiveStrategy(
-                strategy=inner.strategy,
-                model_name=name,
-                model_version=version,
-                warmup=inner.warmup,
-                predict=model.predict,
-            )
+            self._loaded[(name, version)] = live.from_pyfunc(model, name, version)
         return self._loaded[(name, version)]
 
     def check(

@@ -413,16 +413,13 @@ def replay_times(
     return [pd.Timestamp(t).to_pydatetime() for t in times]
 
 
-def load_live_strategy(settings: Settings, alias: str) -> LiveStrategy:
-    """Load the model version ``alias`` points at, ready for :func:`decide`."""
-    from prism.registry import load_champion
-
-    info, model = load_champion(settings, alias)
-    inner = model.unwrap_python_model()  # type: ignore[attr-defined]
+def from_pyfunc(model: Any, model_name: str, model_version: str) -> LiveStrategy:
+    """Wrap a loaded Prism pyfunc model (``mlflow.pyfunc.load_model``) for :func:`decide`."""
+    inner = model.unwrap_python_model()
     return LiveStrategy(
         strategy=inner.strategy,
-        model_name=info.name,
-        model_version=info.version,
+        model_name=model_name,
+        model_version=model_version,
         warmup=inner.warmup,
-        predict=model.predict,  # type: ignore[attr-defined]
+        predict=model.predict,
     )

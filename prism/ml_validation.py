@@ -19,7 +19,7 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from prism.errors import DataUnavailable
 from prism.features import compute
-from prism.strategies.ml import FEATURES, _classifier
+from prism.strategies.ml import FEATURES, make_classifier
 from prism.validation import purged_kfold_splits, walk_forward_splits
 
 LABEL = "label"
@@ -59,7 +59,7 @@ def _fold_row(
 ) -> dict[str, Any]:
     x = dataset[list(FEATURES)].to_numpy()
     y = dataset[LABEL].to_numpy()
-    model = _classifier(kind).fit(x[train], y[train])
+    model = make_classifier(kind).fit(x[train], y[train])
     return {
         "train_rows": int(train.sum()),
         "test_rows": int(test.sum()),
@@ -112,7 +112,7 @@ def feature_importance(
         raise DataUnavailable(f"the split {split} leaves no rows on one side of the data set")
     x = dataset[list(FEATURES)].to_numpy()
     y = dataset[LABEL].to_numpy()
-    model = _classifier(kind).fit(x[before], y[before])
+    model = make_classifier(kind).fit(x[before], y[before])
     found = permutation_importance(
         model, x[~before], y[~before], scoring="roc_auc", n_repeats=repeats, random_state=seed
     )

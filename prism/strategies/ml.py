@@ -25,7 +25,9 @@ FEATURE_LOOKBACK = 51
 QUARTER_BARS = 66
 
 
-def _classifier(kind: str) -> Any:
+def make_classifier(kind: str) -> Any:
+    """Return an unfitted classifier of ``kind`` (``logistic`` or ``xgboost``), configured
+    the same everywhere it is fitted (the strategy and its purged cross-validation)."""
     if kind == "logistic":
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -58,7 +60,7 @@ class DirectionClassifier:
                 f"direction_classifier needs train_bars >= 50 and 0.5 <= threshold < 1, got "
                 f"train_bars={self.train_bars}, threshold={self.threshold}"
             )
-        _classifier(self.model)
+        make_classifier(self.model)
 
     @property
     def warmup(self) -> int:
@@ -97,7 +99,7 @@ class DirectionClassifier:
             usable = ~np.isnan(train_x).any(axis=1) & ~np.isnan(train_y)
             if len(np.unique(train_y[usable])) < 2:
                 continue
-            model = _classifier(self.model).fit(train_x[usable], train_y[usable])
+            model = make_classifier(self.model).fit(train_x[usable], train_y[usable])
             block = x[start:stop]
             ready = ~np.isnan(block).any(axis=1)
             if ready.any():

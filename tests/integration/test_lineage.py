@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from prism import ledger, live, registry, tracking
+from prism import cycle, ledger, live, registry, tracking
 from prism.broker import PaperBroker
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
@@ -27,7 +27,8 @@ def lineage_settings(settings, tmp_path, monkeypatch):
 
 def _trade_the_champion(engine, settings) -> str:
     """Replay 30 bars through the live cycle with the promoted model; return an order id."""
-    strategy = live.load_live_strategy(settings, "champion")
+    source = cycle.registry_source(settings, None)
+    strategy = source.load("champion", source.current("champion")[1])
     config = live.LiveConfig(deployment="lineage", symbols=("SPX", "NDX"))
     broker = PaperBroker(engine, config)
     ledger.ensure_account(engine, config.deployment, Decimal("1000000"))
