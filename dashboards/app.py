@@ -8,7 +8,9 @@ through :mod:`prism.monitoring` with the read-only role, cached and auto-refresh
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -22,12 +24,21 @@ from prism.monitoring import access
 st.set_page_config(page_title="Prism monitoring", layout="wide")
 
 
+def _secrets() -> Mapping[str, Any]:
+    """Return Streamlit's secrets, or nothing when no secrets.toml exists."""
+    try:
+        return dict(st.secrets)
+    except FileNotFoundError:
+        return {}
+
+
 def _logged_in() -> bool:
     """Return whether the visitor may see the pages, showing the login form if not."""
     mode = access.auth_mode(settings())
     if mode == "none":
         return True
     if mode == "oidc":
+        access.check_oidc(_secrets())
         if st.user.is_logged_in:
             st.sidebar.caption(f"signed in as {st.user.get('email') or st.user.get('name')}")
             st.sidebar.button("Log out", on_click=st.logout)

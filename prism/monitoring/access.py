@@ -8,12 +8,14 @@ migrating user could not create roles) it reads as the owner and :func:`reading_
 
 Login: ``PRISM_DASHBOARD_AUTH`` is ``none`` (the local demo), ``password`` (compared with
 ``PRISM_DASHBOARD_PASSWORD`` in constant time) or ``oidc`` (Streamlit's ``st.login`` with the
-``[auth]`` section of ``.streamlit/secrets.toml``).
+``[auth]`` section of ``.streamlit/secrets.toml``, checked by :func:`check_oidc` before the
+first visitor sees a login button that could only fail).
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -23,6 +25,8 @@ from prism.db.engine import connect, open_database
 from prism.errors import ConfigError
 
 AUTH_MODES = ("none", "password", "oidc")
+OIDC_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
+"""What ``st.login()`` (the default provider) needs in the ``[auth]`` section of the secrets."""
 
 
 def _role_usable(engine: Engine, role: str) -> bool:
@@ -94,3 +98,18 @@ def password_matches(settings: Settings, attempt: str) -> bool:
     if secret is None:
         return False
     return hmac.compare_digest(attempt.encode(), secret.get_secret_value().encode())
+
+
+def check_oidc(secrets: Mapping[str, Any]) -> None:
+    """Raise a ConfigError naming every :data:`OIDC_KEYS` entry the ``[auth]`` section of
+    ``secrets`` (Streamlit's ``st.secrets``) lacks, so a login that cannot work says why."""
+    auth = secrets.get("auth")
+    section = auth if isinstance(auth, Mapping) else {}
+    missing = [key for key in OIDC_KEYS if not section.get(key)]
+    if missing:
+        raise ConfigError(
+            "PRISM_DASHBOARD_AUTH=oidc needs "
+            + ", ".join(f"auth.{k}" for k in missing)
+            + " in .streamlit/secrets.toml (see Streamlit's st.login); or set "
+            "PRISM_DASHBOARD_AUTH=password"
+        )

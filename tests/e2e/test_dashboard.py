@@ -326,6 +326,57 @@ def test_with_a_password_set_nothing_shows_until_the_visitor_types_it(on_workspa
     assert "equity" in _metrics(app)
 
 
+OIDC_SECRETS = {
+    "redirect_uri": "http://localhost:8501/oauth2callback",
+    "cookie_secret": "a long random string",
+    "client_id": "prism",
+    "client_secret": "s3cret",
+    "server_metadata_url": "https://id.example.com/.well-known/openid-configuration",
+}
+
+
+def _oidc_app(monkeypatch, user: dict[str, object], **auth: str):  # type: ignore[no-untyped-def]
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PRISM_DASHBOARD_AUTH", "oidc")
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    if auth:
+        app.secrets["auth"] = auth
+    app.user = user
+    return app.run()
+
+
+def test_with_oidc_a_signed_out_visitor_sees_only_the_login_button(on_workspace, monkeypatch):
+    app = _oidc_app(monkeypatch, {"is_logged_in": False}, **OIDC_SECRETS)
+
+    assert not app.exception and not app.error
+    assert [b.label for b in app.button] == ["Log in"]
+    assert not app.metric and not app.dataframe
+
+
+def test_with_oidc_a_signed_in_visitor_sees_the_pages_and_who_they_are(on_workspace, monkeypatch):
+    user = {"is_logged_in": True, "email": "ops@example.com", "name": "Ops"}
+    app = _oidc_app(monkeypatch, user, **OIDC_SECRETS)
+
+    assert not app.exception and not app.error
+    assert "signed in as ops@example.com" in [c.value for c in app.sidebar.caption]
+    assert [t.value for t in app.title] == ["Overview"]
+    assert "equity" in _metrics(app)
+
+
+def test_with_oidc_but_no_provider_in_the_secrets_the_app_names_what_is_missing(
+    on_workspace, monkeypatch
+):
+    partial = {k: v for k, v in OIDC_SECRETS.items() if k not in ("client_secret", "cookie_secret")}
+    app = _oidc_app(monkeypatch, {"is_logged_in": False}, **partial)
+
+    assert [e.value for e in app.error] == [
+        "PRISM_DASHBOARD_AUTH=oidc needs auth.cookie_secret, auth.client_secret in "
+        ".streamlit/secrets.toml (see Streamlit's st.login); or set PRISM_DASHBOARD_AUTH=password"
+    ]
+    assert not app.button and not app.metric
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
