@@ -9,6 +9,9 @@ split, by a chain of counterfactuals each differing from the last in one cause, 
 - ``signals``: the backtest fed the target weights the live decisions recorded
   (``audit.decisions.signals.target_weight``) instead of the weights the model computes on the
   same bars, minus the plain backtest;
+- ``risk``: where the pre-trade risk checks trimmed or rejected an order, the backtest fed the
+  weight the checks allowed (the position held plus the allowed quantity, at the decision's
+  close and equity) instead of the target, minus the previous step;
 - ``timing``: bars of the window with no trading decision (a missed or late cycle, a halt,
   stale data: the runner traded nothing on them) simulated as "no order", minus the previous
   step; plus, per live fill, the modelled price at the bar it filled minus the one at the bar
@@ -16,8 +19,8 @@ split, by a chain of counterfactuals each differing from the last in one cause, 
 - ``fill_prices``: per live fill, its price against the backtest's fill model at the same bar
   (the open, worse by the slippage), times the signed quantity;
 - ``fees``: per live fill, the commission paid against the backtest's commission model;
-- ``residual``: the rest (orders cut by risk limits, kill-switch orders, rounding, positions
-  held when a window starts later than the first cycle: the simulation starts flat).
+- ``residual``: the rest (kill-switch orders, rounding, positions held when a window starts
+  later than the first cycle: the simulation starts flat).
 
 The parts sum to the gap by construction. Live P&L is read from the ledger (the fills and the
 closes they are marked at), which is what the portfolio snapshots are built from.
@@ -42,7 +45,7 @@ from prism.data.store import read_bars
 from prism.errors import DataUnavailable
 from prism.portfolio import AccountConfig, cap_leverage
 
-CAUSES = ("signals", "fill_prices", "fees", "timing", "residual")
+CAUSES = ("signals", "risk", "fill_prices", "fees", "timing", "residual")
 """The causes the gap is split into, in display order."""
 
 WEIGHT_TOLERANCE = 1e-9
@@ -57,6 +60,18 @@ class SignalDifference:
     symbol: str
     live_weight: float
     model_weight: float
+
+
+@dataclass(frozen=True)
+class RiskLimited:
+    """A decision whose order the risk checks trimmed or rejected: the weight the model asked
+    for and the weight the checks let the position reach."""
+
+    time: datetime
+    symbol: str
+    outcome: str
+    target_weight: float
+    allowed_weight: float
 
 
 @dataclass(frozen=True)
@@ -103,11 +118,13 @@ class DriftReport:
     live_pnl: float
     simulated_pnl: float
     signals: float
+    risk: float
     fill_prices: float
     fees: float
     timing: float
     residual: float
     signal_differences: list[SignalDifference] = field(default_factory=list)
+    risk_limited: list[RiskLimited] = field(default_factory=list)
     missed_cycles: list[MissedCycle] = field(default_factory=list)
     fills: list[FillDrift] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -166,7 +183,8 @@ class LiveRecord:
     """What the runner did in a window, as the database holds it.
 
     - ``decisions``: time (UTC), symbol, model_name, model_version, action, reasoning,
-      target_weight (float64, NaN on a skip);
+      target_weight (float64, NaN on a skip), risk_outcome (``trim`` / ``reject`` or None) and
+      allowed_weight (float64: the weight the risk checks allowed, NaN where they passed);
     - ``fills``: time (UTC), decided_at (UTC), symbol, side, quantity (unsigned float64),
       price, commission (float64); every fill of the deployment up to the window's end.
     """
@@ -199,6 +217,15 @@ def activity_span(engine: Engine, deployment: str) -> tuple[pd.Timestamp, pd.Tim
     return pd.Timestamp(first), pd.Timestamp(last)
 
 
+_ALLOWED_WEIGHT = (
+    "CASE WHEN risk_check->>'outcome' IN ('trim', 'reject') THEN "
+    "(CAST(signals->>'held' AS double precision) + CAST(risk_check->>'allowed' AS double "
+    "precision)) * CAST(signals->>'close' AS double precision) "
+    "/ nullif(CAST(signals->>'equity' AS double precision), 0) END"
+)
+"""The weight a trimmed or rejected order left the position at, from the decision's record."""
+
+
 def read_live(engine: Engine, deployment: str, start: datetime, end: datetime) -> LiveRecord:
     """Return the deployment's decisions in [start, end] and its fills up to ``end``."""
     with engine.connect() as conn:
@@ -209,7 +236,8 @@ def read_live(engine: Engine, deployment: str, start: datetime, end: datetime) -
         decisions = pd.read_sql_query(
             text(
                 "SELECT time, symbol, model_name, model_version, action, reasoning, "
-                "CAST(signals->>'target_weight' AS double precision) AS target_weight "
+                "CAST(signals->>'target_weight' AS double precision) AS target_weight, "
+                f"risk_check->>'outcome' AS risk_outcome, {_ALLOWED_WEIGHT} AS allowed_weight "
                 "FROM audit.decisions WHERE deployment = :d AND decision_type = 'rebalance' "
                 "AND time BETWEEN :start AND :end ORDER BY time, symbol"
             ),
@@ -351,6 +379,34 @@ def attribute(
                 SignalDifference(pd.Timestamp(time).to_pydatetime(), str(symbol), weight, modelled)
             )
 
+    allowed_weights = live_weights.copy()
+    limited: list[RiskLimited] = []
+    cut = live.decisions.dropna(subset=["allowed_weight"])
+    rows = times.get_indexer(pd.DatetimeIndex(cut["time"]))
+    columns = pd.Index(symbols).get_indexer(pd.Index(cut["symbol"]))
+    for row, column, time, symbol, outcome, target, allowed in zip(
+        rows,
+        columns,
+        cut["time"],
+        cut["symbol"],
+        cut["risk_outcome"],
+        cut["target_weight"],
+        cut["allowed_weight"],
+        strict=True,
+    ):
+        if row < first or column < 0:
+            continue
+        allowed_weights[row, column] = allowed
+        limited.append(
+            RiskLimited(
+                pd.Timestamp(time).to_pydatetime(),
+                str(symbol),
+                str(outcome),
+                float(target),
+                float(allowed),
+            )
+        )
+
     missed = [
         MissedCycle(times[r].to_pydatetime(), _skip_reason(live.decisions, times[r]))
         for r in range(first, len(times))
@@ -363,8 +419,9 @@ def attribute(
     config = replace(config, capital=equity_start)
     plain = simulate(panel, model_weights, config, start)
     as_decided = simulate(panel, live_weights, config, start)
-    held = live_weights.copy()
-    as_run = as_decided
+    as_allowed = simulate(panel, allowed_weights, config, start) if limited else as_decided
+    held = allowed_weights.copy()
+    as_run = as_allowed
     for cycle in missed:
         at = int(times.searchsorted(pd.Timestamp(cycle.time)))
         held[at] = _holding_weights(as_run, at - first, closes[at])
@@ -378,8 +435,9 @@ def attribute(
     live_pnl = _live_equity(live, panel, closes, len(times) - 1) - equity_start
     simulated_pnl = float(plain.equity[-1]) - equity_start
     signals = float(as_decided.equity[-1] - plain.equity[-1])
-    timing = float(as_run.equity[-1] - as_decided.equity[-1]) + late
-    residual = live_pnl - simulated_pnl - signals - fill_prices - fees - timing
+    risk = float(as_allowed.equity[-1] - as_decided.equity[-1])
+    timing = float(as_run.equity[-1] - as_allowed.equity[-1]) + late
+    residual = live_pnl - simulated_pnl - signals - risk - fill_prices - fees - timing
     notes = []
     if first > 0 and _held_at(live.fills, times[first]):
         notes.append(
@@ -396,11 +454,13 @@ def attribute(
         live_pnl=live_pnl,
         simulated_pnl=simulated_pnl,
         signals=signals,
+        risk=risk,
         fill_prices=float(fill_prices),
         fees=float(fees),
         timing=timing,
         residual=residual,
         signal_differences=differences,
+        risk_limited=limited,
         missed_cycles=missed,
         fills=fills,
         notes=notes,

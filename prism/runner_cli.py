@@ -193,7 +193,7 @@ def drift_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Re-simulate the deployment's live window with the backtester and split the gap between
-    live and simulated P&L into signals, fill prices, fees, timing and a residual."""
+    live and simulated P&L into signals, risk limits, fill prices, fees, timing and a residual."""
     import json
 
     from prism.drift import drift
@@ -212,8 +212,9 @@ def drift_command(
     console.print(table)
     console.print(
         f"{report.bars} bars, model {report.model}: {len(report.signal_differences)} signal "
-        f"differences, {len(report.missed_cycles)} missed cycles, {len(report.late_fills())} "
-        f"late fills of {len(report.fills)}"
+        f"differences, {len(report.risk_limited)} orders cut by risk limits, "
+        f"{len(report.missed_cycles)} missed cycles, {len(report.late_fills())} late fills of "
+        f"{len(report.fills)}"
     )
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")

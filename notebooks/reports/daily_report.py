@@ -122,6 +122,9 @@ for name in names:
     if drifted.signal_differences:
         display(Markdown(f"{len(drifted.signal_differences)} signal(s) differed from the model:"))
         display(pd.DataFrame([d.__dict__ for d in drifted.signal_differences]))
+    if drifted.risk_limited:
+        display(Markdown(f"{len(drifted.risk_limited)} order(s) cut by risk limits:"))
+        display(pd.DataFrame([r.__dict__ for r in drifted.risk_limited]))
 
 # %% [markdown]
 # ## Fills of the day

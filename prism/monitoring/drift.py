@@ -27,6 +27,7 @@ def drift_panel(
     missed = pd.DataFrame([m.__dict__ for m in report.missed_cycles], columns=["time", "reason"])
     caption = (
         f"{report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC, {report.bars} bars, "
-        f"model {report.model}; {len(report.late_fills())} late fill(s) of {len(report.fills)}"
+        f"model {report.model}; {len(report.risk_limited)} order(s) cut by risk limits; "
+        f"{len(report.late_fills())} late fill(s) of {len(report.fills)}"
     )
     return report.contributions_frame().reset_index(), signals, missed, caption

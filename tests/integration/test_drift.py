@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from prism import cycle, drift, live
+from prism import cycle, drift, live, risk
 from prism.backtest import BacktestConfig, run_backtest
 from prism.cli import app
 from prism.config import Settings
@@ -238,6 +238,26 @@ def test_a_signal_the_live_model_got_wrong_is_attributed_to_signals(
     assert report.signals == pytest.approx(introduced, abs=1.0)
     assert report.missed_cycles == []
     assert abs(report.residual) < 1.0
+
+
+def test_orders_cut_by_a_position_limit_are_attributed_to_risk(stocked, costly, window, strategy):
+    source = DriftSource(strategy)
+    _replay(stocked, costly, "base", window, source)
+    with stocked.begin() as conn:
+        risk.set_limit(conn, "max_position_pct", 0.3, "drift test: cap each position")
+    _replay(stocked, costly, "capped", window, source)
+    introduced = _snapshot_pnl(stocked, "capped") - _snapshot_pnl(stocked, "base")
+    assert abs(introduced) > 100.0, "the cap must change the live P&L"
+
+    report = drift.drift(stocked, costly, "capped", source=source)
+
+    assert {r.outcome for r in report.risk_limited} == {"trim", "reject"}
+    trims = [r for r in report.risk_limited if r.outcome == "trim"]
+    assert all(0.29 < r.allowed_weight <= 0.3 + 1e-9 for r in trims)
+    assert all(abs(r.target_weight) > 0.3 for r in report.risk_limited)
+    assert report.signals == 0.0 and report.missed_cycles == []
+    assert report.risk == pytest.approx(introduced, rel=0.05)
+    assert abs(report.residual) < 0.05 * abs(introduced)
 
 
 def test_a_window_narrower_than_the_live_history_starts_from_the_live_equity(
