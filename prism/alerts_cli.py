@@ -6,16 +6,16 @@ import getpass
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from sqlalchemy import text
 
 from prism.config import load_settings
 from prism.errors import ConfigError
+from prism.text import output_console
 
 alerts_app = typer.Typer(
     help="Alerts through apprise to the URLs in PRISM_ALERT_URLS.", no_args_is_help=True
 )
-console = Console()
+console = output_console()
 
 
 @alerts_app.command("test")

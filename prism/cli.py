@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from prism.config import describe_settings, load_gates, load_settings, mask_url
 from prism.errors import ConfigError, PrismError
+from prism.text import output_console
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -49,6 +49,8 @@ app.add_typer(data_app, name="data")
 data_app.add_typer(ingest_app, name="ingest")
 app.add_typer(research_app, name="research")
 app.add_typer(models_app, name="models")
+report_app = typer.Typer(help="Scheduled reports, run by hand.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 features_app = typer.Typer(
     help="The Parquet feature store and its catalog (features.catalog).", no_args_is_help=True
 )
@@ -60,8 +62,8 @@ from prism.alerts_cli import alerts_app  # noqa: E402
 
 app.add_typer(alerts_app, name="alerts")
 
-console = Console()
-errors = Console(stderr=True)
+console = output_console()
+errors = output_console(stderr=True)
 
 
 def _table(*headers: str, whole: str | None = None) -> Table:
@@ -452,6 +454,22 @@ def parse_parameters(args: list[str]) -> dict[str, str]:
     return parameters
 
 
+@report_app.command("daily")
+def report_daily(
+    day: Annotated[
+        str | None, typer.Option("--date", help="the UTC day (YYYY-MM-DD; default today)")
+    ] = None,
+    deployment: Annotated[
+        str | None, typer.Option(help="one deployment (default: every deployment)")
+    ] = None,
+) -> None:
+    """Execute the daily report notebook (positions, P&L, risk, drift, fills) for a day and
+    print where its HTML is; the runner's daily_report flow does the same every day."""
+    from prism.reports import run_daily_report
+
+    print(run_daily_report(load_settings(), day, deployment))
+
+
 @research_app.command(
     "run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )
@@ -830,7 +848,7 @@ def strategies_command() -> None:
             f"{f.name}" + ("" if f.default is dataclasses.MISSING else f"={f.default!r}")
             for f in dataclasses.fields(cls)
         )
-        table.add_row(name, params, (cls.__doc__ or "").strip().splitlines()[0])
+        table.add_row(name, params, " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()))
     console.print(table)
 
 

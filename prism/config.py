@@ -92,7 +92,10 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(
         None, description="Dask scheduler for parameter sweeps; unset means threads here"
     )
-    experiment: str = Field("prism-research", description="MLflow experiment for research runs")
+    experiment: str = Field(
+        "prism-research",
+        description="MLflow experiment of runs started outside a notebook (notebooks: their own)",
+    )
     model_name: str = Field("prism-strategy", description="registered model the runner trades")
     gates_file: Path = Field(
         default_factory=lambda: project_root() / "research" / "gates.toml",

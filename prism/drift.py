@@ -48,6 +48,9 @@ from prism.portfolio import AccountConfig, cap_leverage
 CAUSES = ("signals", "risk", "fill_prices", "fees", "timing", "residual")
 """The causes the gap is split into, in display order."""
 
+SHARE_FLOOR = 0.01
+"""A gap smaller than a cent has no meaningful shares (they would divide rounding noise)."""
+
 WEIGHT_TOLERANCE = 1e-9
 """A live and a recomputed target weight closer than this are the same signal."""
 
@@ -140,7 +143,8 @@ class DriftReport:
 
     def contributions_frame(self) -> pd.DataFrame:
         """Return a display table indexed by line (live, simulated, gap, each cause): amount
-        (float64) and share of the gap (float64, NaN for the first three and a zero gap)."""
+        (float64) and share of the gap (float64, NaN for the first three and for a gap under
+        :data:`SHARE_FLOOR`)."""
         amounts = {
             "live P&L": self.live_pnl,
             "simulated P&L": self.simulated_pnl,
@@ -148,8 +152,9 @@ class DriftReport:
             **self.contributions(),
         }
         frame = pd.DataFrame({"amount": pd.Series(amounts, dtype="float64")})
+        shares = abs(self.gap) >= SHARE_FLOOR
         share = [math.nan] * 3 + [
-            v / self.gap if self.gap else math.nan for v in self.contributions().values()
+            v / self.gap if shares else math.nan for v in self.contributions().values()
         ]
         frame["share_of_gap"] = share
         return frame.rename_axis("line")

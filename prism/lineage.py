@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from prism.config import Settings
 from prism.errors import ConfigError
-from prism.tracking import configure
+from prism.tracking import connect
 
 STEPS = ("order", "decision", "model version", "MLflow run", "notebook")
 
@@ -118,7 +118,7 @@ def order_lineage(engine: Engine, settings: Settings, client_order_id: str) -> L
 
 
 def _client(settings: Settings) -> MlflowClient:
-    configure(settings)
+    connect(settings)
     return MlflowClient()
 
 

@@ -30,7 +30,7 @@ from prism.config import Settings
 from prism.data.bars import empty_bars
 from prism.data.store import read_bars
 from prism.errors import DataUnavailable
-from prism.tracking import DATA_HASH_TAG, NOTEBOOK_TAG, configure
+from prism.tracking import DATA_HASH_TAG, NOTEBOOK_TAG, connect
 
 REFUSED_EVENT = "model_refused"
 LINEAGE_TAGS = {"notebook": NOTEBOOK_TAG, "git commit": "git_commit", "data hash": DATA_HASH_TAG}
@@ -139,7 +139,7 @@ def check_version(
 ) -> ModelCheck:
     """Return the verdict on ``model_name`` ``version`` of the settings' MLflow registry, for
     a deployment that will give it ``bars``."""
-    configure(settings)
+    connect(settings)
     client = MlflowClient()
     problems = approval_problems(approval_actions(engine, model_name, version))
     try:

@@ -40,7 +40,7 @@ from prism.gates import (
     evaluate,
     load_gates_file,
 )
-from prism.tracking import MODEL_URI_TAG, configure
+from prism.tracking import MODEL_URI_TAG, connect
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -69,7 +69,7 @@ class Promotion:
 
 
 def _client(settings: Settings) -> MlflowClient:
-    configure(settings)
+    connect(settings)
     return MlflowClient()
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 from prism.config import Settings
 from prism.errors import DataUnavailable
 from prism.registry import VersionInfo, champion
-from prism.tracking import configure
+from prism.tracking import connect
 
 
 def _frame(engine: Engine, query: str, **params: Any) -> pd.DataFrame:
@@ -121,7 +121,7 @@ def champion_report(settings: Settings) -> ChampionReport | None:
         version = champion(settings)
     except DataUnavailable:
         return None
-    configure(settings)
+    connect(settings)
     run = MlflowClient().get_run(version.run_id)
     tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
     return ChampionReport(version, dict(run.data.params), dict(run.data.metrics), tags)

@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from prism.config import load_settings
 from prism.errors import ConfigError
+from prism.text import output_console
 
 runner_app = typer.Typer(
     help="The live runner: deployments, kill switch, replay and `serve` on Prefect.",
@@ -31,7 +31,7 @@ limits_app = typer.Typer(
     no_args_is_help=True,
 )
 runner_app.add_typer(limits_app, name="limits")
-console = Console()
+console = output_console()
 
 
 def _engine():  # type: ignore[no-untyped-def]

@@ -53,7 +53,12 @@ def main() -> None:
     check_alert_urls(settings)
     signal.signal(signal.SIGTERM, _stop)
     with local_prefect_server(settings) as api_url:
-        print(f"Prefect API at {api_url}; serving the runner's flows", file=sys.stderr)
+        print(
+            f"Prefect API at {api_url}; serving the runner's flows. Prefect UI: "
+            f"{api_url.removesuffix('/api')} (for `prefect` commands in another shell: "
+            f"export PREFECT_API_URL={api_url})",
+            file=sys.stderr,
+        )
         serve(*deployments_to_serve(), pause_on_shutdown=False)
 
 

@@ -14,7 +14,7 @@
 # One UTC day of each live deployment: its P&L, the positions held at the end of the day,
 # the risk of its equity (VaR and CVaR), and every fill of the day. The runner's `daily_report`
 # flow executes it each day and saves it as HTML under the workspace's `reports/` folder; run it
-# by hand with `prism.reports.run_daily_report(settings, "2024-01-02")`, or here in JupyterLab.
+# by hand with `prism report daily --date 2024-01-02 [--deployment NAME]`, or here in JupyterLab.
 #
 # Parameters: `report_date` (ISO date, UTC; empty means today) and `deployment` (empty means
 # every deployment).
@@ -94,14 +94,16 @@ for name in names:
             )
         )
     else:
+        display(Markdown(f"**{name}**: VaR and CVaR of one bar's change in equity"))
         display(risk)
 
 # %% [markdown]
 # ## Live against backtest
 #
 # The deployment's live history up to the end of the day re-simulated by the backtester on the
-# same bars; the gap between live and simulated P&L split into signals, fill prices, fees,
-# timing (missed or late cycles) and what is left (`prism runner drift` prints the same).
+# same bars; the gap between live and simulated P&L split into signals, orders cut by risk
+# limits, fill prices, fees, timing (missed or late cycles) and what is left (`prism runner
+# drift` prints the same).
 
 # %%
 for name in names:

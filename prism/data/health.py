@@ -309,7 +309,8 @@ def refusal(gaps: list[Gap], stale: list[SeriesStatus], allowance: str = CLI_ALL
     return (
         "bad data, refusing to run: "
         + " | ".join(parts)
-        + f" — run `prism data backfill`, or {allowance}"
+        + " — run `prism data backfill` (bars from a file: ingest a file that has them), or "
+        + allowance
     )
 
 

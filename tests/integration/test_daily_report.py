@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from prism import daily, ledger
+from prism.cli import app
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
 from prism.errors import ConfigError
@@ -141,9 +144,13 @@ def test_daily_figures_match_the_ledger_by_hand(traded):
     assert pnl.traded_notional == 5 * 7000.0 + 4 * 2720.0
 
 
-def test_with_no_account_the_report_says_what_to_do(engine, settings):
-    html = run_daily_report(settings, date(2018, 6, 29)).read_text()
+def test_the_report_command_with_no_account_writes_a_report_that_says_what_to_do(engine, settings):
+    result = CliRunner().invoke(app, ["report", "daily", "--date", "2018-06-29"])
 
+    assert result.exit_code == 0, result.output
+    written = Path(result.output.strip())
+    assert written == settings.home / "reports" / "daily_report-2018-06-29-all.html"
+    html = written.read_text()
     assert "No trading account exists yet" in html
     assert "prism runner serve" in html
 
