@@ -467,7 +467,7 @@ def report_daily(
     print where its HTML is; the runner's daily_report flow does the same every day."""
     from prism.reports import run_daily_report
 
-    print(run_daily_report(load_settings(), day, deployment))
+    print(run_daily_report(load_settings(), day, deployment, progress=sys.stderr.isatty()))
 
 
 @research_app.command(

@@ -36,9 +36,11 @@ def run_daily_report(
     report_date: str | date | None,
     deployment: str | None = None,
     notebook: Path | None = None,
+    progress: bool = False,
 ) -> Path:
     """Execute the daily report for ``report_date`` (UTC; None: today) and ``deployment``
-    (None: every deployment); return the HTML file written.
+    (None: every deployment); return the HTML file written. ``progress`` shows papermill's
+    progress bar over the cells (on standard error).
 
     Raises :class:`NotebookFailed` naming the failing cell (its number, first line and error)
     and where the executed copy is, and :class:`ConfigError` when the notebook is missing.
@@ -52,7 +54,7 @@ def run_daily_report(
     export_service_environment(settings)
     parameters = {"report_date": day.isoformat(), "deployment": deployment}
     try:
-        execute(source, executed, parameters, progress=False)
+        execute(source, executed, parameters, progress=progress)
     except PapermillExecutionError as err:
         raise NotebookFailed(
             f"{source.name} failed in {failure(err)} [{_first_line(executed, err.exec_count)}] "
