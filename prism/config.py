@@ -313,6 +313,9 @@ def service_environment(settings: Settings) -> dict[str, str]:
 
 
 def export_service_environment(settings: Settings | None = None) -> None:
-    """Set :func:`service_environment` in this process, keeping values the user already set."""
+    """Set :func:`service_environment` in this process, keeping values the user already set,
+    and create the Prefect home it names (Prefect's SQLite database cannot be opened in a
+    folder that does not exist)."""
     for key, value in service_environment(settings or load_settings()).items():
         os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)

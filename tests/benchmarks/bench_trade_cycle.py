@@ -149,6 +149,9 @@ def _ms(values: np.ndarray, q: float) -> float:
 
 def run(notes: list[str]) -> list[Row]:
     """Return a p50 and a p99 row per size (cycle against flow run) and note the figures."""
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP
+    from prefect.settings import temporary_settings
+
     warnings.simplefilter("ignore")
     bars = random_walk_bars(
         max(SIZES), HISTORY, timeframe="1m", volatility=0.0008, drift=0.0, seed=11
@@ -159,6 +162,8 @@ def run(notes: list[str]) -> list[Row]:
     lines = []
     overheads = {}
     with (
+        # Prefect reads its settings when first imported, maybe before the environment was set
+        temporary_settings({STARTUP: 300}),
         tempfile.TemporaryDirectory() as folder,
         fresh_workspace(Path(folder), PRISM_MODEL_NAME=MODEL) as (engine, settings),
     ):

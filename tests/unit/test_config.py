@@ -1,8 +1,15 @@
+import os
 from pathlib import Path
 
 import pytest
 
-from prism.config import GateSettings, Settings, describe_settings, mask_url
+from prism.config import (
+    GateSettings,
+    Settings,
+    describe_settings,
+    export_service_environment,
+    mask_url,
+)
 
 
 def test_prism_variables_override_the_defaults(monkeypatch, tmp_path):
@@ -59,3 +66,13 @@ def test_the_config_hash_ignores_secrets_but_follows_settings(monkeypatch):
 def test_mask_url_hides_only_the_password(url):
     assert mask_url(url).count("***") == 1
     assert ":b@" not in mask_url(url)
+
+
+def test_exporting_the_service_environment_creates_prefects_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    settings = Settings(home=tmp_path / "fresh")
+
+    export_service_environment(settings)
+
+    assert os.environ["PREFECT_HOME"] == str(tmp_path / "fresh" / "prefect")
+    assert (tmp_path / "fresh" / "prefect").is_dir()
