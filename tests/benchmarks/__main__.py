@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import warnings
 
@@ -11,6 +12,7 @@ from prism.config import export_service_environment
 def main() -> None:
     """Run the benchmarks one after the other and print their figures."""
     export_service_environment()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bar would split rows
     warnings.simplefilter("ignore")
     from tests.benchmarks import (
         bench_backtest,
