@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import engine, query, settings
 
-from prism.errors import PrismError
+from prism.core.errors import PrismError
 from prism.monitoring import access
 
 st.set_page_config(page_title="Prism monitoring", layout="wide")

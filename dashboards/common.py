@@ -10,8 +10,7 @@ from typing import Any
 import streamlit as st
 from sqlalchemy import Engine
 
-from prism import reporting
-from prism.config import Settings, load_settings
+from prism.core.settings import Settings, load_settings
 from prism.monitoring import (
     access,
     drift,
@@ -20,6 +19,7 @@ from prism.monitoring import (
     orders,
     overview,
     positions,
+    reporting,
     research,
     risk,
 )

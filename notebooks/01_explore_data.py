@@ -20,12 +20,12 @@
 # %%
 from IPython.display import display
 
-from prism import exploration, research_plots, tracking
-from prism.config import load_settings
+from prism.core.settings import load_settings
 from prism.data.store import read_bars, stored_symbols
 from prism.db.engine import open_database
+from prism.research import exploration, plots, tracking
 
-research_plots.use_notebook_renderer()
+plots.use_notebook_renderer()
 
 # %% tags=["parameters"]
 symbols = []
@@ -53,7 +53,7 @@ print(f"{len(gaps)} open gap(s), {int(gaps['missing'].sum())} missing bar(s)")
 gaps.head(20)
 
 # %%
-research_plots.coverage_figure(coverage, gaps)
+plots.coverage_figure(coverage, gaps)
 
 # %%
 quarantined = exploration.quarantine_summary(engine, chosen)
@@ -66,7 +66,7 @@ statistics = exploration.return_statistics(returns)
 display(statistics)
 
 # %%
-research_plots.returns_histogram(returns)
+plots.returns_histogram(returns)
 
 # %%
 tracking.log_data(bars)

@@ -23,17 +23,17 @@
 # "{'lookback': 126}"` (`fast` and `slow` are then ignored). `prism strategies` lists them all.
 
 # %%
-from prism import research_plots, tracking
-from prism.backtest import BacktestConfig, run_backtest
-from prism.config import load_settings
+from prism.backtest.engine import BacktestConfig, run_backtest
+from prism.core.settings import load_settings
 from prism.data.store import read_bars
 from prism.db.engine import open_database
-from prism.evaluation import oos_start as out_of_sample_start
-from prism.evaluation import segment_table, validation_tags
-from prism.research_gate import research_gate
+from prism.research import plots, tracking
+from prism.research.data_gate import research_gate
+from prism.research.evaluation import oos_start as out_of_sample_start
+from prism.research.evaluation import segment_table, validation_tags
 from prism.strategies import make_strategy
 
-research_plots.use_notebook_renderer()
+plots.use_notebook_renderer()
 
 # %% tags=["parameters"]
 strategy = "sma_crossover"

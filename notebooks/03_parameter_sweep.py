@@ -22,18 +22,18 @@
 # [50, 100]}"`
 
 # %%
-from prism import research_plots, tracking
-from prism.backtest import BacktestConfig, run_backtest
-from prism.config import load_settings
+from prism.backtest.engine import BacktestConfig, run_backtest
+from prism.backtest.sweep import best, expand_grid, parse_condition, run_sweep
+from prism.core.settings import load_settings
 from prism.data.store import read_bars
 from prism.db.engine import open_database
-from prism.evaluation import oos_start as out_of_sample_start
-from prism.evaluation import segment_table, validation_tags
-from prism.research_gate import research_gate
+from prism.research import plots, tracking
+from prism.research.data_gate import research_gate
+from prism.research.evaluation import oos_start as out_of_sample_start
+from prism.research.evaluation import segment_table, validation_tags
 from prism.strategies import make_strategy
-from prism.sweep import best, expand_grid, parse_condition, run_sweep
 
-research_plots.use_notebook_renderer()
+plots.use_notebook_renderer()
 
 # %% tags=["parameters"]
 strategy = "sma_crossover"
@@ -92,7 +92,7 @@ table.sort_values("sharpe", ascending=False).head(10)
 
 # %%
 axes = list(grid)
-research_plots.sweep_heatmap(table, axes[0], axes[1 if len(axes) > 1 else 0])
+plots.sweep_heatmap(table, axes[0], axes[1 if len(axes) > 1 else 0])
 
 # %%
 top = best(table)

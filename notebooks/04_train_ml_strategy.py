@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Train an ML strategy
 #
-# Point-in-time features (`prism.features`) and the label "the next bar closes higher"; a
+# Point-in-time features (`prism.features.point_in_time`) and the label "the next bar closes higher"; a
 # scikit-learn logistic regression or XGBoost classifier (`model`) scored by purged, embargoed
 # k-fold cross-validation on the in-sample bars and by a walk-forward test over all of them;
 # permutation feature importance on the out-of-sample bars. Then the `direction_classifier`
@@ -23,18 +23,23 @@
 # %%
 from IPython.display import display
 
-from prism import research_plots, tracking
-from prism.backtest import BacktestConfig, run_backtest
-from prism.config import load_settings
+from prism.backtest.engine import BacktestConfig, run_backtest
+from prism.core.settings import load_settings
 from prism.data.store import read_bars
 from prism.db.engine import open_database
-from prism.evaluation import oos_start as out_of_sample_start
-from prism.evaluation import segment_table, validation_tags
-from prism.ml_validation import direction_dataset, feature_importance, purged_cv, walk_forward
-from prism.research_gate import research_gate
+from prism.research import plots, tracking
+from prism.research.data_gate import research_gate
+from prism.research.evaluation import oos_start as out_of_sample_start
+from prism.research.evaluation import segment_table, validation_tags
+from prism.research.ml_validation import (
+    direction_dataset,
+    feature_importance,
+    purged_cv,
+    walk_forward,
+)
 from prism.strategies import make_strategy
 
-research_plots.use_notebook_renderer()
+plots.use_notebook_renderer()
 
 # %% tags=["parameters"]
 model = "logistic"
@@ -104,7 +109,7 @@ display(walk)
 
 # %%
 importance = feature_importance(dataset, model, split)
-research_plots.importance_figure(
+plots.importance_figure(
     importance, f"{model}: permutation importance (ROC AUC drop) out of sample"
 )
 

@@ -20,10 +20,10 @@
 # %%
 from IPython.display import display
 
-from prism import research_plots, run_comparison, tracking
-from prism.config import load_settings
+from prism.core.settings import load_settings
+from prism.research import comparison, plots, tracking
 
-research_plots.use_notebook_renderer()
+plots.use_notebook_renderer()
 
 # %% tags=["parameters"]
 run_ids = []
@@ -33,22 +33,22 @@ mlflow_run_id = None
 
 # %%
 settings = load_settings()
-runs = run_comparison.chosen_runs(settings, run_ids, experiments, newest)
+runs = comparison.chosen_runs(settings, run_ids, experiments, newest)
 run = tracking.notebook_run(
     settings,
     "05_compare_runs",
     mlflow_run_id,
     {"run_ids": run_ids, "experiments": experiments, "newest": newest},
 )
-table = run_comparison.metrics_table(runs)
+table = comparison.metrics_table(runs)
 display(table)
 
 # %%
-curves = run_comparison.equity_curves(runs)
+curves = comparison.equity_curves(runs)
 if curves.empty:
     print("no equity curves to compare")
 else:
-    research_plots.equity_overlay(curves).show()
+    plots.equity_overlay(curves).show()
 
 # %%
 tracking.log_metrics({"n_runs": len(runs)})

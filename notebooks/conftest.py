@@ -23,7 +23,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PRISM_MLRUNS_DIR"] = str(_WORKSPACE / "mlruns")
     for key in ("PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI"):
         os.environ.pop(key, None)
-    from prism.config import export_service_environment, load_settings
+    from prism.core.settings import export_service_environment, load_settings
     from prism.data.sources import ArchBarSource
     from prism.data.store import ingest
     from prism.db.engine import open_database

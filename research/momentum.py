@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from prism.errors import ConfigError
+from prism.core.errors import ConfigError
 from prism.strategies import equal_split
 
 

@@ -1,1 +1,1 @@
-"""Prefect flows that run Prism live: thin orchestration over :mod:`prism.live`."""
+"""Prefect flows that run Prism live: thin orchestration over :mod:`prism.live.steps`."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
-from prism.config import export_service_environment
+from prism.core.settings import export_service_environment
 
 export_service_environment()
 
-from prism.errors import PrismError  # noqa: E402
+from prism.core.errors import PrismError  # noqa: E402
 from runner.flows import replay  # noqa: E402
 
 

@@ -14,12 +14,12 @@ import asyncio
 import os
 import sys
 
-from prism.config import export_service_environment, load_settings, project_root
+from prism.core.settings import export_service_environment, load_settings, project_root
 
 export_service_environment()
 
-from prism.errors import ConfigError, PrismError  # noqa: E402
-from prism.serving import ensure_process_pool  # noqa: E402
+from prism.core.errors import ConfigError, PrismError  # noqa: E402
+from prism.live.serving import ensure_process_pool  # noqa: E402
 from runner.schedules import runner_schedules  # noqa: E402
 
 DEFAULT_POOL = "prism"

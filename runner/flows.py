@@ -1,13 +1,13 @@
 """The live runner's Prefect flows: thin orchestration over :mod:`prism`.
 
-- ``trade_cycle(deployment, as_of)``: one cycle of one deployment (:func:`prism.cycle.run_guarded`:
+- ``trade_cycle(deployment, as_of)``: one cycle of one deployment (:func:`prism.live.cycle.run_guarded`:
   retries while the database is down, then halts and alerts). One flow run per cycle, no task
   per symbol, so Prefect's cost per cycle does not grow with the number of symbols.
 - ``ingest_bars``: new bars of every enabled deployment's series from their live feeds, and
-  gaps healed by backfill (:func:`prism.serving.ingest_deployment_bars`).
+  gaps healed by backfill (:func:`prism.live.serving.ingest_deployment_bars`).
 - ``reconcile``: each enabled deployment's positions against its broker's
-  (:func:`prism.reconcile.reconcile`; a mismatch halts it).
-- ``daily_report``: the report notebook executed to HTML (:func:`prism.reports.run_daily_report`).
+  (:func:`prism.live.reconcile.reconcile`; a mismatch halts it).
+- ``daily_report``: the report notebook executed to HTML (:func:`prism.monitoring.reports.run_daily_report`).
 - ``maintenance``: rollups refreshed and retention applied (:mod:`prism.db.rollups`).
 
 ``replay`` runs ``trade_cycle`` once per bar over the newest stored bars (the demo uses it).
@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.progress import Progress
 from sqlalchemy import Engine
 
-from prism import cycle, deployments
-from prism.config import load_settings
+from prism.core.settings import load_settings
 from prism.db.engine import open_database
+from prism.live import cycle, deployments
 
 DEFAULT_SYMBOLS = ("SPX", "NDX")
 
@@ -40,7 +40,7 @@ def _engine() -> Engine:
 def alert_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Prefect ``on_failure`` hook: a failed flow run is an error alert (system event plus the
     alert URLs), naming the flow, the run and the error."""
-    from prism.alerts import send_alert
+    from prism.live.alerts import send_alert
 
     message = f"flow {flow.name} run {flow_run.name} failed: {state.message}"
     metadata = {"flow": flow.name, "flow_run_id": str(flow_run.id)}
@@ -76,7 +76,7 @@ async def trade_all() -> list[dict[str, Any]]:
 @flow(name="ingest_bars", log_prints=False, on_failure=[alert_failure])
 async def ingest_bars() -> dict[str, int]:
     """Ingest new bars of every enabled deployment's series and heal their gaps."""
-    from prism.serving import ingest_deployment_bars
+    from prism.live.serving import ingest_deployment_bars
 
     return ingest_deployment_bars(_engine())
 
@@ -84,7 +84,7 @@ async def ingest_bars() -> dict[str, int]:
 @flow(name="reconcile", log_prints=False, on_failure=[alert_failure])
 async def reconcile() -> list[str]:
     """Reconcile every enabled deployment with its broker; return one line per deployment."""
-    from prism.reconcile import reconcile as reconcile_one
+    from prism.live.reconcile import reconcile as reconcile_one
 
     engine, settings = _engine(), load_settings()
     return [
@@ -96,7 +96,7 @@ async def reconcile() -> list[str]:
 @flow(name="daily_report", log_prints=False, on_failure=[alert_failure])
 async def daily_report(report_date: date | None = None) -> list[str]:
     """Execute the daily report notebook for every enabled deployment; return the HTML paths."""
-    from prism.reports import run_daily_report
+    from prism.monitoring.reports import run_daily_report
 
     settings = load_settings()
     day = report_date or datetime.now(UTC).date()
@@ -125,8 +125,8 @@ def replay(
     Each bar is its own ``trade_cycle`` flow run, as a scheduled live runner would make it.
     Missing bars or a missing ``alias`` stop it before the first run, with one clear error.
     """
-    from prism import live
-    from prism.registry import champion
+    from prism.live import steps
+    from prism.registry.promotion import champion
 
     settings = load_settings()
     engine = _engine()
@@ -135,7 +135,7 @@ def replay(
         engine,
         deployments.Deployment(settings.deployment, chosen, "1d", settings.capital, alias),
     )
-    times = live.replay_times(engine, list(chosen), bars)
+    times = steps.replay_times(engine, list(chosen), bars)
     champion(settings, alias)
     reports = []
     with Progress(console=Console(stderr=True), disable=not progress, transient=True) as bar:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from prism.config import Settings
+from prism.core.settings import Settings
 
 
 class ScheduledFlow(NamedTuple):

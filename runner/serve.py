@@ -1,7 +1,7 @@
 """``python -m runner.serve``: serve every runner flow on its schedule with Prefect's ``serve``.
 
 ``prism runner serve`` runs this. With ``PREFECT_API_URL`` unset it first starts a local Prefect
-server (its database under the workspace, see :func:`prism.serving.local_prefect_server`) and
+server (its database under the workspace, see :func:`prism.live.serving.local_prefect_server`) and
 stops it on exit; in Docker Compose ``PREFECT_API_URL`` points at the compose file's server.
 The schedules are :func:`runner.schedules.runner_schedules`, shared with ``runner.deploy`` (the
 work-pool alternative Docker Compose uses).
@@ -15,12 +15,12 @@ import sys
 from types import FrameType
 from typing import Any
 
-from prism.config import export_service_environment, load_settings
+from prism.core.settings import export_service_environment, load_settings
 
 export_service_environment()
 
-from prism.errors import PrismError  # noqa: E402
-from prism.serving import local_prefect_server  # noqa: E402
+from prism.core.errors import PrismError  # noqa: E402
+from prism.live.serving import local_prefect_server  # noqa: E402
 
 
 def deployments_to_serve() -> list[Any]:
@@ -44,10 +44,10 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     """Serve the flows until interrupted (SIGINT or SIGTERM); a local Prefect server is
     started if needed and stopped on the way out. A bad alert URL stops it before anything
-    starts (:func:`prism.alerts.check_alert_urls`)."""
+    starts (:func:`prism.live.alerts.check_alert_urls`)."""
     from prefect import serve
 
-    from prism.alerts import check_alert_urls
+    from prism.live.alerts import check_alert_urls
 
     settings = load_settings()
     check_alert_urls(settings)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from prism.config import Settings
+from prism.core.settings import Settings
 
 PRISM_SCHEMAS = ("market_data", "features", "trading", "models", "config", "audit")
 """Every schema whose tables a test may fill; each test starts with all of them empty."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 from common import query, refreshing
 
-from prism.errors import PrismError
+from prism.core.errors import PrismError
 from prism.monitoring.models import lineage_available
 
 st.title("Models")
@@ -60,7 +60,9 @@ versions()
 
 st.subheader("Lineage of an order")
 if not lineage_available():
-    st.info("Order lineage needs prism.lineage, which this installation does not have yet.")
+    st.info(
+        "Order lineage needs prism.registry.lineage, which this installation does not have yet."
+    )
 else:
     order_ids = query("order_ids", None, 200)
     if not order_ids:

@@ -24,9 +24,9 @@ import pandas as pd
 import plotly.io as pio
 from IPython.display import Markdown, display
 
-from prism import daily
-from prism.config import load_settings
+from prism.core.settings import load_settings
 from prism.db.engine import open_database
+from prism.monitoring import daily
 
 pio.renderers.default = "plotly_mimetype+notebook"  # interactive here, kept in the HTML
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from prism.core.errors import ConfigError, DataUnavailable, TransientError
 from prism.data.bars import TIMEFRAMES, empty_bars, normalise
 from prism.data.sources import Asset
-from prism.errors import ConfigError, DataUnavailable, TransientError
 
 _OHLCV = ["time", "open", "high", "low", "close", "volume"]
 

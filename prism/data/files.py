@@ -16,9 +16,9 @@ from typing import Literal
 import pandas as pd
 import polars as pl
 
+from prism.core.errors import ConfigError
 from prism.data.bars import PRICE_COLUMNS, TIMEFRAMES, bar_times, normalise
 from prism.data.sources import Asset
-from prism.errors import ConfigError
 
 FileFormat = Literal["csv", "parquet"]
 _FORMATS: dict[str, FileFormat] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from prism.core.errors import ConfigError, PrismError
 from prism.data.bars import TIMEFRAMES, empty_bars
 from prism.data.sources import Asset, BarSource
 from prism.data.store import IngestReport, ingest
-from prism.errors import ConfigError, PrismError
 
 ALWAYS_OPEN = "24/7"
 STEPS = {"1m": "1min", "5m": "5min", "1h": "1h", "1d": "1D"}

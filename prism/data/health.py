@@ -9,7 +9,7 @@ stale (a warning) when its last bar is older than the calendar's last completed 
 stale series is written to ``audit.system_events``.
 
 :func:`check_quality` is the gate a backtest or a trade cycle passes first: open gaps in the
-bars it will read, or a stale feed, raise :class:`~prism.errors.DataUnavailable` naming the
+bars it will read, or a stale feed, raise :class:`~prism.core.errors.DataUnavailable` naming the
 symbol and range at fault, unless the caller explicitly allows gaps.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from prism.core.errors import DataUnavailable
 from prism.data.gaps import ALWAYS_OPEN, STEPS, Gap, exchange_calendar, find_gaps, is_feed
-from prism.errors import DataUnavailable
 
 WARN_AFTER = pd.Timedelta(minutes=5)
 """A live intraday symbol silent this long (in trading time) is a warning."""
@@ -205,7 +205,7 @@ def record_staleness(engine: Engine, statuses: Iterable[SeriesStatus]) -> int:
     the status every minute of an outage writes one warning, then one error when it worsens,
     not one event per call.
     """
-    from prism.events import record_event
+    from prism.core.events import record_event
 
     stale = [s for s in statuses if s.staleness in ("warning", "error")]
     if not stale:

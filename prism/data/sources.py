@@ -19,8 +19,8 @@ from typing import ClassVar, Protocol
 
 import pandas as pd
 
+from prism.core.errors import ConfigError
 from prism.data.bars import normalise
-from prism.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
+from prism.core.errors import DataUnavailable
 from prism.data.bars import BAR_COLUMNS, empty_bars, normalise
 from prism.data.sources import Asset, BarSource
 from prism.data.validate import validate
-from prism.errors import DataUnavailable
 
 BATCH_ROWS = 100_000
 STORED_COLUMNS = [*BAR_COLUMNS, "review"]

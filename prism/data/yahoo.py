@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from prism.core.errors import ConfigError, DataUnavailable, TransientError
 from prism.data.bars import bar_times, empty_bars, normalise
 from prism.data.sources import Asset
-from prism.errors import ConfigError, DataUnavailable, TransientError
 
 INTERVALS = {"1m": "1m", "5m": "5m", "1h": "1h", "1d": "1d"}
 """Prism timeframe → Yahoo interval. Yahoo keeps 1m bars for 7 days, 5m for 60, 1h for 730."""

@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from prism.errors import ConfigError, TransientError
+from prism.core.errors import ConfigError, TransientError
 
 DATABASE = "prism"
 _SYSTEM_USER = "embedded_postgres"

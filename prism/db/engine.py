@@ -1,7 +1,7 @@
 """Engines: one function turns settings into a connected SQLAlchemy engine.
 
 With ``PRISM_DATABASE_URL`` unset, the embedded server is started (or joined) first. A URL that
-cannot be reached raises :class:`~prism.errors.ConfigError` naming the URL (password masked) and
+cannot be reached raises :class:`~prism.core.errors.ConfigError` naming the URL (password masked) and
 the fix, instead of a driver traceback.
 """
 
@@ -11,9 +11,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from prism.config import Settings, mask_url
+from prism.core.errors import ConfigError
+from prism.core.settings import Settings, mask_url
 from prism.db import embedded
-from prism.errors import ConfigError
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from prism.config import Settings
+from prism.core.settings import Settings
 from prism.db.migrate import current_revision, database_mode
 from prism.db.rollups import ROLLUPS, configured_policies
 

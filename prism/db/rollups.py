@@ -28,9 +28,9 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from prism.config import Settings
+from prism.core.errors import ConfigError, TransientError
+from prism.core.settings import Settings
 from prism.db.migrate import database_mode
-from prism.errors import ConfigError, TransientError
 
 TIMEFRAMES = ("1m", "5m", "1h", "1d")
 ROLLUPS = {"market_data.ohlcv_1h": "1h", "market_data.ohlcv_1d": "1d"}
@@ -126,7 +126,7 @@ def refresh_rollups(
 
     Only the buckets of ``symbols`` between ``start`` and ``end`` (the bars an ingest just
     changed) are recomputed; without them, every bucket. Raises
-    :class:`~prism.errors.TransientError` naming the rollup that failed; the bars themselves
+    :class:`~prism.core.errors.TransientError` naming the rollup that failed; the bars themselves
     are already committed, so running ``prism db refresh`` later repairs it.
     """
     mode = database_mode(engine)

@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 
-from prism.config import Settings
+from prism.core.errors import ConfigError
+from prism.core.settings import Settings
 from prism.db.engine import connect, open_database
-from prism.errors import ConfigError
 
 AUTH_MODES = ("none", "password", "oidc")
 OIDC_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")

@@ -1,13 +1,13 @@
 """The drift panel: a deployment's live P&L against the backtester's on the same bars, with the
-gap split by cause (:mod:`prism.drift`), as display frames."""
+gap split by cause (:mod:`prism.live.drift`), as display frames."""
 
 from __future__ import annotations
 
 import pandas as pd
 from sqlalchemy import Engine
 
-from prism.config import Settings
-from prism.drift import drift_or_reason
+from prism.core.settings import Settings
+from prism.live.drift import drift_or_reason
 
 
 def drift_panel(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from prism.config import Settings
+from prism.core.settings import Settings
 
 
 def client(settings: Settings) -> MlflowClient | None:

@@ -16,7 +16,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from sqlalchemy import Engine
 
-from prism.config import Settings
+from prism.core.settings import Settings
 from prism.monitoring.mlflow_reader import client, run_link
 from prism.monitoring.sql import read_frame
 
@@ -114,9 +114,9 @@ def recent_order_ids(engine: Engine, deployment: str | None = None, limit: int =
 
 
 def lineage_available() -> bool:
-    """Return whether :mod:`prism.lineage` (order-to-notebook lineage) is installed."""
+    """Return whether :mod:`prism.registry.lineage` (order-to-notebook lineage) is installed."""
     try:
-        importlib.import_module("prism.lineage")
+        importlib.import_module("prism.registry.lineage")
     except ImportError:
         return False
     return True
@@ -124,10 +124,10 @@ def lineage_available() -> bool:
 
 def order_lineage(engine: Engine, settings: Settings, client_order_id: str) -> pd.DataFrame | None:
     """Return the lineage of an order as step, field, value rows (order, decision, model
-    version, MLflow run, notebook), or None when :mod:`prism.lineage` is not available.
-    Raises :class:`~prism.errors.ConfigError` naming the order when it does not exist."""
+    version, MLflow run, notebook), or None when :mod:`prism.registry.lineage` is not available.
+    Raises :class:`~prism.core.errors.ConfigError` naming the order when it does not exist."""
     try:
-        lineage = importlib.import_module("prism.lineage")
+        lineage = importlib.import_module("prism.registry.lineage")
     except ImportError:
         return None
     rows = lineage.order_lineage(engine, settings, client_order_id).rows()

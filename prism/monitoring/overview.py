@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Engine
 
-from prism import reporting
+from prism.monitoring import reporting
 from prism.monitoring.prices import daily_closes
 from prism.monitoring.sql import columns_of, read_frame
 
@@ -34,7 +34,7 @@ SELECT * FROM (
 
 
 def snapshots(engine: Engine, deployment: str, max_points: int = MAX_POINTS) -> pd.DataFrame:
-    """Return :func:`prism.reporting.equity_curve`'s frame, with a long history thinned to the
+    """Return :func:`prism.monitoring.reporting.equity_curve`'s frame, with a long history thinned to the
     last snapshot of each 5-minute, hourly, daily or weekly bucket (the smallest giving at
     most ``max_points`` rows), so a year of minute snapshots still draws at once. Drawdown is
     then that of the thinned curve."""

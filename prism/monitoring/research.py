@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from prism.config import Settings
+from prism.core.settings import Settings
 from prism.monitoring.mlflow_reader import client, run_link
 
 LOWER_IS_BETTER = frozenset(

@@ -4,7 +4,7 @@ its holdings move together, and which holdings carry the risk.
 The portfolio is the deployment's current holdings and cash. Its history is what those
 holdings would have been worth on each of the last ``lookback`` days of daily closes (from the
 1-day rollup for minute-bar symbols), so VaR and CVaR answer "what could today's book lose in a
-day". Historical and parametric (normal) VaR/CVaR come from :mod:`prism.metrics`; they are
+day". Historical and parametric (normal) VaR/CVaR come from :mod:`prism.backtest.metrics`; they are
 reported as positive losses, as fractions of equity and in money. Contributions to risk are the
 Euler decomposition of the portfolio's volatility: weight x (covariance x weights) / volatility,
 which adds up to the volatility.
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from prism import metrics
+from prism.backtest import metrics
 from prism.monitoring.positions import positions
 from prism.monitoring.prices import daily_closes
 from prism.monitoring.sql import read_frame
@@ -159,7 +159,7 @@ def _measured(book: pd.DataFrame, equity: float, drawdown: float) -> dict[str, f
 
 
 MEASURED_KEYS = ("max_gross_exposure", "max_net_exposure", "max_position_pct", "max_drawdown")
-"""Limits of :mod:`prism.risk` this module measures itself (fractions of equity; drawdown from
+"""Limits of :mod:`prism.live.risk` this module measures itself (fractions of equity; drawdown from
 the deployment's peak snapshot equity) when the runner's newest risk snapshot lacks them."""
 
 

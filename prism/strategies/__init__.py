@@ -10,7 +10,7 @@ import functools
 from importlib.metadata import entry_points
 from typing import Any
 
-from prism.errors import ConfigError
+from prism.core.errors import ConfigError
 from prism.strategies.base import Strategy, equal_split, per_symbol
 from prism.strategies.ensemble import PerformanceEnsemble, VoteEnsemble
 from prism.strategies.ml import DirectionClassifier

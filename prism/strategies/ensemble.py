@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from prism.errors import ConfigError
+from prism.core.errors import ConfigError
+from prism.core.text import read_literal
 from prism.strategies.base import Strategy
-from prism.text import read_literal
 
 DEFAULT_MEMBERS = "sma_crossover(fast=10,slow=50);rsi_mean_reversion;macd_trend"
 _MEMBER = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$")

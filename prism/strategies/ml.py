@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from prism.errors import ConfigError
+from prism.core.errors import ConfigError
 from prism.strategies.base import equal_split
 
 FEATURES = ("ret_1", "ret_5", "ret_20", "vol_20", "volume_ratio_20", "close_sma_50", "bb_position")
@@ -69,7 +69,7 @@ class DirectionClassifier:
 
     def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
         """Return (time, symbol, weight) from per-symbol classifiers refitted each quarter."""
-        from prism.features import compute
+        from prism.features.point_in_time import compute
 
         ordered = bars.sort_values(["symbol", "time"], kind="stable").reset_index(drop=True)
         benchmark = str(ordered["symbol"].iloc[0]) if len(ordered) else ""

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from prism.errors import ConfigError
+from prism.core.errors import ConfigError
 
 MIN_LOOKBACK = 10
 DEGENERATE = 1e-12

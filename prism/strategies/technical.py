@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from prism.errors import ConfigError
-from prism.indicators import bollinger, macd, rsi, sma
+from prism.core.errors import ConfigError
+from prism.features.indicators import bollinger, macd, rsi, sma
 from prism.strategies.base import SignalRule
 
 CONVERGENCE = 10

@@ -6,7 +6,7 @@ import os
 import platform
 import warnings
 
-from prism.config import export_service_environment
+from prism.core.settings import export_service_environment
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import vectorbt as vbt
 
-from prism.backtest import BacktestConfig, run_backtest
+from prism.backtest.engine import BacktestConfig, run_backtest
 from prism.data.bars import close_panel
 from prism.data.sources import ArchBarSource
 from prism.strategies import SmaCrossover

@@ -29,7 +29,7 @@ import mlflow
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from prism.config import Settings
+from prism.core.settings import Settings
 from prism.data.store import upsert_bars
 from prism.db.rollups import refresh_rollups
 from prism.monitoring import health, models, orders, overview, positions, research, risk
@@ -104,7 +104,7 @@ class _Flat(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
 
 
 def _fill_mlflow(settings: Settings) -> None:
-    from prism.tracking import configure
+    from prism.research.tracking import configure
 
     configure(settings)
     for k in range(20):
@@ -230,7 +230,7 @@ def run(notes: list[str]) -> list[Row]:
 if __name__ == "__main__":
     import warnings
 
-    from prism.config import export_service_environment
+    from prism.core.settings import export_service_environment
 
     export_service_environment()
     warnings.simplefilter("ignore")

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import talib
 
-from prism import indicators
+from prism.features import indicators
 from tests.benchmarks.measure import measure
 from tests.benchmarks.row import Row
 from tests.benchmarks.synthetic import random_walk_bars

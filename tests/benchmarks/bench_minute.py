@@ -25,10 +25,10 @@ import vectorbt as vbt
 from backtesting import Backtest
 from backtesting import Strategy as BtStrategy
 
-from prism.backtest import BacktestConfig, BacktestResult, simulate_panel
+from prism.backtest.engine import BacktestConfig, BacktestResult, simulate_panel
+from prism.backtest.sweep import expand_grid, run_sweep
 from prism.data.bars import BarPanel
 from prism.strategies import SmaCrossover
-from prism.sweep import expand_grid, run_sweep
 from tests.benchmarks.measure import Measurement, measure
 from tests.benchmarks.row import Row
 from tests.benchmarks.synthetic import random_walk_bars

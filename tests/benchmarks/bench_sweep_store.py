@@ -3,7 +3,7 @@ combination: the cost of recording N trials in the tracking store and of finding
 
 Case: N combinations (``PRISM_BENCH_SWEEP_TRIALS``, default 1,000), each with 4 parameters and
 20 metrics, as the workers of ``prism research sweep`` return them. Prism: the sweep's own
-recording (:func:`prism.research_sweep._finish` with ``keep=0``: one parent run, the table as
+recording (:func:`prism.research.sweeps._finish` with ``keep=0``: one parent run, the table as
 Parquet and CSV artifacts, ``trials``, ``failed`` and the Sharpe variance), then reading the
 table back and ranking it (:func:`best_trials`). Peer: what tracking every trial would do, one
 run per combination (``create_run``, ``log_batch`` of its parameters and metrics,
@@ -27,9 +27,9 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from prism.config import Settings
-from prism.research_sweep import TABLE_ARTIFACT, Trial, _finish, best_trials
-from prism.tracking import configure, start_run
+from prism.core.settings import Settings
+from prism.research.sweeps import TABLE_ARTIFACT, Trial, _finish, best_trials
+from prism.research.tracking import configure, start_run
 from tests.benchmarks.measure import measure
 from tests.benchmarks.row import Row
 

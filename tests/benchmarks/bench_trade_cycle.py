@@ -1,11 +1,11 @@
 """One live trade cycle on minute bars, for 1, 10 and 100 symbols: the cycle's own work
-(:func:`prism.cycle.run_cycle`) against the whole Prefect flow run around it
+(:func:`prism.live.cycle.run_cycle`) against the whole Prefect flow run around it
 (``runner.flows.trade_cycle``), p50 and p99 latency of each.
 
 The workspace: a fresh embedded PostgreSQL with 100 synthetic minute random walks (fixed seed,
 2,000 bars each, so the bar reads run on a table of realistic depth), a real MLflow store with
 an SMA crossover (5/20, long or short, so every symbol always holds a position) logged and
-promoted to champion through :func:`prism.registry.promote`, the default risk limits (checked,
+promoted to champion through :func:`prism.registry.promotion.promote`, the default risk limits (checked,
 never binding), and the paper broker. Each deployment rebalances with ``band=0`` and half its
 equity invested (``max_leverage=0.5``, so no buy waits for cash), so every cycle trades: it
 books the previous bar's fills, values the book, writes the risk snapshot, reads the bars, asks
@@ -42,9 +42,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from prism import cycle, deployments, registry, tracking
-from prism.config import GateSettings, Settings
+from prism.core.settings import GateSettings, Settings
 from prism.data.store import upsert_bars
+from prism.live import cycle, deployments
+from prism.registry import promotion
+from prism.research import tracking
 from prism.strategies import SmaCrossover
 from tests.benchmarks.measure import Measurement
 from tests.benchmarks.row import Row
@@ -82,7 +84,7 @@ def _promote(settings: Settings, engine: Engine, bars: pd.DataFrame) -> None:
         )
         mlflow.set_tags({"prism.lookahead_check": "passed", "prism.parity_check": "passed"})
         tracking.log_strategy_model(STRATEGY, bars)
-    promotion = registry.promote(settings, run_id, LENIENT, "benchmark", engine=engine)
+    promotion = promotion.promote(settings, run_id, LENIENT, "benchmark", engine=engine)
     if not promotion.promoted:
         raise RuntimeError(f"benchmark model not promoted: {promotion.failed()}")
 
@@ -207,7 +209,7 @@ def run(notes: list[str]) -> list[Row]:
 
 
 if __name__ == "__main__":
-    from prism.config import export_service_environment
+    from prism.core.settings import export_service_environment
 
     export_service_environment()
     found: list[str] = []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from prism.config import Settings
+from prism.core.settings import Settings
 from prism.db import embedded
 from prism.db.engine import open_database
 

@@ -27,17 +27,18 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sqlalchemy import Engine, text
 
-from prism import ledger, live
-from prism.broker import PaperBroker
-from prism.config import Settings
+from prism import ledger
+from prism.brokers.paper import PaperBroker
+from prism.core.events import record_event
+from prism.core.settings import Settings
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
 from prism.db import embedded
 from prism.db.engine import open_database
-from prism.events import record_event
+from prism.live import steps
 from prism.monitoring import fmt
+from prism.research.tracking import configure
 from prism.strategies import SmaCrossover
-from prism.tracking import configure
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboards" / "app.py"
@@ -88,7 +89,7 @@ def workspace_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         settings, "champion", {"sharpe": 0.9, "max_drawdown": 0.12, "n_trades": 14}, "champion"
     )
     strategy = SmaCrossover(fast=5, slow=20)
-    config = live.LiveConfig(
+    config = steps.LiveConfig(
         deployment=DEPLOYMENT,
         symbols=("SPX", "NDX"),
         capital=1e6,
@@ -97,13 +98,13 @@ def workspace_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     )
     broker = PaperBroker(engine, config)
     ledger.ensure_account(engine, DEPLOYMENT, Decimal("1000000"))
-    model = live.LiveStrategy(
+    model = steps.LiveStrategy(
         strategy.name, settings.model_name, "2", strategy.warmup, strategy.target_weights
     )
-    for as_of in live.replay_times(engine, ["SPX", "NDX"], 120)[:60]:
-        live.fill_open_orders(engine, broker, DEPLOYMENT, as_of)
-        live.decide(engine, broker, model, config, as_of)
-        live.snapshot(engine, config, as_of)
+    for as_of in steps.replay_times(engine, ["SPX", "NDX"], 120)[:60]:
+        steps.fill_open_orders(engine, broker, DEPLOYMENT, as_of)
+        steps.decide(engine, broker, model, config, as_of)
+        steps.snapshot(engine, config, as_of)
     with engine.begin() as conn:
         conn.execute(
             text(

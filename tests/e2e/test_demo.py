@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sqlalchemy import text
 
-from prism.config import Settings
+from prism.core.settings import Settings
 from prism.db import embedded
 from prism.db.engine import connect
 
@@ -33,7 +33,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, s
     }
     env.update(PRISM_HOME=str(root / "home"), PRISM_MLRUNS_DIR=str(root / "mlruns"), COLUMNS="200")
     result = subprocess.run(
-        [sys.executable, "-c", "from prism.cli import main; main()", "demo", "--no-serve"],
+        [sys.executable, "-c", "from prism.cli.app import main; main()", "demo", "--no-serve"],
         cwd=ROOT,
         env=env,
         capture_output=True,

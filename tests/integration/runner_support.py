@@ -14,10 +14,11 @@ import pytest
 from mlflow.models import ModelSignature
 from sqlalchemy import Engine
 
-from prism import deployments, live, risk, tracking
-from prism.config import GateSettings, Settings
+from prism.core.settings import GateSettings, Settings
+from prism.live import deployments, risk, steps
+from prism.research import tracking
 from prism.strategies import SmaCrossover, strategy_params
-from prism.strategy_model import StrategyModel
+from prism.strategies.pyfunc import StrategyModel
 
 SYMBOLS = ("SPX", "NDX")
 CAPITAL = 1_000_000.0
@@ -61,9 +62,9 @@ class FixedSource:
     def current(self, alias: str) -> tuple[str, str]:
         return self.model, self.version
 
-    def load(self, alias: str, version: str) -> live.LiveStrategy:
+    def load(self, alias: str, version: str) -> steps.LiveStrategy:
         s = self.strategy
-        return live.LiveStrategy(s.name, self.model, version, s.warmup, self.predict)
+        return steps.LiveStrategy(s.name, self.model, version, s.warmup, self.predict)
 
     def predict(self, bars: pd.DataFrame) -> pd.DataFrame:
         """The strategy's target weights of ``bars``."""
@@ -79,8 +80,8 @@ class FortyPercentSource(FixedSource):
     """A fixed-weight model (:func:`hold_forty_percent`, warm-up of one bar) as the
     deployment's."""
 
-    def load(self, alias: str, version: str) -> live.LiveStrategy:
-        return live.LiveStrategy("fixed", self.model, version, 1, hold_forty_percent)
+    def load(self, alias: str, version: str) -> steps.LiveStrategy:
+        return steps.LiveStrategy("fixed", self.model, version, 1, hold_forty_percent)
 
 
 def deploy(

@@ -17,10 +17,10 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
-from prism.alerts import check_alert_urls, send_alert
-from prism.config import Settings, public_values
-from prism.errors import ConfigError
-from prism.events import recent_events, record_event
+from prism.core.errors import ConfigError
+from prism.core.events import recent_events, record_event
+from prism.core.settings import Settings, public_values
+from prism.live.alerts import check_alert_urls, send_alert
 
 
 @dataclass
@@ -147,7 +147,7 @@ def test_the_same_alert_goes_out_again_once_the_window_has_passed(engine, settin
 def test_the_window_survives_a_process_restart(engine, settings, hook):
     url = hook.url("ok")
     script = (
-        "from prism.alerts import check_alert_urls, send_alert; from prism.config import Settings; "
+        "from prism.live.alerts import check_alert_urls, send_alert; from prism.core.settings import Settings; "
         "from prism.db.engine import open_database; s = Settings(); "
         "print(send_alert(open_database(s), s, 'flow_failed', 'error', 'runner', 'ingest failed',"
         " {'deployment': 'demo'}))"
@@ -300,7 +300,7 @@ def test_prism_config_shows_only_the_schemes_of_alert_urls(settings):
 def test_prism_alerts_test_sends_one_alert_and_says_who_received_it(engine, settings, hook):
     from typer.testing import CliRunner
 
-    from prism.cli import app
+    from prism.cli.app import app
 
     result = CliRunner().invoke(
         app,
@@ -320,7 +320,7 @@ def test_prism_alerts_test_sends_one_alert_and_says_who_received_it(engine, sett
 def test_prism_alerts_test_without_urls_says_how_to_configure_them(engine, settings):
     from typer.testing import CliRunner
 
-    from prism.cli import app
+    from prism.cli.app import app
 
     result = CliRunner().invoke(app, ["alerts", "test"], env={"PRISM_ALERT_URLS": ""})
 

@@ -13,11 +13,11 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from prism import ledger
-from prism.alpaca_broker import AlpacaBroker, alpaca_state
-from prism.errors import ConfigError, TransientError
-from prism.exchange_orders import OrderRejected
+from prism.brokers.alpaca import AlpacaBroker, alpaca_state
+from prism.brokers.exchange_orders import OrderRejected
+from prism.core.errors import ConfigError, TransientError
 from prism.ledger import OrderRow
-from prism.live import client_order_id, fill_open_orders
+from prism.live.steps import client_order_id, fill_open_orders
 from tests.recorded_orders import OrderTransport, order_transport
 
 JAN_2 = datetime(2024, 1, 2, tzinfo=UTC)

@@ -4,11 +4,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from prism.backtest import BacktestConfig, run_backtest
-from prism.cli import app
+from prism.backtest.engine import BacktestConfig, run_backtest
+from prism.backtest.metrics import summary
+from prism.cli.app import app
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest, read_bars
-from prism.metrics import summary
 from prism.strategies import SmaCrossover
 
 

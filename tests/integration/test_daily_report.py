@@ -1,5 +1,5 @@
 """The daily report notebook executed by papermill on a real kernel against a ledger filled
-through prism.ledger, and saved as HTML."""
+through prism.ledger.book, and saved as HTML."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from nbformat.v4 import new_code_cell, new_notebook
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from prism import daily, ledger
-from prism.cli import app
+from prism import ledger
+from prism.cli.app import app
+from prism.core.errors import ConfigError
+from prism.core.events import record_event
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
-from prism.errors import ConfigError
-from prism.events import record_event
 from prism.ledger import FillRow, OrderRow
-from prism.reports import run_daily_report
-from prism.research import NotebookFailed
+from prism.monitoring import daily
+from prism.monitoring.reports import run_daily_report
+from prism.research.notebooks import NotebookFailed
 
 DAY = date(2018, 6, 29)
 

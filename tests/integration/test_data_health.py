@@ -13,14 +13,15 @@ import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from prism import ledger, live
-from prism.broker import PaperBroker
-from prism.cli import app
+from prism import ledger
+from prism.brokers.paper import PaperBroker
+from prism.cli.app import app
+from prism.core.errors import DataUnavailable
 from prism.data.bars import normalise
 from prism.data.health import check_quality, data_status
 from prism.data.sources import ArchBarSource, Asset
 from prism.data.store import ingest, upsert_assets, upsert_bars
-from prism.errors import DataUnavailable
+from prism.live import steps
 from prism.strategies import SmaCrossover
 from tests.integration.test_gaps import HOLE, punch
 
@@ -200,16 +201,16 @@ def test_a_sweep_on_bars_with_a_hole_is_refused(stocked):
     assert HOLE_TEXT in str(result.exception)
 
 
-def _cycle(engine: Engine, config: live.LiveConfig, as_of: datetime) -> list[ledger.OrderRow]:
+def _cycle(engine: Engine, config: steps.LiveConfig, as_of: datetime) -> list[ledger.OrderRow]:
     strategy = SmaCrossover(fast=5, slow=20)
-    loaded = live.LiveStrategy(strategy.name, "m", "1", strategy.warmup, strategy.target_weights)
+    loaded = steps.LiveStrategy(strategy.name, "m", "1", strategy.warmup, strategy.target_weights)
     ledger.ensure_account(engine, config.deployment, Decimal("1000000"))
-    return live.decide(engine, PaperBroker(engine, config), loaded, config, as_of)
+    return steps.decide(engine, PaperBroker(engine, config), loaded, config, as_of)
 
 
 def test_a_trade_cycle_on_a_hole_is_refused_and_recorded(stocked, no_events):
     punch(stocked, "SPX", HOLE)
-    config = live.LiveConfig(deployment="gated", symbols=("SPX", "NDX"))
+    config = steps.LiveConfig(deployment="gated", symbols=("SPX", "NDX"))
     as_of = pd.Timestamp("2018-12-31", tz="UTC").to_pydatetime()
 
     with pytest.raises(DataUnavailable, match=HOLE_PATTERN) as refused:
@@ -223,7 +224,7 @@ def test_a_trade_cycle_on_a_hole_is_refused_and_recorded(stocked, no_events):
 
 def test_a_deployment_that_allows_gaps_trades_through_them(stocked, no_events):
     punch(stocked, "SPX", HOLE)
-    config = live.LiveConfig(deployment="lenient", symbols=("SPX", "NDX"), allow_gaps=True)
+    config = steps.LiveConfig(deployment="lenient", symbols=("SPX", "NDX"), allow_gaps=True)
 
     _cycle(stocked, config, pd.Timestamp("2018-12-31", tz="UTC").to_pydatetime())
 

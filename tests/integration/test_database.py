@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from prism.config import Settings
+from prism.core.errors import ConfigError
+from prism.core.settings import Settings
 from prism.db import embedded
 from prism.db.engine import connect, sqlalchemy_url
 from prism.db.migrate import current_revision, database_mode, head_revision, upgrade
-from prism.errors import ConfigError
 
 FIRST_SCHEMA = {
     "market_data": {"assets", "ohlcv", "quarantine", "indicators"},

@@ -1,7 +1,7 @@
 """Live against backtest drift on the real database: a real replay of the runner, then reality
 perturbed in known ways, each cause's contribution checked against the amount introduced.
 
-The amounts are computed independently of :mod:`prism.drift`: a fill's price or commission
+The amounts are computed independently of :mod:`prism.live.drift`: a fill's price or commission
 changed by a known sum moves the cash by that sum; a missed cycle or a different signal is
 measured by running the real runner twice (with and without the fault) and comparing the two
 live P&Ls from their portfolio snapshots.
@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from prism import cycle, drift, live, risk
-from prism.backtest import BacktestConfig, run_backtest
-from prism.cli import app
-from prism.config import Settings
-from prism.errors import ConfigError, DataUnavailable
+from prism.backtest.engine import BacktestConfig, run_backtest
+from prism.cli.app import app
+from prism.core.errors import ConfigError, DataUnavailable
+from prism.core.settings import Settings
+from prism.live import cycle, drift, risk, steps
 from prism.strategies import SmaCrossover
 from tests.integration.runner_support import (
     CAPITAL,
@@ -108,7 +108,7 @@ def _traded_bar(engine: Engine, name: str, times: list[datetime]) -> datetime:
 
 @pytest.fixture
 def window(stocked: Engine) -> list[datetime]:
-    return live.replay_times(stocked, list(SYMBOLS), BARS)
+    return steps.replay_times(stocked, list(SYMBOLS), BARS)
 
 
 @pytest.fixture
@@ -212,7 +212,7 @@ def test_a_signal_the_live_model_got_wrong_is_attributed_to_signals(
     source = DriftSource(strategy)
     _replay(stocked, costly, "base", window, source)
     bar = _traded_bar(stocked, "base", window)
-    bars = live.replay_times(stocked, list(SYMBOLS), BARS)
+    bars = steps.replay_times(stocked, list(SYMBOLS), BARS)
     wrong_at = bars[bars.index(bar) + 3]
     with stocked.connect() as conn:
         modelled = float(

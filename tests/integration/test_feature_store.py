@@ -1,5 +1,5 @@
 """The Parquet feature store against the real database: layout, equality with
-``features.compute``, incremental rebuilds, the catalog, and the CLI."""
+``point_in_time.compute``, incremental rebuilds, the catalog, and the CLI."""
 
 import os
 import subprocess
@@ -12,12 +12,12 @@ import pyarrow.dataset as ds
 import pytest
 from typer.testing import CliRunner
 
-from prism import features
-from prism.cli import app
+from prism.cli.app import app
+from prism.core.errors import DataUnavailable
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest, read_bars, upsert_bars
-from prism.errors import DataUnavailable
-from prism.feature_store import build, partition_path, read, read_catalog
+from prism.features import point_in_time
+from prism.features.store import build, partition_path, read, read_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 MONTHS = 20 * 12
@@ -36,7 +36,7 @@ def built(stocked, tmp_path):
 
 
 def _expected(engine, start=None, end=None) -> pd.DataFrame:
-    values = features.compute(read_bars(engine, ["NDX", "SPX"]), "SPX")
+    values = point_in_time.compute(read_bars(engine, ["NDX", "SPX"]), "SPX")
     keep = pd.Series(True, index=values.index)
     if start is not None:
         keep &= values["time"] >= pd.Timestamp(start, tz="UTC")
@@ -154,7 +154,7 @@ def test_the_catalog_table_describes_every_feature(stocked, built):
     ]
     assert rows == [
         (f.name, f.description, f.dtype, f.category, f.computation, f.dependencies, f.lookback)
-        for f in features.CATALOG
+        for f in point_in_time.CATALOG
     ]
     assert catalog["updated_at"].notna().all()
 
@@ -185,13 +185,13 @@ def test_the_cli_builds_incrementally_and_prints_the_catalog(stocked, tmp_path):
     assert f"{MONTHS} unchanged" in second.output
     assert partition_path(tmp_path, "1d", "SPX", "2018-12").exists()
     assert catalog.exit_code == 0, catalog.output
-    for feature in features.CATALOG:
+    for feature in point_in_time.CATALOG:
         assert feature.name in catalog.output
 
 
 def test_the_cli_reports_an_empty_database_in_one_line(engine, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-c", "from prism.cli import main; main()", "features", "build"],
+        [sys.executable, "-c", "from prism.cli.app import main; main()", "features", "build"],
         cwd=ROOT,
         env={**os.environ, "PRISM_FEATURE_DIR": str(tmp_path)},
         capture_output=True,

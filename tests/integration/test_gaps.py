@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from prism.cli import app
+from prism.cli.app import app
 from prism.data.bars import normalise
 from prism.data.gaps import (
     Gap,

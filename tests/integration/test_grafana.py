@@ -18,8 +18,8 @@ import yaml
 from sqlalchemy import Engine, text
 
 from prism import ledger
+from prism.core.events import record_event
 from prism.data.store import upsert_bars
-from prism.events import record_event
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISIONING = ROOT / "dashboards" / "grafana" / "provisioning"

@@ -2,10 +2,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from prism.core.errors import DataUnavailable
 from prism.data.bars import normalise
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest, read_bars
-from prism.errors import DataUnavailable
 
 
 def _table(engine) -> pd.DataFrame:
@@ -93,8 +93,8 @@ def test_last_keeps_each_symbols_newest_bars_up_to_the_end(engine):
 
 
 def test_indicators_are_stored_once_per_bar_and_match_the_computed_values(engine):
-    from prism import indicators
     from prism.data.store import store_indicators
+    from prism.features import indicators
 
     ingest(engine, ArchBarSource())
     values = indicators.compute(read_bars(engine, ["SPX", "NDX"]))

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from prism.cli import app
+from prism.cli.app import app
 from prism.data.bars import normalise
 from prism.data.sources import Asset
 from prism.data.store import ingest, upsert_bars

@@ -8,7 +8,7 @@ import polars as pl
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from prism.cli import app
+from prism.cli.app import app
 
 CSV = """Date,Open,High,Low,Close,Adj Close,Volume
 2024-01-02,187.15,188.44,183.89,185.64,184.94,82488700

@@ -5,12 +5,15 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from prism import cycle, ledger, live, registry, tracking
-from prism.broker import PaperBroker
+from prism import ledger
+from prism.brokers.paper import PaperBroker
+from prism.core.errors import ConfigError
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
-from prism.errors import ConfigError
-from prism.lineage import STEPS, aliases_at, order_lineage
+from prism.live import cycle, steps
+from prism.registry import promotion
+from prism.registry.lineage import STEPS, aliases_at, order_lineage
+from prism.research import tracking
 from prism.strategies import SmaCrossover
 from tests.integration.test_registry import LENIENT, model_run
 
@@ -29,12 +32,12 @@ def _trade_the_champion(engine, settings) -> str:
     """Replay 30 bars through the live cycle with the promoted model; return an order id."""
     source = cycle.registry_source(settings, None)
     strategy = source.load("champion", source.current("champion")[1])
-    config = live.LiveConfig(deployment="lineage", symbols=("SPX", "NDX"))
+    config = steps.LiveConfig(deployment="lineage", symbols=("SPX", "NDX"))
     broker = PaperBroker(engine, config)
     ledger.ensure_account(engine, config.deployment, Decimal("1000000"))
-    for as_of in live.replay_times(engine, ["SPX", "NDX"], 30):
-        live.fill_open_orders(engine, broker, config.deployment, as_of)
-        live.decide(engine, broker, strategy, config, as_of)
+    for as_of in steps.replay_times(engine, ["SPX", "NDX"], 30):
+        steps.fill_open_orders(engine, broker, config.deployment, as_of)
+        steps.decide(engine, broker, strategy, config, as_of)
     with engine.connect() as conn:
         return str(
             conn.execute(
@@ -56,7 +59,7 @@ def test_an_order_traces_back_to_its_decision_model_run_and_notebook(
         tags={"prism.notebook": NOTEBOOK, "prism.data_hash": data_hash},
     )
     mlflow.tracking.MlflowClient().log_param(run_id, "notebook.fast", "5")
-    registry.promote(
+    promotion.promote(
         lineage_settings, run_id, LENIENT, "alice", reason="lineage test", engine=engine
     )
     order_id = _trade_the_champion(engine, lineage_settings)
@@ -87,7 +90,7 @@ def test_an_order_traces_back_to_its_decision_model_run_and_notebook(
     assert found[("notebook", "data hash")] == data_hash
     assert "notebook.fast=5" in found[("notebook", "parameters")]
 
-    from prism.cli import app
+    from prism.cli.app import app
 
     printed = CliRunner().invoke(app, ["lineage", order_id])
     assert printed.exit_code == 0, printed.output

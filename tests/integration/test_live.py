@@ -5,26 +5,27 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import text
 
-from prism import ledger, live
-from prism.backtest import BacktestConfig, run_backtest
-from prism.broker import PaperBroker
+from prism import ledger
+from prism.backtest.engine import BacktestConfig, run_backtest
+from prism.brokers.paper import PaperBroker
+from prism.live import steps
 from prism.strategies import SmaCrossover
 from tests.integration.runner_support import COSTS, SYMBOLS
 
 
-def _live_strategy(strategy: SmaCrossover) -> live.LiveStrategy:
-    return live.LiveStrategy(
+def _live_strategy(strategy: SmaCrossover) -> steps.LiveStrategy:
+    return steps.LiveStrategy(
         strategy.name, "test-model", "1", strategy.warmup, strategy.target_weights
     )
 
 
-def _replay(engine, strategy, times: list[datetime], config: live.LiveConfig) -> None:
+def _replay(engine, strategy, times: list[datetime], config: steps.LiveConfig) -> None:
     broker = PaperBroker(engine, config)
     ledger.ensure_account(engine, config.deployment, Decimal("1000000"))
     for as_of in times:
-        live.fill_open_orders(engine, broker, config.deployment, as_of)
-        live.decide(engine, broker, _live_strategy(strategy), config, as_of)
-        live.snapshot(engine, config, as_of)
+        steps.fill_open_orders(engine, broker, config.deployment, as_of)
+        steps.decide(engine, broker, _live_strategy(strategy), config, as_of)
+        steps.snapshot(engine, config, as_of)
 
 
 def _fills(engine, deployment: str) -> pd.DataFrame:
@@ -42,8 +43,8 @@ def _fills(engine, deployment: str) -> pd.DataFrame:
 
 def test_replaying_the_runner_reproduces_the_backtests_fills_and_equity(stocked, bundled_bars):
     strategy = SmaCrossover(fast=5, slow=20)
-    config = live.LiveConfig(deployment="parity", symbols=SYMBOLS, capital=1_000_000.0, **COSTS)
-    times = live.replay_times(stocked, list(SYMBOLS), 250)
+    config = steps.LiveConfig(deployment="parity", symbols=SYMBOLS, capital=1_000_000.0, **COSTS)
+    times = steps.replay_times(stocked, list(SYMBOLS), 250)
     start = pd.Timestamp(times[0])
     history = bundled_bars[bundled_bars["time"] >= start - pd.Timedelta(days=60)]
 
@@ -79,8 +80,8 @@ def test_replaying_the_runner_reproduces_the_backtests_fills_and_equity(stocked,
 
 def test_repeating_cycles_never_duplicates_an_order_a_fill_or_a_snapshot(stocked):
     strategy = SmaCrossover(fast=5, slow=20)
-    config = live.LiveConfig(deployment="repeat", symbols=SYMBOLS, **COSTS)
-    times = live.replay_times(stocked, list(SYMBOLS), 80)
+    config = steps.LiveConfig(deployment="repeat", symbols=SYMBOLS, **COSTS)
+    times = steps.replay_times(stocked, list(SYMBOLS), 80)
 
     _replay(stocked, strategy, times, config)
     counts = _counts(stocked)
@@ -105,8 +106,8 @@ def _counts(engine) -> dict[str, int]:
 
 
 def test_cash_plus_positions_at_the_close_equals_the_snapshot_equity(stocked):
-    config = live.LiveConfig(deployment="books", symbols=SYMBOLS, **COSTS)
-    times = live.replay_times(stocked, list(SYMBOLS), 120)
+    config = steps.LiveConfig(deployment="books", symbols=SYMBOLS, **COSTS)
+    times = steps.replay_times(stocked, list(SYMBOLS), 120)
     _replay(stocked, SmaCrossover(fast=5, slow=20), times, config)
 
     with stocked.connect() as conn:
@@ -141,11 +142,11 @@ def test_cash_plus_positions_at_the_close_equals_the_snapshot_equity(stocked):
 
 
 def test_every_order_traces_to_an_audit_decision_with_the_model_version(stocked):
-    config = live.LiveConfig(deployment="trace", symbols=SYMBOLS, **COSTS)
+    config = steps.LiveConfig(deployment="trace", symbols=SYMBOLS, **COSTS)
     _replay(
         stocked,
         SmaCrossover(fast=5, slow=20),
-        live.replay_times(stocked, list(SYMBOLS), 60),
+        steps.replay_times(stocked, list(SYMBOLS), 60),
         config,
     )
 

@@ -14,9 +14,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 from sqlalchemy import text
 
-from prism import cycle, deployments, live, registry, tracking
+from prism.live import cycle, deployments, steps
+from prism.registry import promotion
+from prism.research import tracking
 from prism.strategies import SmaCrossover, strategy_params
-from prism.strategy_model import StrategyModel, example_bars, strategy_signature
+from prism.strategies.pyfunc import StrategyModel, example_bars, strategy_signature
 from tests.integration.runner_support import (
     LENIENT,
     SYMBOLS,
@@ -60,9 +62,9 @@ def traded_versions(engine, time) -> list:
 
 def test_a_version_promoted_through_prism_trades(stocked, store, bundled_bars):
     run_id = research_run(store, SmaCrossover(fast=5, slow=20), bundled_bars)
-    registry.promote(store, run_id, LENIENT, "alice", engine=stocked)
+    promotion.promote(store, run_id, LENIENT, "alice", engine=stocked)
     deploy_checked(stocked)
-    times = live.replay_times(stocked, list(SYMBOLS), 2)
+    times = steps.replay_times(stocked, list(SYMBOLS), 2)
 
     reports = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times]
 
@@ -77,9 +79,9 @@ def test_an_alias_set_by_hand_is_refused_once_and_the_previous_version_keeps_tra
 ):
     first = research_run(store, SmaCrossover(fast=5, slow=20), bundled_bars)
     second = research_run(store, SmaCrossover(fast=10, slow=40), bundled_bars)
-    registry.promote(store, first, LENIENT, "alice", engine=stocked)
+    promotion.promote(store, first, LENIENT, "alice", engine=stocked)
     deploy_checked(stocked)
-    times = live.replay_times(stocked, list(SYMBOLS), 4)
+    times = steps.replay_times(stocked, list(SYMBOLS), 4)
     before = cycle.run_cycle(stocked, store, "checked", as_of=times[0])
     client = MlflowClient(store.mlflow_tracking_uri)
     by_hand = mlflow.register_model(f"runs:/{second}/{tracking.MODEL_ARTIFACT}", "checked")
@@ -98,7 +100,7 @@ def test_an_alias_set_by_hand_is_refused_once_and_the_previous_version_keeps_tra
     assert (metadata["version"], metadata["trading_version"]) == ("2", "1")
     assert deployments.get_deployment(stocked, "checked").last_model_version == "1"
 
-    registry.promote(store, second, LENIENT, "bob", engine=stocked)
+    promotion.promote(store, second, LENIENT, "bob", engine=stocked)
     approved = cycle.run_cycle(stocked, store, "checked", as_of=times[3])
 
     assert (approved.outcome, approved.model_version, approved.reason) == ("traded", "2", "")
@@ -116,9 +118,9 @@ def test_a_version_whose_signature_rejects_the_bars_is_refused_and_nothing_trade
         inputs=Schema([*good.inputs.inputs, ColSpec("double", "vwap")]), outputs=good.outputs
     )
     run_id = research_run(store, strategy, bundled_bars, signature=needs_vwap)
-    promotion = registry.promote(store, run_id, LENIENT, "alice", engine=stocked)
+    promotion = promotion.promote(store, run_id, LENIENT, "alice", engine=stocked)
     deploy_checked(stocked)
-    times = live.replay_times(stocked, list(SYMBOLS), 2)
+    times = steps.replay_times(stocked, list(SYMBOLS), 2)
 
     reports = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times]
 

@@ -14,12 +14,13 @@ from scipy.stats import norm
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import ProgrammingError
 
-from prism import ledger, live
-from prism.broker import PaperBroker
+from prism import ledger
+from prism.brokers.paper import PaperBroker
+from prism.core.events import record_event
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest, upsert_bars
 from prism.db.rollups import refresh_rollups
-from prism.events import record_event
+from prism.live import steps
 from prism.monitoring import access, health, orders, overview, positions, prices, risk
 from prism.strategies import SmaCrossover
 from tests.conftest import empty_tables
@@ -38,16 +39,16 @@ def replayed(migrated_engine: Engine) -> Engine:
     empty_tables(engine)
     ingest(engine, ArchBarSource())
     strategy = SmaCrossover(fast=5, slow=20)
-    config = live.LiveConfig(deployment=DEPLOYMENT, symbols=SYMBOLS, capital=1e6, **COSTS)
+    config = steps.LiveConfig(deployment=DEPLOYMENT, symbols=SYMBOLS, capital=1e6, **COSTS)
     broker = PaperBroker(engine, config)
     ledger.ensure_account(engine, DEPLOYMENT, CAPITAL)
-    wrapped = live.LiveStrategy(
+    wrapped = steps.LiveStrategy(
         strategy.name, "test-model", "1", strategy.warmup, strategy.target_weights
     )
-    for as_of in live.replay_times(engine, list(SYMBOLS), 120)[:60]:
-        live.fill_open_orders(engine, broker, DEPLOYMENT, as_of)
-        live.decide(engine, broker, wrapped, config, as_of)
-        live.snapshot(engine, config, as_of)
+    for as_of in steps.replay_times(engine, list(SYMBOLS), 120)[:60]:
+        steps.fill_open_orders(engine, broker, DEPLOYMENT, as_of)
+        steps.decide(engine, broker, wrapped, config, as_of)
+        steps.snapshot(engine, config, as_of)
     return engine
 
 

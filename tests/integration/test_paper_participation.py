@@ -9,8 +9,8 @@ import math
 import pytest
 from sqlalchemy import text
 
-from prism import cycle, live
-from prism.errors import ConfigError
+from prism.core.errors import ConfigError
+from prism.live import cycle, steps
 from tests.integration.runner_support import SYMBOLS, FixedSource, deploy
 
 PARTICIPATION = 2e-8
@@ -20,7 +20,7 @@ LOT = 1.0
 
 
 def _run(engine, settings, name: str, bars: int = 60) -> None:
-    for as_of in live.replay_times(engine, list(SYMBOLS), bars):
+    for as_of in steps.replay_times(engine, list(SYMBOLS), bars):
         cycle.run_cycle(engine, settings, name, as_of=as_of, source=FixedSource())
 
 

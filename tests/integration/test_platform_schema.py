@@ -13,14 +13,14 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from prism.cli import app
+from prism.cli.app import app
+from prism.core.errors import ConfigError
+from prism.core.events import SEVERITIES, recent_events, record_event
 from prism.data.sources import Asset
 from prism.data.store import ingest, upsert_bars
 from prism.db.engine import sqlalchemy_url
 from prism.db.migrate import _alembic_config, current_revision, head_revision, upgrade
 from prism.db.rollups import apply_retention, refresh_rollups
-from prism.errors import ConfigError
-from prism.events import SEVERITIES, recent_events, record_event
 
 NEW_TABLES = {
     "trading": {"signals", "risk_snapshots"},
@@ -305,7 +305,7 @@ def test_migrations_downgrade_to_0003_and_upgrade_again(migrated_engine):
     reason="PRISM_TEST_TIMESCALE_URL is not set (no TimescaleDB server here)",
 )
 def test_on_timescaledb_the_rollups_are_continuous_aggregates_with_policies():
-    from prism.config import Settings
+    from prism.core.settings import Settings
     from prism.db.info import describe
     from prism.db.rollups import apply_policies
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from prism.config import Settings
+from prism.core.settings import Settings
 from prism.db import embedded
 from prism.db.engine import open_database
 from prism.monitoring import access

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from prism import cycle, deployments, live
-from prism.broker import PaperBroker
-from prism.cli import app
-from prism.reconcile import reconcile
+from prism.brokers.paper import PaperBroker
+from prism.cli.app import app
+from prism.live import cycle, deployments, steps
+from prism.live.reconcile import reconcile
 from tests.integration.runner_support import SYMBOLS, FortyPercentSource, deploy
 
 
@@ -22,7 +22,7 @@ def traded(stocked, settings):
     the broker hold positions."""
     deploy(stocked, "rec")
     source = FortyPercentSource()
-    for t in live.replay_times(stocked, list(SYMBOLS), 5):
+    for t in steps.replay_times(stocked, list(SYMBOLS), 5):
         cycle.run_cycle(stocked, settings, "rec", as_of=t, source=source)
     return stocked
 

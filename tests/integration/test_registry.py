@@ -10,13 +10,14 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from prism import registry, tracking
-from prism.backtest import BacktestConfig, run_backtest
-from prism.config import GateSettings
-from prism.errors import ConfigError, DataUnavailable
-from prism.gates import load_gates_file
+from prism.backtest.engine import BacktestConfig, run_backtest
+from prism.core.errors import ConfigError, DataUnavailable
+from prism.core.settings import GateSettings
+from prism.registry import promotion
+from prism.registry.gates import load_gates_file
+from prism.research import tracking
 from prism.strategies import SmaCrossover, make_strategy, strategy_params
-from prism.strategy_model import StrategyModel
+from prism.strategies.pyfunc import StrategyModel
 
 LENIENT = GateSettings(min_sharpe=0.0, max_drawdown=0.9, min_trades=1, min_deflated_sharpe=0.0)
 EVIDENCE = {
@@ -127,15 +128,15 @@ def registry_snapshot(settings, engine) -> dict:
 
 
 def _versions(settings) -> list[str]:
-    return [v.version for v in registry.list_versions(settings) if v.name == settings.model_name]
+    return [v.version for v in promotion.list_versions(settings) if v.name == settings.model_name]
 
 
 def test_a_run_that_passes_the_gates_becomes_champion_once(registry_settings, engine, runs):
-    first = registry.promote(registry_settings, runs["good"], LENIENT, "alice", engine=engine)
-    again = registry.promote(registry_settings, runs["good"], LENIENT, "alice", engine=engine)
+    first = promotion.promote(registry_settings, runs["good"], LENIENT, "alice", engine=engine)
+    again = promotion.promote(registry_settings, runs["good"], LENIENT, "alice", engine=engine)
 
     assert first.promoted and first.version == again.version == "1"
-    champion = registry.champion(registry_settings)
+    champion = promotion.champion(registry_settings)
     assert (champion.version, champion.run_id, champion.approved_by) == ("1", runs["good"], "alice")
     assert _versions(registry_settings) == ["1"]
 
@@ -150,7 +151,7 @@ def test_a_promotion_records_who_when_why_and_the_gates_file(
     )
     gates = load_gates_file(gates_file)
 
-    outcome = registry.promote(
+    outcome = promotion.promote(
         registry_settings,
         runs["good"],
         gates,
@@ -190,11 +191,11 @@ def test_a_promotion_records_who_when_why_and_the_gates_file(
 
 
 def test_a_refused_promotion_leaves_the_registry_exactly_as_it_was(registry_settings, engine, runs):
-    registry.promote(registry_settings, runs["good"], LENIENT, "alice", engine=engine)
+    promotion.promote(registry_settings, runs["good"], LENIENT, "alice", engine=engine)
     strict = LENIENT.model_copy(update={"min_sharpe": 5.0})
     before = registry_snapshot(registry_settings, engine)
 
-    outcome = registry.promote(registry_settings, runs["bad"], strict, "bob", engine=engine)
+    outcome = promotion.promote(registry_settings, runs["bad"], strict, "bob", engine=engine)
 
     assert not outcome.promoted
     failed = {g.gate: g for g in outcome.failed()}
@@ -217,16 +218,18 @@ def test_rollback_returns_champion_to_the_previous_version_and_records_it(
     registry_settings, engine, runs
 ):
     first, second = runs["good"], runs["second"]
-    registry.promote(registry_settings, first, LENIENT, "alice", engine=engine)
-    registry.promote(registry_settings, second, LENIENT, "alice", alias="challenger", engine=engine)
-    registry.promote(registry_settings, second, LENIENT, "alice", engine=engine)
-    assert registry.champion(registry_settings).version == "2"
-    assert registry.champion(registry_settings).aliases == ["champion"]
+    promotion.promote(registry_settings, first, LENIENT, "alice", engine=engine)
+    promotion.promote(
+        registry_settings, second, LENIENT, "alice", alias="challenger", engine=engine
+    )
+    promotion.promote(registry_settings, second, LENIENT, "alice", engine=engine)
+    assert promotion.champion(registry_settings).version == "2"
+    assert promotion.champion(registry_settings).aliases == ["champion"]
 
-    done = registry.rollback(registry_settings, "carol", "live drawdown", engine=engine)
+    done = promotion.rollback(registry_settings, "carol", "live drawdown", engine=engine)
 
     assert (done.from_version, done.to_version) == ("2", "1")
-    live = registry.champion(registry_settings)
+    live = promotion.champion(registry_settings)
     assert (live.version, live.run_id) == ("1", first)
     assert live.tags["rolled_back_by"] == "carol"
     assert live.tags["rolled_back_from"] == "2"
@@ -241,19 +244,19 @@ def test_rollback_returns_champion_to_the_previous_version_and_records_it(
     assert mirror == {"1": "champion", "2": None}
     assert tuple(last) == ("rollback", "1", "2", "carol", "live drawdown")
     with pytest.raises(ConfigError, match="no earlier champion to roll back to"):
-        registry.rollback(registry_settings, "carol", engine=engine)
+        promotion.rollback(registry_settings, "carol", engine=engine)
 
-    forward = registry.rollback(registry_settings, "carol", "v2 fixed", to="2", engine=engine)
-    back = registry.rollback(registry_settings, "carol", engine=engine)
+    forward = promotion.rollback(registry_settings, "carol", "v2 fixed", to="2", engine=engine)
+    back = promotion.rollback(registry_settings, "carol", engine=engine)
 
     assert (forward.to_version, back.from_version, back.to_version) == ("2", "2", "1")
-    assert registry.champion(registry_settings).version == "1"
+    assert promotion.champion(registry_settings).version == "1"
     with pytest.raises(ConfigError, match="has no version 9;"):
-        registry.rollback(registry_settings, "carol", to="9", engine=engine)
+        promotion.rollback(registry_settings, "carol", to="9", engine=engine)
 
 
 def test_the_cli_prints_the_failed_gates_and_exits_1(registry_settings, engine, runs):
-    from prism.cli import app
+    from prism.cli.app import app
 
     result = CliRunner().invoke(app, ["models", "promote", "--run", runs["bad"], "--reason", "x"])
 
@@ -267,9 +270,9 @@ def test_the_cli_prints_the_failed_gates_and_exits_1(registry_settings, engine, 
 def test_the_champion_loads_as_a_pyfunc_that_returns_the_strategys_weights(
     registry_settings, engine, runs, bundled_bars
 ):
-    registry.promote(registry_settings, runs["good"], LENIENT, "carol", engine=engine)
+    promotion.promote(registry_settings, runs["good"], LENIENT, "carol", engine=engine)
 
-    info, model = registry.load_champion(registry_settings)
+    info, model = promotion.load_champion(registry_settings)
     weights = model.predict(bundled_bars)
 
     expected = SmaCrossover(fast=10, slow=50).target_weights(bundled_bars)
@@ -280,9 +283,9 @@ def test_the_champion_loads_as_a_pyfunc_that_returns_the_strategys_weights(
 def test_a_strategy_registered_by_research_round_trips_through_the_registry(
     registry_settings, engine, runs, bundled_bars
 ):
-    registry.promote(registry_settings, runs["momentum"], LENIENT, "erin", engine=engine)
+    promotion.promote(registry_settings, runs["momentum"], LENIENT, "erin", engine=engine)
 
-    _, model = registry.load_champion(registry_settings)
+    _, model = promotion.load_champion(registry_settings)
 
     strategy = make_strategy("time_series_momentum", {"lookback": 63})
     pd.testing.assert_frame_equal(
@@ -305,7 +308,7 @@ def test_the_run_records_its_provenance(store, runs):
 
 def test_promoting_an_unknown_run_says_where_run_ids_come_from(registry_settings, engine):
     with pytest.raises(ConfigError, match="no MLflow run with id 'nope'"):
-        registry.promote(registry_settings, "nope", LENIENT, "dave", engine=engine)
+        promotion.promote(registry_settings, "nope", LENIENT, "dave", engine=engine)
 
 
 def test_a_sweeps_parent_run_is_refused_with_where_its_children_are(registry_settings, engine):
@@ -313,10 +316,10 @@ def test_a_sweeps_parent_run_is_refused_with_where_its_children_are(registry_set
         mlflow.set_tag("prism.sweep", "parent")
 
     with pytest.raises(ConfigError, match=r"is a sweep's parent .* promote one of its child runs"):
-        registry.promote(registry_settings, run_id, LENIENT, "dave", engine=engine)
+        promotion.promote(registry_settings, run_id, LENIENT, "dave", engine=engine)
 
 
 def test_a_missing_alias_says_how_to_set_it(registry_settings):
     mlflow.set_tracking_uri(registry_settings.mlflow_tracking_uri)
     with pytest.raises(DataUnavailable, match="promote a run first: `prism models promote"):
-        registry.champion(registry_settings)
+        promotion.champion(registry_settings)

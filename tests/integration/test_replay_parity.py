@@ -1,15 +1,15 @@
 """A replay's orders and fills are the backtest's trades.
 
-``prism.replay.replay_window`` runs the full trade cycle (:func:`prism.cycle.run_cycle`: alias,
+``prism.live.replay.replay_window`` runs the full trade cycle (:func:`prism.live.cycle.run_cycle`: alias,
 pending recovery, paper fills, snapshot, risk snapshot and breaker, data gate, decide, risk
-checks, send) bar by bar over stored history. The backtester (:func:`prism.backtest.run_backtest`)
+checks, send) bar by bar over stored history. The backtester (:func:`prism.backtest.engine.run_backtest`)
 simulates the same strategy over the same bars in one pass. They must agree trade by trade under
 these conditions:
 
 - the same strategy and parameters (SMA crossover 5/20 on the bundled SPX and NDX daily bars);
 - the same capital (the deployment's) and the same costs: commission (bps and per share) and
   slippage from the settings, which the deployment inherits; the default band, lot and leverage
-  cap (:class:`prism.portfolio.AccountConfig`) on both sides;
+  cap (:class:`prism.backtest.portfolio.AccountConfig`) on both sides;
 - the backtest sees the same history the runner reads for its warm-up and trades from the
   replay's first bar; it is given no bar after the replay's last, so an order decided at the
   last bar is open in the replay and absent from the backtest;
@@ -31,12 +31,13 @@ import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from prism import live, registry
-from prism.backtest import BacktestConfig, BacktestResult, run_backtest
-from prism.cli import app
-from prism.config import Settings
-from prism.errors import DataUnavailable
-from prism.replay import replay_window
+from prism.backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from prism.cli.app import app
+from prism.core.errors import DataUnavailable
+from prism.core.settings import Settings
+from prism.live import steps
+from prism.live.replay import replay_window
+from prism.registry import promotion
 from prism.strategies import SmaCrossover
 from tests.integration.runner_support import (
     CAPITAL,
@@ -143,7 +144,7 @@ def test_a_replay_trades_exactly_what_the_backtest_trades(stocked, settings, bun
     costly = settings.model_copy(update=COSTS)
     strategy = SmaCrossover(fast=5, slow=20)
     deploy(stocked, "parity")
-    times = live.replay_times(stocked, list(SYMBOLS), 250)
+    times = steps.replay_times(stocked, list(SYMBOLS), 250)
 
     summary = replay_window(
         costly, "parity", times[0], times[-1], engine=stocked, source=FixedSource(strategy, MODEL)
@@ -162,7 +163,7 @@ def _promote(
 ) -> None:
     """Log ``strategy`` as a research run's model and promote it to champion."""
     run_id = research_run(settings, strategy, bars)
-    promotion = registry.promote(settings, run_id, LENIENT, "parity test", engine=engine)
+    promotion = promotion.promote(settings, run_id, LENIENT, "parity test", engine=engine)
     assert promotion.promoted, promotion.failed()
 
 
@@ -176,7 +177,7 @@ def test_the_replay_command_trades_the_promoted_model_like_the_backtest(
     strategy = SmaCrossover(fast=5, slow=20)
     _promote(store, strategy, bundled_bars, stocked)
     deploy(stocked, "cli", model_name="replay-cli")
-    times = live.replay_times(stocked, list(SYMBOLS), 80)
+    times = steps.replay_times(stocked, list(SYMBOLS), 80)
 
     result = CliRunner().invoke(
         app,

@@ -8,9 +8,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from prism.errors import ConfigError
-from prism.research import notebook_parameters
-from prism.research_sweep import combinations, parse_grid
+from prism.core.errors import ConfigError
+from prism.research.notebooks import notebook_parameters
+from prism.research.sweeps import combinations, parse_grid
 
 PROBE = Path(__file__).parents[1] / "fixtures" / "notebooks" / "sweep_probe.ipynb"
 """Logs oos_sharpe = 0.5 x and sharpe = 0.25 x, and raises in its third cell when x == fail_on."""
@@ -25,7 +25,7 @@ def swept(settings, tmp_path_factory):
         patch.setenv("PRISM_MLRUNS_DIR", str(root))
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
         patch.setenv("COLUMNS", "250")
-        from prism.cli import app
+        from prism.cli.app import app
 
         command = ["research", "sweep", str(PROBE), "--grid", "x=1..3", "--workers", "2"]
         printed = CliRunner().invoke(app, [*command, "--keep", "1", "-p", "fail_on", "2"])

@@ -12,7 +12,7 @@ import sys
 import pytest
 from sqlalchemy import text
 
-from prism import cycle, live
+from prism.live import cycle, steps
 from tests.integration.runner_support import SYMBOLS, FixedSource, deploy
 
 BARS = 40
@@ -24,13 +24,13 @@ KILLS = [
     "after_submit:2",
     "after_mark_sent:1",
 ]
-"""Where each crashed run dies: the step of :func:`prism.live.checkpoint` and which time it is
+"""Where each crashed run dies: the step of :func:`prism.live.steps.checkpoint` and which time it is
 reached (each restart replays from the first bar, so later kills land in later cycles)."""
 
 CHILD = """
 import sys
-from prism import cycle, live
-from prism.config import load_settings
+from prism.live import cycle, steps
+from prism.core.settings import load_settings
 from prism.db.engine import open_database
 from prism.strategies import SmaCrossover
 
@@ -40,11 +40,11 @@ class Source:
         return "test-model", "1"
     def load(self, alias, version):
         s = self.strategy
-        return live.LiveStrategy(s.name, "test-model", version, s.warmup, s.target_weights)
+        return steps.LiveStrategy(s.name, "test-model", version, s.warmup, s.target_weights)
 
 settings = load_settings()
 engine = open_database(settings)
-for as_of in live.replay_times(engine, ["SPX", "NDX"], int(sys.argv[2])):
+for as_of in steps.replay_times(engine, ["SPX", "NDX"], int(sys.argv[2])):
     cycle.run_cycle(engine, settings, sys.argv[1], as_of=as_of, source=Source())
 """
 """The crashed runner's script: self-contained, as it runs in a subprocess; its source is
@@ -93,7 +93,7 @@ def stocked(stocked):
 
 
 def test_a_runner_killed_at_every_step_ends_as_an_uninterrupted_one(stocked, settings):
-    for as_of in live.replay_times(stocked, list(SYMBOLS), BARS):
+    for as_of in steps.replay_times(stocked, list(SYMBOLS), BARS):
         cycle.run_cycle(stocked, settings, "clean", as_of=as_of, source=FixedSource())
     clean = _state(stocked, "clean")
     assert len(clean["orders"]) >= 4 and clean["fills"], "the window must trade"

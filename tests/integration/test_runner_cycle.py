@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from prism import cycle, deployments, ledger, live, registry, risk
-from prism.cli import app
+from prism import ledger
+from prism.cli.app import app
 from prism.data.sources import ArchBarSource
+from prism.live import cycle, deployments, risk, steps
+from prism.registry import promotion
 from prism.strategies import SmaCrossover
 from tests.integration.runner_support import (
     LENIENT,
@@ -83,7 +85,7 @@ def test_deployments_are_added_edited_and_listed_from_the_cli(engine):
 
 def test_every_cycle_records_a_decision_per_symbol_and_a_risk_snapshot(stocked, settings):
     deploy(stocked, "dec")
-    times = live.replay_times(stocked, list(SYMBOLS), 40)
+    times = steps.replay_times(stocked, list(SYMBOLS), 40)
     reports = run(stocked, settings, "dec", times)
 
     assert {r.outcome for r in reports} == {"traded"}
@@ -124,7 +126,7 @@ def test_every_cycle_records_a_decision_per_symbol_and_a_risk_snapshot(stocked, 
 
 def test_a_limit_changed_while_running_trims_the_next_orders(stocked, settings):
     deploy(stocked, "trim")
-    times = live.replay_times(stocked, list(SYMBOLS), 60)
+    times = steps.replay_times(stocked, list(SYMBOLS), 60)
     run(stocked, settings, "trim", times[:1])
     with stocked.begin() as conn:
         risk.set_limit(conn, "max_position_pct", 0.2, "test")
@@ -161,7 +163,7 @@ def test_a_daily_loss_trips_the_circuit_breaker_until_resumed(stocked, settings)
     deploy(stocked, "brk")
     with stocked.begin() as conn:
         risk.set_limit(conn, "daily_loss_limit", 1e-9, "test")
-    times = live.replay_times(stocked, list(SYMBOLS), 80)
+    times = steps.replay_times(stocked, list(SYMBOLS), 80)
     reports = run(stocked, settings, "brk", times)
 
     tripped = [r for r in reports if r.outcome == "breaker"]
@@ -193,7 +195,7 @@ def test_a_daily_loss_trips_the_circuit_breaker_until_resumed(stocked, settings)
 def test_the_kill_switch_halts_and_flattens(stocked, settings):
     deploy(stocked, "kill")
     source = FixedSource()
-    for as_of in live.replay_times(stocked, list(SYMBOLS), 60):
+    for as_of in steps.replay_times(stocked, list(SYMBOLS), 60):
         cycle.run_cycle(stocked, settings, "kill", as_of=as_of, source=source)
         with stocked.connect() as conn:
             if ledger.holdings(conn, "kill"):
@@ -226,7 +228,7 @@ def test_the_kill_switch_halts_and_flattens(stocked, settings):
 
 def test_stale_data_means_no_trading(stocked, settings):
     deploy(stocked, "stale")
-    newest = live.replay_times(stocked, list(SYMBOLS), 1)[-1]
+    newest = steps.replay_times(stocked, list(SYMBOLS), 1)[-1]
     now = newest + timedelta(days=settings.runner_stale_intervals + 1)
     report = cycle.run_cycle(stocked, settings, "stale", now=now, source=FixedSource())
     assert (report.outcome, report.orders) == ("stale", 0)
@@ -242,7 +244,7 @@ def test_stale_data_means_no_trading(stocked, settings):
 
 def test_a_small_order_under_the_minimum_notional_is_skipped(stocked, settings):
     deploy(stocked, "tiny", min_notional=1e9)
-    times = live.replay_times(stocked, list(SYMBOLS), 40)
+    times = steps.replay_times(stocked, list(SYMBOLS), 40)
     run(stocked, settings, "tiny", times)
     assert rows(stocked, "SELECT count(*) FROM trading.orders WHERE deployment='tiny'") == [(0,)]
     skipped = rows(
@@ -258,12 +260,12 @@ def test_a_moved_alias_is_picked_up_at_the_next_cycle(stocked, settings, tmp_pat
     bars = ArchBarSource().fetch()
     first = research_run(store, SmaCrossover(fast=5, slow=20), bars)
     second = research_run(store, SmaCrossover(fast=10, slow=40), bars)
-    registry.promote(store, first, LENIENT, "alice", engine=stocked)
+    promotion.promote(store, first, LENIENT, "alice", engine=stocked)
     deploy(stocked, "alias", model_name="runner-alias")
-    times = live.replay_times(stocked, list(SYMBOLS), 3)
+    times = steps.replay_times(stocked, list(SYMBOLS), 3)
 
     one = cycle.run_cycle(stocked, store, "alias", as_of=times[0])
-    registry.promote(store, second, LENIENT, "bob", engine=stocked)
+    promotion.promote(store, second, LENIENT, "bob", engine=stocked)
     two = cycle.run_cycle(stocked, store, "alias", as_of=times[1])
 
     assert (one.model_version, two.model_version) == ("1", "2")

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
-from prism.config import export_service_environment
-from prism.errors import ConfigError
+from prism.core.errors import ConfigError
+from prism.core.settings import export_service_environment
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import text
 
-from prism import deployments
 from prism.data.bars import normalise
 from prism.data.gaps import RangeSource, find_gaps
 from prism.data.sources import Asset
 from prism.data.store import ingest
-from prism.serving import ingest_deployment_bars
+from prism.live import deployments
+from prism.live.serving import ingest_deployment_bars
 
 DAY = pd.Timestamp("2024-03-01", tz="UTC")
 

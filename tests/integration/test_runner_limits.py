@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from prism import risk
-from prism.cli import app
+from prism.cli.app import app
+from prism.live import risk
 
 
 def test_limits_are_listed_with_their_defaults_and_meaning(engine):

@@ -1,4 +1,4 @@
-"""A database outage during a trade cycle (:func:`prism.cycle.run_guarded`), made real: the
+"""A database outage during a trade cycle (:func:`prism.live.cycle.run_guarded`), made real: the
 cycle's engine reaches PostgreSQL through a TCP relay that drops its first connections (the
 server is unreachable for them), then relays the rest to the real server. An outage shorter
 than the retries trades as if nothing happened; one that lasts through them halts the
@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from prism import cycle, deployments, live
+from prism.live import cycle, deployments, steps
 from tests.integration.runner_support import SYMBOLS, FortyPercentSource, deploy
 
 
@@ -138,7 +138,7 @@ def outage_events(engine) -> list:
 
 def test_an_outage_shorter_than_the_retries_trades_normally(stocked, fast, relay_engine):
     flaky, relay = relay_engine(drop=2)
-    as_of = live.replay_times(stocked, list(SYMBOLS), 1)[-1]
+    as_of = steps.replay_times(stocked, list(SYMBOLS), 1)[-1]
 
     report = cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FortyPercentSource())
     reference = cycle.run_cycle(
@@ -154,7 +154,7 @@ def test_an_outage_shorter_than_the_retries_trades_normally(stocked, fast, relay
 
 def test_an_outage_through_every_retry_halts_with_a_critical_alert(stocked, fast, relay_engine):
     flaky, relay = relay_engine(drop=fast.runner_db_attempts)
-    as_of = live.replay_times(stocked, list(SYMBOLS), 1)[-1]
+    as_of = steps.replay_times(stocked, list(SYMBOLS), 1)[-1]
 
     with pytest.raises(cycle.DatabaseOutage, match="deployment halted"):
         cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FortyPercentSource())
@@ -168,7 +168,7 @@ def test_an_outage_through_every_retry_halts_with_a_critical_alert(stocked, fast
 
 def test_an_outage_that_never_ends_raises_without_a_halt(stocked, fast, relay_engine):
     flaky, relay = relay_engine(drop=1_000)
-    as_of = live.replay_times(stocked, list(SYMBOLS), 1)[-1]
+    as_of = steps.replay_times(stocked, list(SYMBOLS), 1)[-1]
 
     with pytest.raises(cycle.DatabaseOutage, match="could not record the halt"):
         cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FortyPercentSource())

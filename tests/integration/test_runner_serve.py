@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prism.config import project_root
+from prism.core.settings import project_root
 
 DEPLOYMENTS = {"ingest", "trade", "reconcile", "daily", "maintenance"}
 STARTUP_SECONDS = 240.0

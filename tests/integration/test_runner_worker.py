@@ -16,8 +16,8 @@ from prefect.client.schemas.sorting import DeploymentSort
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from prism.config import Settings, project_root
-from prism.serving import local_prefect_server
+from prism.core.settings import Settings, project_root
+from prism.live.serving import local_prefect_server
 from runner.schedules import runner_schedules
 from tests.integration.test_runner_serve import serve_environment
 

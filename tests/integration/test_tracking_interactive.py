@@ -11,11 +11,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sqlalchemy import text
 
+from prism.core.errors import DataUnavailable
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
-from prism.errors import DataUnavailable
-from prism.research_gate import research_gate
-from prism.tracking import notebook_run
+from prism.research.data_gate import research_gate
+from prism.research.tracking import notebook_run
 
 
 def _finished(settings, name, monkeypatch, session):
@@ -93,7 +93,7 @@ def test_allowed_gaps_and_clean_windows_are_recorded_as_tags(gappy):
 
 
 def test_the_notebooks_session_path_resolves_from_the_checkout(monkeypatch):
-    from prism.tracking import session_notebook
+    from prism.research.tracking import session_notebook
 
     monkeypatch.setenv("JPY_SESSION_NAME", "notebooks/02_backtest_strategy.ipynb")
 

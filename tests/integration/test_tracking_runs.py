@@ -1,4 +1,4 @@
-"""A research notebook run through papermill (``prism.research.run_notebook``) is one MLflow run
+"""A research notebook run through papermill (``prism.research.notebooks.run_notebook``) is one MLflow run
 with its provenance, out-of-sample figures, checks and artifacts, and running it again with the
 same parameters on the same data reproduces its metrics and data hash."""
 
@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from prism.config import project_root
+from prism.core.settings import project_root
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest, read_bars
-from prism.research import run_notebook
+from prism.research.notebooks import run_notebook
+from prism.research.tracking import configure, data_hash
 from prism.strategies import SmaCrossover
-from prism.tracking import configure, data_hash
 
 NOTEBOOK = project_root() / "notebooks" / "02_backtest_strategy.ipynb"
 PARAMETERS = {

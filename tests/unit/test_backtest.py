@@ -6,9 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from prism.backtest import BacktestConfig, run_backtest, run_bar_by_bar, simulate_panel
+from prism.backtest.engine import BacktestConfig, run_backtest, run_bar_by_bar, simulate_panel
+from prism.core.errors import ConfigError, DataUnavailable
 from prism.data.bars import BarPanel, close_panel, normalise
-from prism.errors import ConfigError, DataUnavailable
 from prism.strategies import SmaCrossover, make_strategy
 from tests.unit.test_strategies import EXAMPLES
 

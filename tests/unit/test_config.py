@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from prism.config import (
+from prism.core.settings import (
     GateSettings,
     Settings,
     describe_settings,

@@ -3,11 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prism.errors import ConfigError
+from prism.backtest.validation import look_ahead_violations
+from prism.core.errors import ConfigError
 from prism.strategies import PerformanceEnsemble, VoteEnsemble, make_strategy, strategy_params
 from prism.strategies.ensemble import majority_vote, parse_members
-from prism.strategy_model import StrategyModel
-from prism.validation import look_ahead_violations
+from prism.strategies.pyfunc import StrategyModel
 
 MEMBERS = (
     "sma_crossover(fast=10,slow=50,allow_short=True);"

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from prism.errors import ConfigError
-from prism.exchange_orders import exchange_client_id, symbol_of
+from prism.brokers.exchange_orders import exchange_client_id, symbol_of
+from prism.core.errors import ConfigError
 
 
 def test_an_exchange_client_id_is_safe_short_readable_and_stable():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prism.exploration import bar_returns, return_statistics
+from prism.research.exploration import bar_returns, return_statistics
 
 
 def test_bar_returns_are_log_returns_close_to_close_per_symbol():

@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from prism import features
-from prism.errors import ConfigError
-from prism.feature_store import _fingerprints, _write_partition, partition_path, read
+from prism.core.errors import ConfigError
+from prism.features import point_in_time
+from prism.features.store import _fingerprints, _write_partition, partition_path, read
 
 
 def _digests(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
@@ -55,7 +55,7 @@ def test_a_symbol_with_a_slash_is_one_folder_and_reads_back(tmp_path):
         }
     )
     values["symbol"] = "BTC/USDT"
-    for name in features.NAMES:
+    for name in point_in_time.NAMES:
         values[name] = [1.0, float("nan")]
     path = partition_path(tmp_path, "1h", "BTC/USDT", "2024-01")
     _write_partition(path, values, "fingerprint")
@@ -63,7 +63,7 @@ def test_a_symbol_with_a_slash_is_one_folder_and_reads_back(tmp_path):
     stored = read(["BTC/USDT"], timeframe="1h", root=tmp_path)
 
     assert path.parent.parent.name == "symbol=BTC%2FUSDT"
-    pd.testing.assert_frame_equal(stored, values[["time", "symbol", *features.NAMES]])
+    pd.testing.assert_frame_equal(stored, values[["time", "symbol", *point_in_time.NAMES]])
 
 
 def test_unknown_columns_are_named():

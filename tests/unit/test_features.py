@@ -4,12 +4,12 @@ import pytest
 import statsmodels.api as sm
 import talib
 
-from prism import features
+from prism.features import point_in_time
 
 
 @pytest.fixture(scope="module")
 def computed(bundled_bars) -> pd.DataFrame:
-    return features.compute(bundled_bars, benchmark="SPX")
+    return point_in_time.compute(bundled_bars, benchmark="SPX")
 
 
 def _symbol(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
@@ -17,7 +17,7 @@ def _symbol(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
 
 
 def test_the_catalog_names_every_column(computed):
-    assert list(computed.columns) == ["time", "symbol", *features.NAMES]
+    assert list(computed.columns) == ["time", "symbol", *point_in_time.NAMES]
 
 
 def test_returns_and_volatility_match_their_definitions(bundled_bars, computed):
@@ -61,7 +61,7 @@ def test_beta_equals_an_ols_slope_on_the_last_60_returns(bundled_bars, computed)
 def test_every_feature_at_a_bar_is_the_same_on_history_cut_at_that_bar(bundled_bars, computed, cut):
     cut_time = np.sort(bundled_bars["time"].unique())[cut]
 
-    partial = features.compute(bundled_bars[bundled_bars["time"] <= cut_time], "SPX")
+    partial = point_in_time.compute(bundled_bars[bundled_bars["time"] <= cut_time], "SPX")
 
     full = computed.set_index(["time", "symbol"]).loc[partial.set_index(["time", "symbol"]).index]
     pd.testing.assert_frame_equal(partial.set_index(["time", "symbol"]), full, rtol=1e-9)

@@ -4,9 +4,9 @@ import math
 import pytest
 from scipy.stats import norm
 
-from prism.config import GateSettings
-from prism.errors import ConfigError
-from prism.gates import (
+from prism.core.errors import ConfigError
+from prism.core.settings import GateSettings
+from prism.registry.gates import (
     NOT_RECORDED,
     RunEvidence,
     deflated_oos_sharpe,
@@ -174,7 +174,7 @@ def test_a_missing_gates_file_says_how_to_make_one(tmp_path):
 
 
 def test_the_repositorys_gates_file_loads():
-    from prism.config import project_root
+    from prism.core.settings import project_root
 
     loaded = load_gates_file(project_root() / "research" / "gates.toml")
 

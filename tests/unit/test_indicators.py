@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import talib
 
-from prism import indicators
+from prism.features import indicators
 from tests.benchmarks.synthetic import random_walk_bars
 
 TOLERANCE = 1e-9

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import vectorbt  # noqa: F401 - registers the .vbt accessor these references use
 
-from prism import metrics
+from prism.backtest import metrics
 
 
 @pytest.fixture(scope="module")

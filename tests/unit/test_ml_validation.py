@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prism.ml_validation import (
+from prism.research.ml_validation import (
     LABEL,
     direction_dataset,
     feature_importance,

@@ -6,9 +6,9 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
 from prism.data.bars import empty_bars
-from prism.model_checks import approval_problems, lineage_problems, signature_problems
+from prism.registry.checks import approval_problems, lineage_problems, signature_problems
 from prism.strategies import SmaCrossover, strategy_params
-from prism.strategy_model import StrategyModel, example_bars, strategy_signature
+from prism.strategies.pyfunc import StrategyModel, example_bars, strategy_signature
 
 LINEAGE = {"prism.notebook": "notebooks/02.ipynb", "git_commit": "abc123", "prism.data_hash": "f0"}
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from prism.config import Settings
-from prism.errors import ConfigError
+from prism.core.errors import ConfigError
+from prism.core.settings import Settings
 from prism.monitoring import access, fmt, overview, risk
 
 

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from prism.errors import PrismError
-from prism.order_states import (
+from prism.core.errors import PrismError
+from prism.ledger.order_states import (
     FINAL,
     STATES,
     IllegalTransition,

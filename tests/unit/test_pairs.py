@@ -5,13 +5,13 @@ import pytest
 import statsmodels.api as sm
 from statsmodels.tsa.stattools import adfuller
 
-from prism.backtest import BacktestConfig, run_backtest, run_bar_by_bar
+from prism.backtest.engine import BacktestConfig, run_backtest, run_bar_by_bar
+from prism.backtest.validation import look_ahead_violations
+from prism.core.errors import ConfigError
 from prism.data.bars import normalise
-from prism.errors import ConfigError
 from prism.strategies import PairsTrading, make_strategy, strategy_params
 from prism.strategies.pairs import hold_positions, spread_signals
-from prism.strategy_model import StrategyModel
-from prism.validation import look_ahead_violations
+from prism.strategies.pyfunc import StrategyModel
 
 CONFIG = BacktestConfig(capital=1_000_000.0, commission_bps=5.0, slippage_bps=3.0)
 ACTIVE = {"entry_z": 1.5, "adf_pvalue": 0.25}

@@ -3,7 +3,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prism.portfolio import RebalanceRule, commission, fill_price, order_quantities
+from prism.backtest.portfolio import RebalanceRule, commission, fill_price, order_quantities
 
 weights = st.floats(min_value=-1.0, max_value=1.0, allow_nan=False)
 prices = st.floats(min_value=1.0, max_value=10_000.0, allow_nan=False)

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from prism.cli import parse_parameters
-from prism.errors import ConfigError
-from prism.research import coerce_parameters, notebook_parameters
+from prism.cli.app import parse_parameters
+from prism.core.errors import ConfigError
+from prism.research.notebooks import coerce_parameters, notebook_parameters
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_backtest_strategy.ipynb"
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prism.errors import ConfigError
-from prism.risk import Book, RiskLimits, check_breaker, check_order, risk_snapshot
+from prism.core.errors import ConfigError
+from prism.live.risk import Book, RiskLimits, check_breaker, check_order, risk_snapshot
 
 LOOSE = RiskLimits(
     max_position_pct=10.0,

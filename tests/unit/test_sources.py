@@ -13,13 +13,13 @@ import polars as pl
 import pytest
 import requests
 
+from prism.core.errors import ConfigError, DataUnavailable, TransientError
 from prism.data.bars import BAR_COLUMNS
 from prism.data.crypto import CcxtBarSource
 from prism.data.files import FileBarSource, parse_mapping
 from prism.data.sources import SkfolioBarSource
 from prism.data.validate import validate
 from prism.data.yahoo import YahooBarSource
-from prism.errors import ConfigError, DataUnavailable, TransientError
 from tests.recorded import RecordedTransport, cassette, recorded_session
 
 HOUR_MS = 3_600_000

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import talib
 
-from prism.errors import ConfigError
+from prism.core.errors import ConfigError
 from prism.strategies import SmaCrossover, available_strategies, make_strategy
 
 

@@ -5,13 +5,20 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from prism import metrics
-from prism.backtest import BacktestConfig, run_backtest
+from prism.backtest import metrics
+from prism.backtest.engine import BacktestConfig, run_backtest
+from prism.backtest.sweep import (
+    best,
+    curve_moments,
+    expand_grid,
+    parse_axis,
+    run_sweep,
+    sweep_executor,
+)
+from prism.backtest.validation import deflated_sharpe_ratio
+from prism.core.errors import ConfigError
 from prism.data.bars import BarPanel, close_panel
-from prism.errors import ConfigError
 from prism.strategies import make_strategy
-from prism.sweep import best, curve_moments, expand_grid, parse_axis, run_sweep, sweep_executor
-from prism.validation import deflated_sharpe_ratio
 
 CONFIG = BacktestConfig(capital=1_000_000.0, commission_bps=2.0, slippage_bps=1.0)
 SMALL_GRID = expand_grid(

@@ -5,10 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prism.backtest import BacktestConfig, run_backtest
+from prism.backtest.engine import BacktestConfig, run_backtest
+from prism.backtest.tearsheet import (
+    monthly_returns,
+    tear_sheet,
+    write_tear_sheet,
+    write_tear_sheet_png,
+)
 from prism.data.bars import close_panel
 from prism.strategies import SmaCrossover
-from prism.tearsheet import monthly_returns, tear_sheet, write_tear_sheet, write_tear_sheet_png
 
 
 def test_monthly_returns_compound_back_to_the_total_return():

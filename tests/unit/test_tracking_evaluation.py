@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prism.backtest import BacktestConfig, BacktestResult
-from prism.errors import ConfigError
-from prism.evaluation import (
+from prism.backtest.engine import BacktestConfig, BacktestResult
+from prism.core.errors import ConfigError
+from prism.research.evaluation import (
     FAILED,
     LOOKAHEAD_TAG,
     PARITY_TAG,
@@ -18,7 +18,7 @@ from prism.evaluation import (
     validation_tags,
 )
 from prism.strategies import SmaCrossover
-from prism.strategy_model import StrategyModel, example_bars, strategy_signature
+from prism.strategies.pyfunc import StrategyModel, example_bars, strategy_signature
 
 DAYS = pd.date_range("2020-01-01", periods=10, freq="D", tz="UTC")
 

@@ -4,14 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prism.strategies import make_strategy
-from prism.validation import (
+from prism.backtest.validation import (
     deflated_sharpe_ratio,
     expected_max_sharpe,
     look_ahead_violations,
     purged_kfold_splits,
     walk_forward_splits,
 )
+from prism.strategies import make_strategy
 from tests.unit.test_strategies import EXAMPLES
 
 

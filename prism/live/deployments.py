@@ -1,0 +1,229 @@
+"""Deployments: what the live runner trades, one row of ``config.strategies`` each.
+
+A deployment names the model alias it follows, its symbols, timeframe and capital, and may
+override the account's costs and sizing in ``params`` (``commission_bps``,
+``commission_per_share``, ``slippage_bps``, ``band``, ``lot``, ``max_leverage``,
+``min_notional``, ``allow_gaps``). The runner reads the rows at every cycle, so adding, editing,
+disabling or halting a deployment takes effect without redeploying anything. ``halted`` is the
+circuit breaker: set by a risk breach, a reconciliation mismatch, a database outage or
+``prism runner halt``; cleared only by ``prism runner resume``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from prism.core.errors import ConfigError
+from prism.core.settings import Settings
+from prism.live.steps import LiveConfig
+
+TIMEFRAMES = ("1m", "5m", "1h", "1d")
+PARAMS = (
+    "commission_bps",
+    "commission_per_share",
+    "slippage_bps",
+    "band",
+    "lot",
+    "max_leverage",
+    "min_notional",
+    "allow_gaps",
+    "participation",
+)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One row of ``config.strategies``."""
+
+    name: str
+    symbols: tuple[str, ...]
+    timeframe: str
+    capital: float
+    model_alias: str = "champion"
+    strategy: str = "model"
+    model_name: str | None = None
+    enabled: bool = True
+    params: dict[str, Any] = field(default_factory=dict)
+    halted: bool = False
+    halt_reason: str | None = None
+    halted_at: datetime | None = None
+    halted_by: str | None = None
+    last_model_version: str | None = None
+
+    def live_config(self, settings: Settings) -> LiveConfig:
+        """Return the account and sizing this deployment trades with: the settings' costs,
+        overridden by the deployment's ``params``."""
+        base = LiveConfig(
+            deployment=self.name,
+            symbols=self.symbols,
+            timeframe=self.timeframe,
+            capital=self.capital,
+            commission_bps=settings.commission_bps,
+            commission_per_share=settings.commission_per_share,
+            slippage_bps=settings.slippage_bps,
+        )
+        overrides = {k: v for k, v in self.params.items() if k in PARAMS and k != "min_notional"}
+        return replace(base, **overrides)
+
+    @property
+    def min_notional(self) -> float:
+        """Return the smallest order (in currency) worth sending; smaller ones are skipped."""
+        return float(self.params.get("min_notional", 0.0))
+
+
+_COLUMNS = (
+    "deployment AS name, symbols, timeframe, capital, model_alias, strategy, model_name, "
+    "enabled, params, halted, halt_reason, halted_at, halted_by, last_model_version"
+)
+
+
+def _from_row(row: Any) -> Deployment:
+    values = dict(row._mapping)
+    values["symbols"] = tuple(values["symbols"])
+    values["capital"] = float(values["capital"])
+    return Deployment(**values)
+
+
+def list_deployments(engine: Engine, enabled_only: bool = False) -> list[Deployment]:
+    """Return every deployment (or only the enabled ones), by name."""
+    where = "WHERE enabled" if enabled_only else ""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT {_COLUMNS} FROM config.strategies {where} ORDER BY deployment")
+        ).all()
+    return [_from_row(row) for row in rows]
+
+
+def get_deployment(conn: Connection | Engine, name: str) -> Deployment:
+    """Return deployment ``name``, or a ConfigError that says how to create it."""
+    query = text(f"SELECT {_COLUMNS} FROM config.strategies WHERE deployment = :d")
+    if isinstance(conn, Engine):
+        with conn.connect() as c:
+            row = c.execute(query, {"d": name}).one_or_none()
+    else:
+        row = conn.execute(query, {"d": name}).one_or_none()
+    if row is None:
+        raise ConfigError(
+            f"no deployment {name!r} in config.strategies; add it with "
+            f"`prism runner deployments add {name} --symbols SPX,NDX --timeframe 1d "
+            "--capital 1e6`"
+        )
+    return _from_row(row)
+
+
+def validate(deployment: Deployment) -> Deployment:
+    """Return ``deployment`` if its fields make sense, else a ConfigError naming the fix."""
+    if not deployment.name or not deployment.name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(
+            f"deployment name {deployment.name!r} must be letters, digits, '-' or '_'"
+        )
+    if not deployment.symbols or any(not s.strip() for s in deployment.symbols):
+        raise ConfigError("a deployment needs at least one symbol: --symbols SPX,NDX")
+    if deployment.timeframe not in TIMEFRAMES:
+        raise ConfigError(
+            f"timeframe {deployment.timeframe!r} is not one of {', '.join(TIMEFRAMES)}"
+        )
+    if not deployment.capital > 0:
+        raise ConfigError(f"capital must be positive, got {deployment.capital}")
+    unknown = sorted(set(deployment.params) - set(PARAMS))
+    if unknown:
+        raise ConfigError(
+            f"unknown deployment parameter {', '.join(unknown)}; known: {', '.join(PARAMS)}"
+        )
+    share = deployment.params.get("participation")
+    if share is not None and (
+        isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1
+    ):
+        raise ConfigError(
+            f"participation is the share of a bar's volume an order may fill, in (0, 1]; "
+            f"got {share!r}"
+        )
+    return deployment
+
+
+def upsert_deployment(engine: Engine, deployment: Deployment) -> Deployment:
+    """Create or update a deployment's definition (its halt state is left as it is)."""
+    validate(deployment)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO config.strategies (deployment, strategy, model_name, model_alias, "
+                "symbols, timeframe, capital, enabled, params) VALUES (:name, :strategy, "
+                ":model_name, :model_alias, :symbols, :timeframe, :capital, :enabled, "
+                "CAST(:params AS jsonb)) ON CONFLICT (deployment) DO UPDATE SET "
+                "strategy = EXCLUDED.strategy, model_name = EXCLUDED.model_name, "
+                "model_alias = EXCLUDED.model_alias, symbols = EXCLUDED.symbols, "
+                "timeframe = EXCLUDED.timeframe, capital = EXCLUDED.capital, "
+                "enabled = EXCLUDED.enabled, params = EXCLUDED.params, updated_at = now()"
+            ),
+            {
+                "name": deployment.name,
+                "strategy": deployment.strategy,
+                "model_name": deployment.model_name,
+                "model_alias": deployment.model_alias,
+                "symbols": list(deployment.symbols),
+                "timeframe": deployment.timeframe,
+                "capital": deployment.capital,
+                "enabled": deployment.enabled,
+                "params": json.dumps(deployment.params),
+            },
+        )
+        return get_deployment(conn, deployment.name)
+
+
+def halt(conn: Connection, name: str, reason: str, by: str) -> bool:
+    """Halt deployment ``name``; return False when it was already halted (first reason kept)."""
+    get_deployment(conn, name)
+    changed = conn.execute(
+        text(
+            "UPDATE config.strategies SET halted = true, halt_reason = :r, halted_at = now(), "
+            "halted_by = :by, updated_at = now() WHERE deployment = :d AND NOT halted"
+        ),
+        {"d": name, "r": reason, "by": by},
+    ).rowcount
+    return bool(changed)
+
+
+def resume(conn: Connection, name: str, by: str) -> bool:
+    """Clear deployment ``name``'s halt; return False when it was not halted."""
+    get_deployment(conn, name)
+    changed = conn.execute(
+        text(
+            "UPDATE config.strategies SET halted = false, halt_reason = NULL, halted_at = NULL, "
+            "halted_by = NULL, updated_at = now() WHERE deployment = :d AND halted"
+        ),
+        {"d": name},
+    ).rowcount
+    return bool(changed)
+
+
+def set_model_version(conn: Connection, name: str, version: str) -> None:
+    """Remember the model version deployment ``name`` traded last."""
+    conn.execute(
+        text("UPDATE config.strategies SET last_model_version = :v WHERE deployment = :d"),
+        {"d": name, "v": version},
+    )
+
+
+@contextmanager
+def exclusive(engine: Engine, name: str) -> Iterator[None]:
+    """Hold deployment ``name``'s advisory lock (a PostgreSQL session lock on a connection of
+    its own) for the block: its trade cycle and its reconciliation never interleave, so a
+    reconciliation never sees a fill the broker recorded and the ledger has not booked yet.
+    A crashed holder's lock goes with its connection."""
+    key = {"k": f"prism.deployment:{name}"}
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), key)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), key)
+            conn.commit()

@@ -1,0 +1,290 @@
+"""Pre-trade risk: the limits in ``config.risk_limits``, the checks each order passes through,
+the circuit breaker, and the per-cycle risk snapshot.
+
+Limits live in the database so a person can change them while the runner runs; every cycle
+reads them again (:func:`load_limits`, which seeds :data:`DEFAULTS` on first use). An order that
+would breach a position or exposure limit is trimmed to what the limit leaves room for, rounded
+down to the lot, or rejected when nothing is left; an order that only reduces a position is
+never cut. A loss since the previous close beyond ``daily_loss_limit``, or a fall from peak
+equity beyond ``max_drawdown``, trips the circuit breaker: the deployment halts until a person
+resumes it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, text
+
+from prism.backtest import metrics
+from prism.core.errors import ConfigError
+
+DEFAULTS: dict[str, tuple[float, str]] = {
+    "max_position_pct": (1.0, "largest position in one symbol, as a fraction of equity"),
+    "max_gross_exposure": (1.5, "sum of absolute position values, as a fraction of equity"),
+    "max_net_exposure": (1.5, "absolute sum of signed position values, as a fraction of equity"),
+    "max_order_notional": (10_000_000.0, "largest single order, in account currency"),
+    "daily_loss_limit": (
+        0.05,
+        "loss since the previous close, as a fraction of it; a breach halts the deployment",
+    ),
+    "max_drawdown": (
+        0.25,
+        "fall from the peak equity, as a fraction of it; a breach halts the deployment",
+    ),
+}
+"""Every limit, its default and what it means; seeded into ``config.risk_limits``."""
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    """The limits one cycle trades under (fractions of equity unless named in currency)."""
+
+    max_position_pct: float = DEFAULTS["max_position_pct"][0]
+    max_gross_exposure: float = DEFAULTS["max_gross_exposure"][0]
+    max_net_exposure: float = DEFAULTS["max_net_exposure"][0]
+    max_order_notional: float = DEFAULTS["max_order_notional"][0]
+    daily_loss_limit: float = DEFAULTS["daily_loss_limit"][0]
+    max_drawdown: float = DEFAULTS["max_drawdown"][0]
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, float]) -> RiskLimits:
+        """Return the limits in ``values`` (unknown keys are refused, missing ones default)."""
+        unknown = sorted(set(values) - set(DEFAULTS))
+        if unknown:
+            raise ConfigError(
+                f"unknown risk limit {', '.join(unknown)} in config.risk_limits; "
+                f"known limits: {', '.join(DEFAULTS)}"
+            )
+        bad = sorted(k for k, v in values.items() if not (math.isfinite(v) and v > 0))
+        if bad:
+            raise ConfigError(
+                f"risk limit {', '.join(bad)} must be a positive number; "
+                "fix it in config.risk_limits"
+            )
+        return cls(**{k: float(v) for k, v in values.items()})
+
+
+def load_limits(conn: Connection) -> RiskLimits:
+    """Return the limits in ``config.risk_limits``, first seeding any missing default."""
+    for key, (value, description) in DEFAULTS.items():
+        conn.execute(
+            text(
+                "INSERT INTO config.risk_limits (key, value, description, updated_by) "
+                "VALUES (:k, :v, :d, 'prism defaults') ON CONFLICT (key) DO NOTHING"
+            ),
+            {"k": key, "v": value, "d": description},
+        )
+    rows = conn.execute(text("SELECT key, value FROM config.risk_limits")).all()
+    return RiskLimits.from_values({key: float(value) for key, value in rows})
+
+
+def set_limit(conn: Connection, key: str, value: float, by: str) -> None:
+    """Change one limit (the next cycle trades under it)."""
+    RiskLimits.from_values({key: value})
+    conn.execute(
+        text(
+            "INSERT INTO config.risk_limits (key, value, description, updated_by) "
+            "VALUES (:k, :v, :d, :by) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
+            "updated_by = EXCLUDED.updated_by, updated_at = now()"
+        ),
+        {"k": key, "v": value, "d": DEFAULTS[key][1], "by": by},
+    )
+
+
+@dataclass
+class Book:
+    """Positions (quantity per symbol) valued at ``prices`` against ``equity``; updated as
+    orders pass the checks, so each order is checked against the ones before it."""
+
+    equity: float
+    positions: dict[str, float]
+    prices: dict[str, float]
+
+    def value(self, symbol: str) -> float:
+        """Return the signed value of the position in ``symbol``."""
+        return self.positions.get(symbol, 0.0) * self.prices[symbol]
+
+    def gross(self) -> float:
+        """Return the sum of absolute position values."""
+        return sum(abs(self.value(s)) for s in self.positions)
+
+    def net(self) -> float:
+        """Return the sum of signed position values."""
+        return sum(self.value(s) for s in self.positions)
+
+
+@dataclass(frozen=True)
+class OrderCheck:
+    """What the checks made of one order: ``pass``, ``trim`` or ``reject``, and why."""
+
+    symbol: str
+    requested: float
+    allowed: float
+    outcome: str
+    breaches: dict[str, float] = field(default_factory=dict)
+    """Each limit that cut the order, with the most it allowed (absolute quantity)."""
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the check as audit.decisions' ``risk_check`` stores it."""
+        return {
+            "passed": self.outcome == "pass",
+            "outcome": self.outcome,
+            "requested": self.requested,
+            "allowed": self.allowed,
+            "breaches": self.breaches,
+            "checks": [
+                "max_order_notional",
+                "max_position_pct",
+                "max_gross_exposure",
+                "max_net_exposure",
+            ],
+        }
+
+
+def _room(limit_value: float, used_elsewhere: float, price: float) -> float:
+    """Return the largest absolute position (quantity) that keeps the total within the limit."""
+    return max(limit_value - used_elsewhere, 0.0) / price
+
+
+def check_order(
+    symbol: str, quantity: float, book: Book, limits: RiskLimits, lot: float
+) -> OrderCheck:
+    """Check a signed order against the limits, trimming it toward zero to fit; apply what
+    passes to ``book``.
+
+    An order that does not increase the absolute position is only held to the order-notional
+    limit. Trims round down to whole ``lot`` units.
+    """
+    price = book.prices[symbol]
+    held = book.positions.get(symbol, 0.0)
+    equity = book.equity
+    direction = math.copysign(1.0, quantity)
+    caps: dict[str, float] = {"max_order_notional": limits.max_order_notional / price}
+    if abs(held + quantity) > abs(held):
+        own = abs(book.value(symbol))
+        net_elsewhere = book.net() - book.value(symbol)
+        target_caps = {
+            "max_position_pct": limits.max_position_pct * equity / price,
+            "max_gross_exposure": _room(
+                limits.max_gross_exposure * equity, book.gross() - own, price
+            ),
+            "max_net_exposure": _room(
+                limits.max_net_exposure * equity, direction * net_elsewhere, price
+            ),
+        }
+        same_side = held * direction >= 0
+        for name, largest in target_caps.items():
+            caps[name] = max(largest - abs(held), 0.0) if same_side else abs(held) + largest
+    allowed = abs(quantity)
+    breaches: dict[str, float] = {}
+    for name, cap in caps.items():
+        if cap + 1e-9 < abs(quantity):
+            breaches[name] = cap
+            allowed = min(allowed, cap)
+    if breaches:
+        allowed = math.floor(allowed / lot + 1e-9) * lot
+        allowed = float(round(allowed, 10))
+    outcome = "pass" if not breaches else ("trim" if allowed > 0 else "reject")
+    signed = direction * allowed
+    if signed:
+        book.positions[symbol] = held + signed
+    return OrderCheck(symbol, quantity, signed, outcome, breaches)
+
+
+@dataclass(frozen=True)
+class BreakerCheck:
+    """The circuit breaker's reading at one close."""
+
+    daily_loss: float
+    drawdown: float
+    tripped: list[str]
+
+    def reason(self, limits: RiskLimits) -> str:
+        """Return why the breaker tripped, with the figures."""
+        parts = []
+        if "daily_loss_limit" in self.tripped:
+            parts.append(
+                f"daily loss {self.daily_loss:.2%} over the limit {limits.daily_loss_limit:.2%}"
+            )
+        if "max_drawdown" in self.tripped:
+            parts.append(f"drawdown {self.drawdown:.2%} over the limit {limits.max_drawdown:.2%}")
+        return "circuit breaker: " + "; ".join(parts)
+
+
+def check_breaker(
+    equity: float, previous_close: float, peak: float, limits: RiskLimits
+) -> BreakerCheck:
+    """Return the loss since ``previous_close`` and the fall from ``peak`` (fractions, positive
+    when losing) and which of the two limits they exceed."""
+    daily_loss = max(0.0, 1.0 - equity / previous_close)
+    drawdown = max(0.0, 1.0 - equity / max(peak, equity))
+    tripped = [
+        name
+        for name, used, limit in (
+            ("daily_loss_limit", daily_loss, limits.daily_loss_limit),
+            ("max_drawdown", drawdown, limits.max_drawdown),
+        )
+        if used > limit
+    ]
+    return BreakerCheck(daily_loss, drawdown, tripped)
+
+
+def risk_snapshot(
+    equity_history: pd.Series, book: Book, limits: RiskLimits, breaker: BreakerCheck
+) -> dict[str, Any]:
+    """Return the row of ``trading.risk_snapshots`` for the newest point of ``equity_history``:
+    exposures, historical VaR/CVaR (95%, of one-bar returns; None with fewer than 20 returns),
+    drawdown, and each limit's utilization (used / limit)."""
+    enough = len(equity_history) > 20
+    equity = book.equity
+    largest = max((abs(book.value(s)) for s in book.positions), default=0.0)
+    gross, net = book.gross(), book.net()
+    return {
+        "gross_exposure": round(gross, 4),
+        "net_exposure": round(net, 4),
+        "value_at_risk": metrics.value_at_risk(equity_history) if enough else None,
+        "conditional_value_at_risk": (
+            metrics.conditional_value_at_risk(equity_history) if enough else None
+        ),
+        "drawdown": breaker.drawdown,
+        "limit_utilization": {
+            "max_position_pct": largest / equity / limits.max_position_pct,
+            "max_gross_exposure": gross / equity / limits.max_gross_exposure,
+            "max_net_exposure": abs(net) / equity / limits.max_net_exposure,
+            "daily_loss_limit": breaker.daily_loss / limits.daily_loss_limit,
+            "max_drawdown": breaker.drawdown / limits.max_drawdown,
+        },
+    }
+
+
+def record_risk_snapshot(
+    conn: Connection, deployment: str, time: datetime, snapshot: dict[str, Any]
+) -> None:
+    """Write (or rewrite, on a repeated cycle) the deployment's risk snapshot at ``time``."""
+    import json
+
+    conn.execute(
+        text(
+            "INSERT INTO trading.risk_snapshots (time, deployment, gross_exposure, net_exposure, "
+            "value_at_risk, conditional_value_at_risk, drawdown, limit_utilization) VALUES "
+            "(:time, :d, :gross_exposure, :net_exposure, :value_at_risk, "
+            ":conditional_value_at_risk, :drawdown, CAST(:limit_utilization AS jsonb)) "
+            "ON CONFLICT (deployment, time) DO UPDATE SET "
+            "gross_exposure = EXCLUDED.gross_exposure, net_exposure = EXCLUDED.net_exposure, "
+            "value_at_risk = EXCLUDED.value_at_risk, "
+            "conditional_value_at_risk = EXCLUDED.conditional_value_at_risk, "
+            "drawdown = EXCLUDED.drawdown, limit_utilization = EXCLUDED.limit_utilization"
+        ),
+        {
+            **snapshot,
+            "time": time,
+            "d": deployment,
+            "limit_utilization": json.dumps(snapshot["limit_utilization"]),
+        },
+    )

@@ -1,0 +1,489 @@
+"""The model registry: promotion through the gates, aliases, rollback, and loading a model.
+
+A promotion reads what the run recorded (:mod:`prism.registry.gates` judges it). If every gate passes,
+the run's model is registered (once; promoting the same run again reuses its version), the
+alias asked for (``challenger`` or ``champion``) points at it, and the approval (who, when, why,
+the gate results, the gates file's version and hash) is written to MLflow's model version tags
+and to ``models.approvals`` and the ``models.versions`` mirror. If any gate fails, MLflow's
+registry and the mirror stay exactly as they were; the refusal is kept in ``models.approvals``.
+
+``rollback`` moves ``champion`` back to the version it pointed at before the current one (read
+from the approvals history) and records that too. The runner resolves the alias every cycle
+(:func:`champion`), so moving an alias is how a model goes live or is withdrawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import mlflow
+from mlflow.entities import ViewType
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from sqlalchemy import Connection, Engine, text
+
+from prism.core.errors import ConfigError, DataUnavailable
+from prism.core.settings import GateSettings, Settings
+from prism.registry.gates import (
+    GateResult,
+    GatesFile,
+    RunEvidence,
+    evaluate,
+    load_gates_file,
+)
+from prism.research.tracking import MODEL_URI_TAG, PARENT_TAG, SWEEP_TAG, TRIALS_METRIC, connect
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+ALIASES = (CHALLENGER, CHAMPION)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The outcome of ``prism models promote``."""
+
+    run_id: str
+    model_name: str
+    alias: str
+    gates: list[GateResult]
+    version: str | None
+    gates_record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def promoted(self) -> bool:
+        """Return whether every gate passed and the alias was set."""
+        return self.version is not None
+
+    def failed(self) -> list[GateResult]:
+        """Return the gates that did not pass."""
+        return [gate for gate in self.gates if not gate.passed]
+
+
+def _client(settings: Settings) -> MlflowClient:
+    connect(settings)
+    return MlflowClient()
+
+
+def _engine(settings: Settings, engine: Engine | None) -> Engine:
+    if engine is not None:
+        return engine
+    from prism.db.engine import open_database
+
+    return open_database(settings)
+
+
+def _gates(settings: Settings, gates: GatesFile | GateSettings | None) -> GatesFile | GateSettings:
+    return load_gates_file(settings.gates_file) if gates is None else gates
+
+
+def _gates_record(gates: GatesFile | GateSettings) -> dict[str, Any]:
+    if isinstance(gates, GatesFile):
+        return gates.record()
+    return {"file": None, "version": None, "sha256": None, "overrides": []}
+
+
+def _thresholds(gates: GatesFile | GateSettings) -> GateSettings:
+    return gates.thresholds if isinstance(gates, GatesFile) else gates
+
+
+def experiment_trials(client: MlflowClient, experiment_id: str) -> int:
+    """Return the trials an experiment holds: each run counts once, a sweep's parent counts
+    its whole grid (``trials``), and a sweep's kept children are already in that count."""
+    total = 0
+    runs = 0
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=5000, page_token=token
+        )
+        for run in page:
+            runs += 1
+            if PARENT_TAG not in run.data.tags:
+                total += max(1, int(run.data.metrics.get(TRIALS_METRIC, 1) or 1))
+        token = page.token
+        if not token:
+            return max(total, runs)
+
+
+def run_evidence(client: MlflowClient, run_id: str, settings: Settings) -> RunEvidence:
+    """Return what run ``run_id`` recorded and its experiment's trial count."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        raise ConfigError(
+            f"no MLflow run with id {run_id!r} in {settings.mlflow_tracking_uri}; "
+            "`prism research run` prints the id of each run it makes"
+        ) from err
+    return RunEvidence(
+        metrics=dict(run.data.metrics),
+        tags=dict(run.data.tags),
+        params=dict(run.data.params),
+        experiment_trials=experiment_trials(client, run.info.experiment_id),
+    )
+
+
+def check(
+    settings: Settings, run_id: str, gates: GatesFile | GateSettings | None = None
+) -> list[GateResult]:
+    """Return the gates' verdicts on ``run_id`` without changing anything."""
+    client = _client(settings)
+    return evaluate(run_evidence(client, run_id, settings), _thresholds(_gates(settings, gates)))
+
+
+def promote(
+    settings: Settings,
+    run_id: str,
+    gates: GatesFile | GateSettings | None = None,
+    approved_by: str = "unknown",
+    alias: str = CHAMPION,
+    reason: str = "",
+    engine: Engine | None = None,
+) -> Promotion:
+    """Register ``run_id``'s model and point ``alias`` at it if every gate passes.
+
+    ``gates`` defaults to the settings' gates file. On a refusal nothing in MLflow or in
+    ``models.versions`` changes; the refusal is recorded in ``models.approvals``.
+    """
+    if alias not in ALIASES:
+        raise ConfigError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
+    client = _client(settings)
+    gates = _gates(settings, gates)
+    record = _gates_record(gates)
+    evidence = run_evidence(client, run_id, settings)
+    if evidence.tags.get(SWEEP_TAG) == "parent":
+        raise ConfigError(
+            f"run {run_id} is a sweep's parent (it holds the grid's table, not a model); "
+            "promote one of its child runs, which `prism research sweep` prints"
+        )
+    results = evaluate(evidence, _thresholds(gates))
+    database = _engine(settings, engine)
+    name = settings.model_name
+    entry = Entry(name, None, alias, "refuse", run_id, None, approved_by, reason, results, record)
+    if not all(gate.passed for gate in results):
+        with database.begin() as conn:
+            _record_approval(conn, entry)
+        return Promotion(run_id, name, alias, results, None, record)
+    model_uri = evidence.tags.get(MODEL_URI_TAG)
+    if model_uri is None:
+        raise ConfigError(
+            f"run {run_id} logged no strategy model; promote a run of a backtest notebook "
+            "(it logs the strategy with prism.research.tracking.log_backtest)"
+        )
+    version = _existing_version(client, name, run_id)
+    if version is None:
+        with contextlib.redirect_stderr(io.StringIO()):
+            registered = mlflow.register_model(model_uri, name)
+        version = str(registered.version)
+    entry = replace(
+        entry, version=version, action="promote", previous=_alias_version(client, name, alias)
+    )
+    for key, value in entry.version_tags().items():
+        client.set_model_version_tag(name, version, key, value)
+    with database.begin() as conn:
+        _record_approval(conn, entry)
+        _mirror(conn, entry)
+        client.set_registered_model_alias(name, alias, version)
+        if alias == CHAMPION and _alias_version(client, name, CHALLENGER) == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+    return Promotion(run_id, name, alias, results, version, record)
+
+
+def _existing_version(client: MlflowClient, name: str, run_id: str) -> str | None:
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException:
+        return None
+    return str(versions[0].version) if versions else None
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One decision about the registry, as ``models.approvals`` keeps it."""
+
+    model_name: str
+    version: str | None
+    alias: str
+    action: str
+    run_id: str | None
+    previous: str | None
+    by: str
+    reason: str
+    results: list[GateResult] = field(default_factory=list)
+    gates: dict[str, Any] = field(default_factory=dict)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def gate_json(self) -> str:
+        """Return the gate results as compact JSON."""
+        return json.dumps([asdict(g) for g in self.results], separators=(",", ":"))
+
+    def version_tags(self) -> dict[str, str]:
+        """Return the approval as MLflow model version tags."""
+        return {
+            "approved_by": self.by,
+            "approved_at": self.at.isoformat(timespec="seconds"),
+            "approval_alias": self.alias,
+            "approval_reason": self.reason,
+            "gate_results": self.gate_json(),
+            "gates_file": str(self.gates.get("file")),
+            "gates_version": str(self.gates.get("version")),
+            "gates_sha256": str(self.gates.get("sha256")),
+            "gates_overrides": ",".join(self.gates.get("overrides") or []),
+        }
+
+
+def _record_approval(conn: Connection, entry: Entry) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO models.approvals (model_name, version, alias, action, mlflow_run_id, "
+            "previous_version, decided_by, decided_at, reason, gate_results, gates_file, "
+            "gates_version, gates_sha256, gates_overrides) VALUES (:m, :v, :a, :action, :run, "
+            ":prev, :by, :at, :reason, CAST(:gates AS jsonb), :file, :gv, :sha, :overrides)"
+        ),
+        {
+            "m": entry.model_name,
+            "v": entry.version,
+            "a": entry.alias,
+            "action": entry.action,
+            "run": entry.run_id,
+            "prev": entry.previous,
+            "by": entry.by,
+            "at": entry.at,
+            "reason": entry.reason,
+            "gates": entry.gate_json(),
+            "file": entry.gates.get("file"),
+            "gv": entry.gates.get("version"),
+            "sha": entry.gates.get("sha256"),
+            "overrides": list(entry.gates.get("overrides") or []),
+        },
+    )
+
+
+def _move_alias_in_mirror(conn: Connection, name: str, version: str, alias: str) -> None:
+    conn.execute(
+        text(
+            "UPDATE models.versions SET alias = NULL "
+            "WHERE model_name = :m AND (alias = :a OR version = :v)"
+        ),
+        {"m": name, "a": alias, "v": version},
+    )
+
+
+def _mirror(conn: Connection, entry: Entry) -> None:
+    assert entry.version is not None and entry.run_id is not None
+    _move_alias_in_mirror(conn, entry.model_name, entry.version, entry.alias)
+    conn.execute(
+        text(
+            "INSERT INTO models.versions (model_name, version, alias, mlflow_run_id, approved_by, "
+            "approved_at, gate_results, reason, gates_version, gates_sha256) VALUES "
+            "(:m, :v, :a, :run, :by, :at, CAST(:gates AS jsonb), :reason, :gv, :sha) "
+            "ON CONFLICT (model_name, version) DO UPDATE SET alias = EXCLUDED.alias, "
+            "approved_by = EXCLUDED.approved_by, approved_at = EXCLUDED.approved_at, "
+            "gate_results = EXCLUDED.gate_results, reason = EXCLUDED.reason, "
+            "gates_version = EXCLUDED.gates_version, gates_sha256 = EXCLUDED.gates_sha256"
+        ),
+        {
+            "m": entry.model_name,
+            "v": entry.version,
+            "a": entry.alias,
+            "run": entry.run_id,
+            "by": entry.by,
+            "at": entry.at,
+            "gates": entry.gate_json(),
+            "reason": entry.reason,
+            "gv": entry.gates.get("version"),
+            "sha": entry.gates.get("sha256"),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One row of the registry's history (``models.approvals``)."""
+
+    decided_at: datetime
+    action: str
+    alias: str
+    version: str | None
+    previous_version: str | None
+    run_id: str | None
+    decided_by: str
+    reason: str
+    gates_version: int | None
+    gates_sha256: str | None
+    gate_results: list[dict[str, Any]]
+
+
+def history(engine: Engine, model_name: str, version: str | None = None) -> list[Approval]:
+    """Return the approvals of ``model_name`` (of one ``version`` when given), oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT decided_at, action, alias, version, previous_version, mlflow_run_id, "
+                "decided_by, reason, gates_version, gates_sha256, gate_results "
+                "FROM models.approvals WHERE model_name = :m "
+                "AND (CAST(:v AS text) IS NULL OR version = :v) ORDER BY decided_at, id"
+            ),
+            {"m": model_name, "v": version},
+        ).all()
+    return [Approval(*row) for row in rows]
+
+
+def previous_champion(engine: Engine, model_name: str, alias: str = CHAMPION) -> str | None:
+    """Return the version ``alias`` pointed at before its current one, from the history:
+    each promotion stacks a version; a rollback to the version under the top takes the top off,
+    and a rollback to any other version (``--to``) stacks it like a promotion."""
+    stack: list[str] = []
+    for approval in history(engine, model_name):
+        if approval.alias != alias or approval.version is None:
+            continue
+        if approval.action == "rollback" and stack[-2:-1] == [approval.version]:
+            stack.pop()
+        elif approval.action in ("promote", "rollback") and stack[-1:] != [approval.version]:
+            stack.append(approval.version)
+    return stack[-2] if len(stack) >= 2 else None
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """The outcome of ``prism models rollback``."""
+
+    model_name: str
+    alias: str
+    from_version: str | None
+    to_version: str
+
+
+def rollback(
+    settings: Settings,
+    by: str,
+    reason: str = "",
+    to: str | None = None,
+    alias: str = CHAMPION,
+    engine: Engine | None = None,
+) -> Rollback:
+    """Point ``alias`` back at the version it held before (or at ``to``) and record it."""
+    client = _client(settings)
+    database = _engine(settings, engine)
+    name = settings.model_name
+    current = _alias_version(client, name, alias)
+    target = to or previous_champion(database, name, alias)
+    if target is None:
+        raise ConfigError(
+            f"model {name!r} has no earlier {alias} to roll back to (the history in "
+            "models.approvals holds none); name one with --to VERSION"
+        )
+    try:
+        run_id = str(client.get_model_version(name, target).run_id)
+    except MlflowException as err:
+        raise ConfigError(
+            f"model {name!r} has no version {target}; `prism models list` shows the versions"
+        ) from err
+    at = datetime.now(UTC)
+    with database.begin() as conn:
+        _record_approval(
+            conn, Entry(name, target, alias, "rollback", run_id, current, by, reason, at=at)
+        )
+        _move_alias_in_mirror(conn, name, target, alias)
+        conn.execute(
+            text(
+                "INSERT INTO models.versions (model_name, version, alias, mlflow_run_id) "
+                "VALUES (:m, :v, :a, :run) ON CONFLICT (model_name, version) "
+                "DO UPDATE SET alias = EXCLUDED.alias"
+            ),
+            {"m": name, "v": target, "a": alias, "run": run_id},
+        )
+        for key, value in {
+            "rolled_back_at": at.isoformat(timespec="seconds"),
+            "rolled_back_by": by,
+            "rolled_back_from": str(current),
+            "rollback_reason": reason,
+        }.items():
+            client.set_model_version_tag(name, target, key, value)
+        client.set_registered_model_alias(name, alias, target)
+    return Rollback(name, alias, current, target)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered model version as ``prism models list`` and the dashboard show it."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    run_id: str
+    created_at: datetime
+    approved_by: str | None
+    approved_at: str | None = None
+    reason: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def list_versions(settings: Settings) -> list[VersionInfo]:
+    """Return every version of every registered model, newest first."""
+    client = _client(settings)
+    rows = []
+    for model in client.search_registered_models():
+        for version in client.search_model_versions(f"name = '{model.name}'"):
+            rows.append(_version_info(client, version))
+    return sorted(rows, key=lambda v: (v.name, -int(v.version)))
+
+
+def _version_info(client: MlflowClient, version: ModelVersion) -> VersionInfo:
+    full = client.get_model_version(version.name, version.version)
+    return VersionInfo(
+        name=full.name,
+        version=str(full.version),
+        aliases=list(full.aliases),
+        run_id=str(full.run_id),
+        created_at=datetime.fromtimestamp(full.creation_timestamp / 1000, tz=UTC),
+        approved_by=full.tags.get("approved_by"),
+        approved_at=full.tags.get("approved_at"),
+        reason=full.tags.get("approval_reason"),
+        tags=dict(full.tags),
+    )
+
+
+def version_info(settings: Settings, version: str) -> VersionInfo:
+    """Return one version of the settings' model, or a ConfigError naming the versions."""
+    client = _client(settings)
+    try:
+        return _version_info(client, client.get_model_version(settings.model_name, version))
+    except MlflowException as err:
+        raise ConfigError(
+            f"model {settings.model_name!r} has no version {version!r}; "
+            "`prism models list` shows the versions"
+        ) from err
+
+
+def champion(settings: Settings, alias: str = CHAMPION) -> VersionInfo:
+    """Return the version ``alias`` points at, or a DataUnavailable that says how to set it."""
+    client = _client(settings)
+    try:
+        version = client.get_model_version_by_alias(settings.model_name, alias)
+    except MlflowException as err:
+        raise DataUnavailable(
+            f"model {settings.model_name!r} has no version aliased {alias!r} in "
+            f"{settings.mlflow_tracking_uri}; promote a run first: "
+            "`prism models promote --run RUN_ID`"
+        ) from err
+    return _version_info(client, version)
+
+
+def load_champion(settings: Settings, alias: str = CHAMPION) -> tuple[VersionInfo, object]:
+    """Return the ``alias`` version and its loaded pyfunc model."""
+    info = champion(settings, alias)
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{alias}")
+    return info, model

@@ -1,0 +1,145 @@
+"""Research runs: execute a parameterised notebook with papermill as one MLflow run.
+
+``run_notebook`` checks the parameters against the notebook's ``parameters`` cell, opens an MLflow
+run (tagged with git state and the settings' hash), hands its id to the notebook as
+``mlflow_run_id`` so the notebook logs into it, executes the notebook, then attaches the executed
+copy to the run and closes it as finished or failed. A failure names its cell and error.
+Sweeps over many parameter combinations live in :mod:`prism.research.sweeps`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import papermill
+from mlflow.tracking import MlflowClient
+from papermill.exceptions import PapermillExecutionError
+
+from prism.core.errors import ConfigError, PrismError
+from prism.core.settings import Settings, export_service_environment
+from prism.core.text import read_literal
+from prism.research.tracking import PARENT_TAG, finish_run, start_run
+
+RUN_ID_PARAMETER = "mlflow_run_id"
+
+
+class NotebookFailed(PrismError):
+    """A notebook cell raised; the message carries the cell's error."""
+
+
+@dataclass(frozen=True)
+class ResearchRun:
+    """A finished research run: its MLflow id, the executed notebook, the metrics it logged."""
+
+    run_id: str
+    executed: Path
+    metrics: dict[str, float]
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """Return the notebook's parameters and their default values (from the ``parameters`` cell)."""
+    if not notebook.exists():
+        raise ConfigError(f"no notebook at {notebook}; notebooks live in notebooks/")
+    inspected = papermill.inspect_notebook(str(notebook))
+    if not inspected:
+        raise ConfigError(f"{notebook} has no cell tagged 'parameters'")
+    return {name: read_literal(spec["default"]) for name, spec in inspected.items()}
+
+
+def coerce_parameters(defaults: dict[str, Any], raw: dict[str, str]) -> dict[str, Any]:
+    """Return ``raw`` (strings from the command line) typed like the notebook's defaults.
+
+    Lists accept ``A,B`` or a Python literal; numbers and booleans parse as literals.
+    """
+    unknown = sorted(set(raw) - set(defaults) - {RUN_ID_PARAMETER})
+    if unknown:
+        raise ConfigError(
+            f"the notebook has no parameter(s) {', '.join(unknown)}; "
+            f"its parameters are {', '.join(p for p in defaults if p != RUN_ID_PARAMETER)}"
+        )
+    typed: dict[str, Any] = {}
+    for name, text in raw.items():
+        default = defaults[name]
+        value = read_literal(text)
+        if isinstance(default, dict) and not isinstance(value, dict):
+            raise ConfigError(
+                f"parameter {name} must be a dict literal such as \"{{'lookback': 126}}\", "
+                f"got {text!r}"
+            )
+        if isinstance(default, list) and not isinstance(value, list):
+            value = [item.strip() for item in str(text).split(",") if item.strip()]
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"parameter {name} must be True or False, got {text!r}")
+        elif isinstance(default, int | float) and not isinstance(default, bool):
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigError(f"parameter {name} must be a number, got {text!r}")
+            value = type(default)(value) if isinstance(default, float) else value
+        elif isinstance(default, str) and not isinstance(value, str):
+            value = str(text)
+        typed[name] = value
+    return typed
+
+
+def run_notebook(
+    settings: Settings,
+    notebook: Path,
+    raw_parameters: dict[str, str],
+    progress: bool = True,
+    parent_run_id: str | None = None,
+    extra_metrics: dict[str, float] | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> ResearchRun:
+    """Execute ``notebook`` with ``raw_parameters`` as one MLflow run; return the run.
+
+    A sweep's kept trial passes its ``parent_run_id`` (the run becomes its child) and the
+    metrics and tags it adds (``trials``, the sweep's Sharpe variance); they are logged after the
+    notebook's own, so they are the values the run ends with.
+    """
+    export_service_environment(settings)
+    notebook = notebook.resolve()
+    parameters = coerce_parameters(notebook_parameters(notebook), raw_parameters)
+    run_id = start_run(settings, str(notebook), parameters)
+    client = MlflowClient()
+    tags = {**(extra_tags or {}), **({PARENT_TAG: parent_run_id} if parent_run_id else {})}
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    output_dir = settings.home / "runs"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    executed = output_dir / f"{notebook.stem}-{run_id}.ipynb"
+    try:
+        execute(notebook, executed, {**parameters, RUN_ID_PARAMETER: run_id}, progress)
+    except PapermillExecutionError as err:
+        finish_run(run_id, executed, failed=True)
+        raise NotebookFailed(
+            f"{notebook.name} failed in {failure(err)} "
+            f"(executed copy: {executed}; MLflow run {run_id} marked FAILED)"
+        ) from err
+    except BaseException:
+        finish_run(run_id, executed, failed=True)
+        raise
+    for key, number in (extra_metrics or {}).items():
+        client.log_metric(run_id, key, number)
+    finish_run(run_id, executed, failed=False)
+    metrics = client.get_run(run_id).data.metrics
+    return ResearchRun(run_id, executed, dict(metrics))
+
+
+def execute(notebook: Path, executed: Path, parameters: dict[str, Any], progress: bool) -> None:
+    """Run ``notebook`` with papermill on the project's kernel, writing ``executed``."""
+    papermill.execute_notebook(
+        str(notebook),
+        str(executed),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(notebook.parent),
+        progress_bar=progress,
+        log_output=False,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
+
+
+def failure(err: PapermillExecutionError) -> str:
+    """Return where and why a notebook failed: ``cell N: Error: message``."""
+    return f"cell {err.exec_count}: {err.ename}: {err.evalue}"

@@ -1,0 +1,399 @@
+"""MLflow, behind a few functions that log a research run's provenance automatically.
+
+Every execution of a research notebook is one MLflow run in an experiment named after the
+notebook's stem (``02_backtest_strategy``). ``prism research run`` opens the run
+(:func:`start_run`), hands its id to the notebook, and closes it with the executed notebook and
+its HTML rendering attached (:func:`finish_run`). Run interactively (JupyterLab, nbval), the
+notebook opens its own run (:func:`notebook_run`), tagged with the notebook's path when the
+kernel knows it (``JPY_SESSION_NAME``) and ``interactive`` otherwise, and attaches the saved
+notebook when it closes.
+
+Tags on every run: ``git_commit``, ``git_dirty``, ``config_hash``, ``prism.notebook`` (path
+relative to the checkout), ``prism.version``; a run that read bars adds ``prism.data_hash``,
+``prism.data_start`` and ``prism.data_end`` (:func:`log_data`). :func:`log_backtest` logs a
+backtest: parameters, whole-period and out-of-sample metrics, the equity PNG, the tear sheet
+(HTML and PNG), the trades and the equity curve as Parquet, and the strategy as a pyfunc model
+with a signature and an input example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import plotly.graph_objects as go
+import polars as pl
+from mlflow.models.model import ModelInfo
+from mlflow.tracking import MlflowClient
+
+from prism.backtest.engine import BacktestResult, report
+from prism.backtest.plots import save_equity_png
+from prism.backtest.tearsheet import tear_sheet, write_tear_sheet, write_tear_sheet_png
+from prism.core.errors import ConfigError
+from prism.core.settings import Settings, export_service_environment, project_root
+from prism.data.bars import BAR_COLUMNS, close_panel
+from prism.research.evaluation import split_metrics
+from prism.strategies import Strategy, strategy_params
+from prism.strategies.pyfunc import StrategyModel, example_bars, strategy_signature
+
+MODEL_ARTIFACT = "model"
+MODEL_URI_TAG = "prism.model_uri"
+NOTEBOOK_TAG = "prism.notebook"
+VERSION_TAG = "prism.version"
+DATA_HASH_TAG = "prism.data_hash"
+DATA_START_TAG = "prism.data_start"
+DATA_END_TAG = "prism.data_end"
+EXECUTION_TAG = "prism.execution"
+INTERACTIVE = "interactive"
+NOTEBOOK_ARTIFACTS = "notebook"
+EQUITY_ARTIFACT = "equity.parquet"
+TRADES_ARTIFACT = "trades.parquet"
+PIP_REQUIREMENTS = ["mlflow", "pandas", "numpy", "prism-quant"]
+PARENT_TAG = "mlflow.parentRunId"
+SWEEP_TAG = "prism.sweep"
+"""``parent`` on a sweep's parent run (the grid's table), ``child`` on its kept trials."""
+TRIALS_METRIC = "trials"
+SHARPE_VARIANCE_METRIC = "oos_sharpe_variance"
+"""Variance of the annualised ``oos_sharpe`` across a sweep's trials (logged by sweeps)."""
+
+
+def connect(settings: Settings) -> None:
+    """Point MLflow at the configured store (the local one under ``mlruns/``, or the server
+    ``MLFLOW_TRACKING_URI`` names), quietly."""
+    export_service_environment(settings)
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    settings.mlruns_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+
+
+def configure(settings: Settings, experiment: str | None = None) -> str:
+    """Point MLflow at the configured store and ``experiment`` (default: the settings'
+    experiment), creating it if needed; return the experiment id."""
+    connect(settings)
+    name = experiment or settings.experiment
+    found = mlflow.get_experiment_by_name(name)
+    if found is None:
+        try:
+            experiment_id = mlflow.create_experiment(
+                name, artifact_location=settings.mlflow_artifact_uri
+            )
+        except mlflow.exceptions.MlflowException:
+            experiment_id = _experiment_id(name)
+    else:
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return str(experiment_id)
+
+
+def _experiment_id(name: str) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        raise ConfigError(f"MLflow has no experiment {name!r} and could not create it")
+    return str(experiment.experiment_id)
+
+
+def experiment_name(notebook: str | Path) -> str:
+    """Return the experiment a notebook's runs go to: its file name without the suffix."""
+    return Path(notebook).stem
+
+
+def git_state() -> dict[str, str]:
+    """Return the checkout's commit and whether it has uncommitted changes."""
+    root = project_root()
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+
+
+def prism_version() -> str:
+    """Return the installed Prism version."""
+    try:
+        return version("prism-quant")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def notebook_label(notebook: Path | None) -> str:
+    """Return the ``prism.notebook`` tag: the path relative to the checkout when inside it,
+    the absolute path otherwise, ``interactive`` when unknown."""
+    if notebook is None:
+        return INTERACTIVE
+    resolved = notebook.resolve()
+    try:
+        return resolved.relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def session_notebook() -> Path | None:
+    """Return the notebook this kernel runs, as Jupyter tells it (``JPY_SESSION_NAME`` in the
+    environment, or IPython's ``__session__``), or None when nothing says."""
+    name = os.environ.get("JPY_SESSION_NAME")
+    if not name:
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        except ImportError:
+            shell = None
+        name = shell.user_ns.get("__session__") if shell is not None else None
+    if not name:
+        return None
+    given = Path(str(name))
+    for candidate in (given, project_root() / given, Path.cwd() / given.name):
+        if candidate.is_file():
+            return candidate.resolve()
+    return given
+
+
+def provenance_tags(settings: Settings, notebook: Path | None) -> dict[str, str]:
+    """Return the tags every research run carries: git state, settings hash, notebook, version."""
+    return {
+        **git_state(),
+        "config_hash": settings.config_hash(),
+        NOTEBOOK_TAG: notebook_label(notebook),
+        VERSION_TAG: prism_version(),
+    }
+
+
+def start_run(settings: Settings, source: str, params: dict[str, Any]) -> str:
+    """Create a research run for the notebook ``source`` (in the experiment named after it),
+    tagged with its provenance and parameters; return its id (the run is left open)."""
+    experiment_id = configure(settings, experiment_name(source))
+    tags = {**provenance_tags(settings, Path(source)), "source": source, EXECUTION_TAG: "papermill"}
+    run = MlflowClient().create_run(experiment_id, tags=tags, run_name=Path(source).stem)
+    for key, value in params.items():
+        MlflowClient().log_param(run.info.run_id, f"notebook.{key}", _param_value(value))
+    return str(run.info.run_id)
+
+
+def _param_value(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """The MLflow run a notebook logs into; ``interactive`` when the notebook opened it."""
+
+    run_id: str
+    notebook: Path | None
+    interactive: bool
+
+    def close(self) -> None:
+        """End an interactive run, attaching the saved notebook and its HTML when known (a
+        papermill run is closed by ``prism research run`` with the executed copy)."""
+        if not self.interactive:
+            return
+        if self.notebook is not None and self.notebook.is_file():
+            attach_notebook(self.run_id, self.notebook)
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == self.run_id:
+            mlflow.end_run()
+        else:
+            MlflowClient().set_terminated(self.run_id, status="FINISHED")
+
+
+def notebook_run(
+    settings: Settings, name: str, run_id: str | None, parameters: dict[str, Any]
+) -> NotebookRun:
+    """Make the notebook ``name``'s run the active MLflow run: resume ``run_id`` (as ``prism
+    research run`` passes it) or, run interactively, start one with the notebook's provenance
+    and ``parameters`` in the experiment named after the notebook's file when the kernel knows
+    it (a renamed copy gets its own), else ``name``."""
+    active = mlflow.active_run()
+    if active is not None:
+        mlflow.end_run()
+    if run_id:
+        configure(settings, name)
+        mlflow.start_run(run_id=run_id)
+        return NotebookRun(run_id, None, interactive=False)
+    notebook = session_notebook()
+    experiment_id = configure(settings, experiment_name(notebook) if notebook else name)
+    tags = {**provenance_tags(settings, notebook), EXECUTION_TAG: INTERACTIVE}
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags)
+    mlflow.log_params({f"notebook.{k}": _param_value(v) for k, v in parameters.items()})
+    return NotebookRun(str(run.info.run_id), notebook, interactive=True)
+
+
+@contextmanager
+def research_run(settings: Settings, run_id: str | None = None) -> Iterator[str]:
+    """Resume the run ``run_id`` or start a new one in the settings' experiment, for code
+    outside a notebook (tests, scripts)."""
+    configure(settings)
+    tags = None if run_id else provenance_tags(settings, session_notebook())
+    with mlflow.start_run(run_id=run_id or None, tags=tags) as run:
+        yield str(run.info.run_id)
+
+
+def data_hash(bars: pd.DataFrame) -> str:
+    """Return a SHA-256 of the bars' content (sorted, canonical CSV), to pin the data a run used."""
+    canonical = pl.from_pandas(bars[BAR_COLUMNS].sort_values(["symbol", "timeframe", "time"]))
+    return hashlib.sha256(canonical.write_csv().encode()).hexdigest()
+
+
+def data_tags(bars: pd.DataFrame) -> dict[str, str]:
+    """Return the hash, first and last bar time (ISO 8601, UTC) of ``bars``."""
+    return {
+        DATA_HASH_TAG: data_hash(bars),
+        DATA_START_TAG: pd.Timestamp(bars["time"].min()).isoformat(),
+        DATA_END_TAG: pd.Timestamp(bars["time"].max()).isoformat(),
+    }
+
+
+def log_data(bars: pd.DataFrame, tags: dict[str, str] | None = None) -> dict[str, str]:
+    """Tag the active run with the data it read (and any extra ``tags``); return the tags."""
+    logged = {**data_tags(bars), **(tags or {})}
+    mlflow.set_tags(logged)
+    return logged
+
+
+def backtest_tear_sheet(
+    strategy: Strategy, bars: pd.DataFrame, result: BacktestResult, symbols: list[str]
+) -> go.Figure:
+    """Return the tear sheet of a backtest against an equal-weight buy and hold of ``symbols``."""
+    benchmark = close_panel(bars).mean(axis=1).reindex(result.equity.index).ffill()
+    return tear_sheet(
+        result.equity, benchmark, result.trades, f"{strategy.name} on {', '.join(symbols)}"
+    )
+
+
+def log_backtest(
+    strategy: Strategy,
+    bars: pd.DataFrame,
+    result: BacktestResult,
+    symbols: list[str],
+    oos_start: pd.Timestamp | None = None,
+    tags: dict[str, str] | None = None,
+    trials: int = 1,
+    sheet: go.Figure | None = None,
+) -> dict[str, float]:
+    """Log a backtest into the active run and return its metrics.
+
+    Metrics: the whole period's (``sharpe``, ``max_drawdown``, ``n_trades``, …), ``trials``
+    (parameter combinations tried to get here) and, with ``oos_start``, the in-sample
+    (``is_*``) and out-of-sample (``oos_*``) segments'. Tags: the data's and ``tags`` (the
+    look-ahead and parity checks, the data gate). Artifacts: equity PNG, tear sheet, trades
+    and equity as Parquet, and the strategy as a pyfunc model.
+    """
+    timeframe = str(bars["timeframe"].iloc[0])
+    metrics = {**report(result, timeframe), "trials": float(trials)}
+    if oos_start is not None:
+        metrics.update(split_metrics(result, timeframe, oos_start))
+    mlflow.log_params(
+        {
+            "strategy": strategy.name,
+            **{f"strategy.{k}": v for k, v in strategy_params(strategy).items()},
+            "symbols": ",".join(symbols),
+            "start": str(bars["time"].min().date()),
+            "end": str(bars["time"].max().date()),
+            "oos_start": "" if oos_start is None else str(oos_start.date()),
+            "capital": result.config.capital,
+            "commission_bps": result.config.commission_bps,
+            "slippage_bps": result.config.slippage_bps,
+            "data_hash": data_hash(bars),
+            "n_bars": len(bars),
+        }
+    )
+    mlflow.log_metrics(metrics)
+    log_data(bars, tags)
+    title = f"{strategy.name} on {', '.join(symbols)}"
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder)
+        mlflow.log_artifact(str(save_equity_png(result.equity, title, out / "equity_curve.png")))
+        result.trades.to_parquet(out / TRADES_ARTIFACT, index=False)
+        result.equity.rename("equity").rename_axis("time").reset_index().to_parquet(
+            out / EQUITY_ARTIFACT, index=False
+        )
+        mlflow.log_artifact(str(out / TRADES_ARTIFACT))
+        mlflow.log_artifact(str(out / EQUITY_ARTIFACT))
+        figure = (
+            sheet if sheet is not None else backtest_tear_sheet(strategy, bars, result, symbols)
+        )
+        mlflow.log_artifact(str(write_tear_sheet(figure, result.trades, out / "tear_sheet.html")))
+        picture = write_tear_sheet_png(figure, out / "tear_sheet.png")
+        if picture is not None:
+            mlflow.log_artifact(str(picture))
+    log_strategy_model(strategy, bars)
+    return metrics
+
+
+def log_strategy_model(strategy: Strategy, bars: pd.DataFrame) -> ModelInfo:
+    """Log ``strategy`` as the run's pyfunc model, with a signature and an input example
+    taken from the newest bars of ``bars``; tag the run with the model's URI."""
+    model = StrategyModel(strategy.name, strategy_params(strategy))
+    example = example_bars(bars)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=model,
+            signature=strategy_signature(model, example),
+            input_example=example,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    return info
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log ``params`` into the active run (lists joined by commas)."""
+    mlflow.log_params({name: _param_value(value) for name, value in params.items()})
+
+
+def log_metrics(metrics: dict[str, float | int]) -> None:
+    """Log ``metrics`` (numbers) into the active run."""
+    mlflow.log_metrics({name: float(value) for name, value in metrics.items()})
+
+
+def log_frame(frame: pd.DataFrame, name: str) -> None:
+    """Log ``frame`` as the Parquet artifact ``name`` (e.g. ``grid.parquet``) of the active run."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        frame.to_parquet(path)
+        mlflow.log_artifact(str(path))
+
+
+def render_html(notebook: Path, target: Path) -> Path:
+    """Write ``notebook`` rendered as a self-contained HTML page to ``target``."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def attach_notebook(run_id: str, notebook: Path) -> None:
+    """Log ``notebook`` and its HTML rendering under the run's ``notebook/`` artifacts."""
+    client = MlflowClient()
+    client.log_artifact(run_id, str(notebook), artifact_path=NOTEBOOK_ARTIFACTS)
+    with tempfile.TemporaryDirectory() as folder:
+        page = render_html(notebook, Path(folder) / f"{notebook.stem}.html")
+        client.log_artifact(run_id, str(page), artifact_path=NOTEBOOK_ARTIFACTS)
+
+
+def finish_run(run_id: str, executed_notebook: Path | None, failed: bool) -> None:
+    """Attach the executed notebook (and its HTML) to the run; mark it finished or failed."""
+    if executed_notebook is not None and executed_notebook.exists():
+        attach_notebook(run_id, executed_notebook)
+    MlflowClient().set_terminated(run_id, status="FAILED" if failed else "FINISHED")
