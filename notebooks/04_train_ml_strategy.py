@@ -11,10 +11,10 @@
 # %% [markdown]
 # # Train an ML strategy
 #
-# Point-in-time features (`prism.features.point_in_time`) and the label "the next bar closes higher"; a
-# scikit-learn logistic regression or XGBoost classifier (`model`) scored by purged, embargoed
-# k-fold cross-validation on the in-sample bars and by a walk-forward test over all of them;
-# permutation feature importance on the out-of-sample bars. Then the `direction_classifier`
+# Point-in-time features (`prism.features.point_in_time`) and the label "the next bar closes
+# higher"; a scikit-learn logistic regression or XGBoost classifier (`model`) scored by purged,
+# embargoed k-fold cross-validation on the in-sample bars and by a walk-forward test over all of
+# them; permutation feature importance on the out-of-sample bars. Then the `direction_classifier`
 # strategy (refitted every quarter on the `train_bars` before it) is backtested, checked and
 # logged with its out-of-sample metrics, like `02_backtest_strategy`.
 #

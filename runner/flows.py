@@ -1,13 +1,15 @@
 """The live runner's Prefect flows: thin orchestration over :mod:`prism`.
 
-- ``trade_cycle(deployment, as_of)``: one cycle of one deployment (:func:`prism.live.cycle.run_guarded`:
-  retries while the database is down, then halts and alerts). One flow run per cycle, no task
+- ``trade_cycle(deployment, as_of)``: one cycle of one deployment
+  (:func:`prism.live.cycle.run_guarded`: retries while the database is down, then halts and
+  alerts). One flow run per cycle, no task
   per symbol, so Prefect's cost per cycle does not grow with the number of symbols.
 - ``ingest_bars``: new bars of every enabled deployment's series from their live feeds, and
   gaps healed by backfill (:func:`prism.live.serving.ingest_deployment_bars`).
 - ``reconcile``: each enabled deployment's positions against its broker's
   (:func:`prism.live.reconcile.reconcile`; a mismatch halts it).
-- ``daily_report``: the report notebook executed to HTML (:func:`prism.monitoring.reports.run_daily_report`).
+- ``daily_report``: the report notebook executed to HTML
+  (:func:`prism.monitoring.reports.run_daily_report`).
 - ``maintenance``: rollups refreshed and retention applied (:mod:`prism.db.rollups`).
 
 ``replay`` runs ``trade_cycle`` once per bar over the newest stored bars (the demo uses it).

@@ -119,7 +119,8 @@ def _any_pending(pending: np.ndarray) -> bool:
 @njit(cache=True)
 def cap_leverage(weights: np.ndarray, max_leverage: float) -> np.ndarray:
     """Return (time × symbol) weights, NaN as 0, each row scaled down so that its absolute sum
-    is at most ``max_leverage`` (the compiled twin of :func:`prism.backtest.portfolio.cap_leverage`).
+    is at most ``max_leverage`` (the compiled twin of
+    :func:`prism.backtest.portfolio.cap_leverage`).
 
     ``weights`` itself comes back when no row needs a change (no copy of a large panel)."""
     if not _needs_cap(weights, max_leverage):

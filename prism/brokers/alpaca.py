@@ -6,8 +6,8 @@ dropped connection, a server error), the order is looked up with ``get_order_by_
 before anything else, and only an order Alpaca does not have is treated as refused or as not
 sent. Fills are Alpaca's ``FILL`` account activities of the order, one fill each.
 
-Alpaca statuses map onto :mod:`prism.ledger.order_states`: ``new``, ``accepted``, ``pending_new`` and
-the other working states are ``sent`` (``partial`` once something is filled),
+Alpaca statuses map onto :mod:`prism.ledger.order_states`: ``new``, ``accepted``, ``pending_new``
+and the other working states are ``sent`` (``partial`` once something is filled),
 ``partially_filled`` is ``partial``, ``filled`` is ``filled``, ``canceled``, ``expired``,
 ``done_for_day`` and ``replaced`` are ``cancelled``, ``rejected`` and ``suspended`` are
 ``rejected``.

@@ -1,7 +1,7 @@
 """A spot broker on any exchange ccxt knows, on the exchange's sandbox where it has one.
 
-Orders carry a deterministic client id (:func:`prism.brokers.exchange_orders.exchange_client_id`), so
-submitting is idempotent: when the exchange answers a submit with an error that may mean "you
+Orders carry a deterministic client id (:func:`prism.brokers.exchange_orders.exchange_client_id`),
+so submitting is idempotent: when the exchange answers a submit with an error that may mean "you
 already sent this" (a duplicate id, an invalid order) or does not answer at all (a timeout, a
 dropped connection), the order is first looked up by its client id, and only an order the
 exchange does not have is treated as refused (a rejection) or as not sent (retry later with the

@@ -2,10 +2,11 @@
 the error a rejected order raises, and the conversion of a broker's view of an order into the
 executions the ledger books.
 
-Prism's client order id (``deployment:symbol:bar time``, see :func:`prism.live.steps.client_order_id`)
-is the idempotency key: it is sent with every order, so an order the broker already holds is
-found again instead of placed twice. Exchanges restrict the characters and length of client ids,
-so :func:`exchange_client_id` derives a safe one deterministically (same input, same id).
+Prism's client order id (``deployment:symbol:bar time``, see
+:func:`prism.live.steps.client_order_id`) is the idempotency key: it is sent with every order, so an
+order the broker already holds is found again instead of placed twice. Exchanges restrict the
+characters and length of client ids, so :func:`exchange_client_id` derives a safe one
+deterministically (same input, same id).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The ``prism`` command line: configuration, database, data, research, models and the demo.
 
-Every command reports a :class:`~prism.core.errors.PrismError` as one line naming the problem and the
-fix, with exit code 1, instead of a traceback.
+Every command reports a :class:`~prism.core.errors.PrismError` as one line naming the problem and
+the fix, with exit code 1, instead of a traceback.
 """
 
 from __future__ import annotations

@@ -115,12 +115,12 @@ def run_demo(settings: Settings, bars: int, console: Console) -> DemoReport:
         f"{run.metrics['n_trades']:.0f} trades"
     )
 
-    promotion = promotion.promote(settings, run.run_id, approved_by="prism demo", engine=engine)
-    if not promotion.promoted:
-        failed = "; ".join(f"{g.gate} (got {g.value})" for g in promotion.failed())
+    promoted = promotion.promote(settings, run.run_id, approved_by="prism demo", engine=engine)
+    if not promoted.promoted:
+        failed = "; ".join(f"{g.gate} (got {g.value})" for g in promoted.failed())
         raise ConfigError(f"the demo's backtest did not pass the promotion gates: {failed}")
     console.print(
-        f"[green]✓[/] promoted {promotion.model_name} version {promotion.version} "
+        f"[green]✓[/] promoted {promoted.model_name} version {promoted.version} "
         "to alias 'champion'"
     )
 
@@ -130,7 +130,7 @@ def run_demo(settings: Settings, bars: int, console: Console) -> DemoReport:
         f"[green]✓[/] paper trading: {replayed['orders']} orders, "
         f"{replayed['fills']} fills, final equity {replayed['final_equity']:,.2f}"
     )
-    return DemoReport(ingested, run.run_id, run.metrics, str(promotion.version), replayed)
+    return DemoReport(ingested, run.run_id, run.metrics, str(promoted.version), replayed)
 
 
 def serve_dashboard(settings: Settings, port: int = 8501) -> int:

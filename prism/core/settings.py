@@ -42,8 +42,8 @@ class GateSettings(BaseSettings):
     """Thresholds a run must meet before its model may become ``challenger`` or ``champion``.
 
     The values live in the versioned gates file (``research/gates.toml``, see
-    :mod:`prism.registry.gates`); a ``PRISM_GATE_*`` variable still overrides one for a session, and the
-    approval record then names the override.
+    :mod:`prism.registry.gates`); a ``PRISM_GATE_*`` variable still overrides one for a session, and
+    the approval record then names the override.
     """
 
     model_config = SettingsConfigDict(env_prefix="PRISM_GATE_", env_file=ENV_FILES, extra="ignore")

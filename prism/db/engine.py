@@ -1,8 +1,8 @@
 """Engines: one function turns settings into a connected SQLAlchemy engine.
 
 With ``PRISM_DATABASE_URL`` unset, the embedded server is started (or joined) first. A URL that
-cannot be reached raises :class:`~prism.core.errors.ConfigError` naming the URL (password masked) and
-the fix, instead of a driver traceback.
+cannot be reached raises :class:`~prism.core.errors.ConfigError` naming the URL (password masked)
+and the fix, instead of a driver traceback.
 """
 
 from __future__ import annotations

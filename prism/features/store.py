@@ -1,12 +1,12 @@
-"""The Parquet feature store: :func:`prism.features.point_in_time.compute` per symbol and month, rebuilt
-incrementally and described in ``point_in_time.catalog``.
+"""The Parquet feature store: :func:`prism.features.point_in_time.compute` per symbol and
+month, rebuilt incrementally and described in ``features.catalog``.
 
 Layout, hive style so ``pyarrow.dataset`` and ``polars.scan_parquet`` prune partitions::
 
     <feature_dir>/timeframe=1d/symbol=SPX/month=2018-01/part.parquet
 
-A file holds ``time`` and one float64 column per name in :data:`prism.features.point_in_time.NAMES` for one
-symbol's bars in one UTC calendar month (symbol and month come from the path; a symbol is
+A file holds ``time`` and one float64 column per name in :data:`prism.features.point_in_time.NAMES`
+for one symbol's bars in one UTC calendar month (symbol and month come from the path; a symbol is
 percent-encoded there, so ``BTC/USDT`` stays one folder). Its Parquet metadata carries the
 fingerprint of the inputs it was computed from.
 
@@ -68,7 +68,7 @@ _MONTH_DIGESTS = """
 """
 
 _UPSERT_CATALOG = """
-    INSERT INTO point_in_time.catalog AS c
+    INSERT INTO features.catalog AS c
         (name, description, dtype, category, computation, dependencies, lookback)
     VALUES (:name, :description, :dtype, :category, :computation,
             CAST(:dependencies AS text[]), :lookback)
@@ -156,8 +156,8 @@ def code_fingerprint() -> str:
 
 
 def sync_catalog(engine: Engine) -> int:
-    """Make ``point_in_time.catalog`` describe exactly :data:`prism.features.point_in_time.CATALOG`; return its
-    row count. ``updated_at`` moves only for a row whose description changed."""
+    """Make ``features.catalog`` describe exactly :data:`prism.features.point_in_time.CATALOG`;
+    return its row count. ``updated_at`` moves only for a row whose description changed."""
     rows = [
         {
             "name": f.name,
@@ -173,24 +173,25 @@ def sync_catalog(engine: Engine) -> int:
     with engine.begin() as conn:
         conn.execute(text(_UPSERT_CATALOG), rows)
         conn.execute(
-            text("DELETE FROM point_in_time.catalog WHERE NOT (name = ANY(:names))"),
+            text("DELETE FROM features.catalog WHERE NOT (name = ANY(:names))"),
             {"names": list(point_in_time.NAMES)},
         )
     return len(rows)
 
 
 def read_catalog(engine: Engine) -> pd.DataFrame:
-    """Return ``point_in_time.catalog`` ordered as :data:`prism.features.point_in_time.CATALOG` lists it.
+    """Return ``features.catalog`` ordered as :data:`~prism.features.point_in_time.CATALOG`
+    lists it.
 
     Raises :class:`DataUnavailable` when it is empty (no build has run on this database).
     """
     with engine.connect() as conn:
         frame = pd.read_sql_query(
-            text(f"SELECT {', '.join(CATALOG_COLUMNS)} FROM point_in_time.catalog"), conn
+            text(f"SELECT {', '.join(CATALOG_COLUMNS)} FROM features.catalog"), conn
         )
     if frame.empty:
         raise DataUnavailable(
-            "point_in_time.catalog is empty; run `prism features build` to fill it and the store"
+            "features.catalog is empty; run `prism features build` to fill it and the store"
         )
     order = {name: i for i, name in enumerate(point_in_time.NAMES)}
     frame["dependencies"] = frame["dependencies"].map(tuple)
@@ -403,7 +404,8 @@ def _check_columns(columns: Iterable[str] | None) -> list[str]:
     unknown = [c for c in chosen if c not in point_in_time.NAMES]
     if unknown:
         raise ConfigError(
-            f"unknown feature(s) {', '.join(unknown)}; the catalog has {', '.join(point_in_time.NAMES)}"
+            f"unknown feature(s) {', '.join(unknown)}; "
+            f"the catalog has {', '.join(point_in_time.NAMES)}"
         )
     return chosen
 
@@ -417,8 +419,8 @@ def read(
     root: Path | None = None,
 ) -> pd.DataFrame:
     """Return stored features with ``start <= time <= end``, shaped as
-    :func:`prism.features.point_in_time.compute` returns them: time, symbol, then ``columns`` (default: all),
-    ordered by symbol and time.
+    :func:`prism.features.point_in_time.compute` returns them: time, symbol, then ``columns``
+    (default: all), ordered by symbol and time.
 
     Raises :class:`DataUnavailable` naming requested symbols the store has nothing for.
     """

@@ -1,8 +1,8 @@
 """Live against backtest: how far a deployment's live P&L drifted from what the backtester makes
 of the same bars, and why.
 
-The live window is re-simulated with the backtester (:func:`prism.backtest.engine.simulate`) on the bars
-the runner read, from the live equity at the window's first bar, with the deployment's costs
+The live window is re-simulated with the backtester (:func:`prism.backtest.engine.simulate`) on the
+bars the runner read, from the live equity at the window's first bar, with the deployment's costs
 and the model versions its decisions recorded. The gap between live and simulated P&L is then
 split, by a chain of counterfactuals each differing from the last in one cause, into:
 

@@ -54,8 +54,8 @@ def report_day(report_date: str | date | None) -> date:
 def report_deployments(engine: Engine, deployment: str | None) -> list[str]:
     """Return ``[deployment]`` if given and known, every deployment if None, else raise.
 
-    (The same list as :func:`prism.monitoring.reporting.deployments`, queried here so the report's kernel
-    does not import MLflow, which that module needs and which costs seconds to load.)
+    (The same list as :func:`prism.monitoring.reporting.deployments`, queried here so the report's
+    kernel does not import MLflow, which that module needs and which costs seconds to load.)
     """
     with engine.connect() as conn:
         known = list(

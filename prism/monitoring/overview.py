@@ -34,10 +34,10 @@ SELECT * FROM (
 
 
 def snapshots(engine: Engine, deployment: str, max_points: int = MAX_POINTS) -> pd.DataFrame:
-    """Return :func:`prism.monitoring.reporting.equity_curve`'s frame, with a long history thinned to the
-    last snapshot of each 5-minute, hourly, daily or weekly bucket (the smallest giving at
-    most ``max_points`` rows), so a year of minute snapshots still draws at once. Drawdown is
-    then that of the thinned curve."""
+    """Return :func:`prism.monitoring.reporting.equity_curve`'s frame, with a long history
+    thinned to the last snapshot of each 5-minute, hourly, daily or weekly bucket (the smallest
+    giving at most ``max_points`` rows), so a year of minute snapshots still draws at once.
+    Drawdown is then that of the thinned curve."""
     span = read_frame(
         engine,
         "SELECT count(*) AS n, extract(epoch FROM max(time) - min(time)) AS seconds "

@@ -50,8 +50,8 @@ ORDER BY decided_at, id
 
 def aliases_at(moves: list[tuple[str, str]]) -> dict[str, str]:
     """Return where each alias pointed after ``moves`` (alias, version), oldest first, as
-    :func:`prism.registry.promotion.promote` moves them: a version promoted to ``champion`` stops being
-    the ``challenger``."""
+    :func:`prism.registry.promotion.promote` moves them: a version promoted to ``champion`` stops
+    being the ``challenger``."""
     pointing: dict[str, str] = {}
     for alias, version in moves:
         pointing[alias] = version

@@ -1,7 +1,7 @@
 """The model registry: promotion through the gates, aliases, rollback, and loading a model.
 
-A promotion reads what the run recorded (:mod:`prism.registry.gates` judges it). If every gate passes,
-the run's model is registered (once; promoting the same run again reuses its version), the
+A promotion reads what the run recorded (:mod:`prism.registry.gates` judges it). If every gate
+passes, the run's model is registered (once; promoting the same run again reuses its version), the
 alias asked for (``challenger`` or ``champion``) points at it, and the approval (who, when, why,
 the gate results, the gates file's version and hash) is written to MLflow's model version tags
 and to ``models.approvals`` and the ``models.versions`` mirror. If any gate fails, MLflow's

@@ -1,7 +1,7 @@
 """Validating a next-bar direction classifier before it is a strategy (``04_train_ml_strategy``).
 
-The data set is :mod:`prism.features.point_in_time`' point-in-time features with the label "the next bar's
-close is higher". Rows are grouped by bar time (every symbol of a bar falls in the same fold),
+The data set is :mod:`prism.features.point_in_time`' point-in-time features with the label "the next
+bar's close is higher". Rows are grouped by bar time (every symbol of a bar falls in the same fold),
 so :func:`purged_cv` (purged, embargoed k-fold) and :func:`walk_forward` (train on a window,
 test on the bars after it) never train on a bar whose label overlaps a test bar.
 :func:`feature_importance` is the permutation importance on held-out rows: how much the

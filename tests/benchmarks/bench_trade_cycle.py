@@ -5,9 +5,9 @@
 The workspace: a fresh embedded PostgreSQL with 100 synthetic minute random walks (fixed seed,
 2,000 bars each, so the bar reads run on a table of realistic depth), a real MLflow store with
 an SMA crossover (5/20, long or short, so every symbol always holds a position) logged and
-promoted to champion through :func:`prism.registry.promotion.promote`, the default risk limits (checked,
-never binding), and the paper broker. Each deployment rebalances with ``band=0`` and half its
-equity invested (``max_leverage=0.5``, so no buy waits for cash), so every cycle trades: it
+promoted to champion through :func:`prism.registry.promotion.promote`, the default risk limits
+(checked, never binding), and the paper broker. Each deployment rebalances with ``band=0`` and half
+its equity invested (``max_leverage=0.5``, so no buy waits for cash), so every cycle trades: it
 books the previous bar's fills, values the book, writes the risk snapshot, reads the bars, asks
 the model, and records and sends an order for (nearly) every symbol.
 
@@ -84,9 +84,9 @@ def _promote(settings: Settings, engine: Engine, bars: pd.DataFrame) -> None:
         )
         mlflow.set_tags({"prism.lookahead_check": "passed", "prism.parity_check": "passed"})
         tracking.log_strategy_model(STRATEGY, bars)
-    promotion = promotion.promote(settings, run_id, LENIENT, "benchmark", engine=engine)
-    if not promotion.promoted:
-        raise RuntimeError(f"benchmark model not promoted: {promotion.failed()}")
+    promoted = promotion.promote(settings, run_id, LENIENT, "benchmark", engine=engine)
+    if not promoted.promoted:
+        raise RuntimeError(f"benchmark model not promoted: {promoted.failed()}")
 
 
 def _deploy(engine: Engine, name: str, symbols: list[str]) -> None:

@@ -147,7 +147,8 @@ def test_the_same_alert_goes_out_again_once_the_window_has_passed(engine, settin
 def test_the_window_survives_a_process_restart(engine, settings, hook):
     url = hook.url("ok")
     script = (
-        "from prism.live.alerts import check_alert_urls, send_alert; from prism.core.settings import Settings; "
+        "from prism.live.alerts import check_alert_urls, send_alert; "
+        "from prism.core.settings import Settings; "
         "from prism.db.engine import open_database; s = Settings(); "
         "print(send_alert(open_database(s), s, 'flow_failed', 'error', 'runner', 'ingest failed',"
         " {'deployment': 'demo'}))"

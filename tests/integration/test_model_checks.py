@@ -118,13 +118,13 @@ def test_a_version_whose_signature_rejects_the_bars_is_refused_and_nothing_trade
         inputs=Schema([*good.inputs.inputs, ColSpec("double", "vwap")]), outputs=good.outputs
     )
     run_id = research_run(store, strategy, bundled_bars, signature=needs_vwap)
-    promotion = promotion.promote(store, run_id, LENIENT, "alice", engine=stocked)
+    promoted = promotion.promote(store, run_id, LENIENT, "alice", engine=stocked)
     deploy_checked(stocked)
     times = steps.replay_times(stocked, list(SYMBOLS), 2)
 
     reports = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times]
 
-    assert promotion.promoted
+    assert promoted.promoted
     assert [(r.outcome, r.orders, r.model_version) for r in reports] == [("refused", 0, None)] * 2
     assert all("signature" in r.reason and "vwap" in r.reason for r in reports)
     assert rows(stocked, "SELECT count(*) FROM trading.orders") == [(0,)]

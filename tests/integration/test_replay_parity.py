@@ -1,10 +1,10 @@
 """A replay's orders and fills are the backtest's trades.
 
-``prism.live.replay.replay_window`` runs the full trade cycle (:func:`prism.live.cycle.run_cycle`: alias,
-pending recovery, paper fills, snapshot, risk snapshot and breaker, data gate, decide, risk
-checks, send) bar by bar over stored history. The backtester (:func:`prism.backtest.engine.run_backtest`)
-simulates the same strategy over the same bars in one pass. They must agree trade by trade under
-these conditions:
+``prism.live.replay.replay_window`` runs the full trade cycle (:func:`prism.live.cycle.run_cycle`:
+alias, pending recovery, paper fills, snapshot, risk snapshot and breaker, data gate, decide, risk
+checks, send) bar by bar over stored history. The backtester
+(:func:`prism.backtest.engine.run_backtest`) simulates the same strategy over the same bars in one
+pass. They must agree trade by trade under these conditions:
 
 - the same strategy and parameters (SMA crossover 5/20 on the bundled SPX and NDX daily bars);
 - the same capital (the deployment's) and the same costs: commission (bps and per share) and
@@ -163,8 +163,8 @@ def _promote(
 ) -> None:
     """Log ``strategy`` as a research run's model and promote it to champion."""
     run_id = research_run(settings, strategy, bars)
-    promotion = promotion.promote(settings, run_id, LENIENT, "parity test", engine=engine)
-    assert promotion.promoted, promotion.failed()
+    promoted = promotion.promote(settings, run_id, LENIENT, "parity test", engine=engine)
+    assert promoted.promoted, promoted.failed()
 
 
 def test_the_replay_command_trades_the_promoted_model_like_the_backtest(

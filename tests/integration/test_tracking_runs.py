@@ -1,6 +1,6 @@
-"""A research notebook run through papermill (``prism.research.notebooks.run_notebook``) is one MLflow run
-with its provenance, out-of-sample figures, checks and artifacts, and running it again with the
-same parameters on the same data reproduces its metrics and data hash."""
+"""A research notebook run through papermill (``prism.research.notebooks.run_notebook``) is one
+MLflow run with its provenance, out-of-sample figures, checks and artifacts, and running it
+again with the same parameters on the same data reproduces its metrics and data hash."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def test_the_states_match_the_database_check_constraint():
 
     import prism
 
-    migration = Path(prism.__file__).parent / "migrations" / "versions" / "0001_initial.py"
+    migration = Path(prism.__file__).parent / "db" / "migrations" / "versions" / "0001_initial.py"
     check = re.search(r"CHECK \(status IN \(([^)]*)\)", migration.read_text())
     assert check is not None
     assert tuple(re.findall(r"'(\w+)'", check.group(1))) == STATES
