@@ -1,156 +1,48 @@
-"""``prism demo``: the whole loop on real data, from an empty workspace to a live dashboard.
-
-Ingest the bundled S&P 500 and NASDAQ bars, backtest the SMA crossover in a papermill-executed
-notebook tracked by MLflow (on bars before the replay window only), promote it through the
-gates, replay the newest bars through the Prefect ``trade_cycle`` flow on a paper account, and
-serve the Streamlit dashboard. The runner and the dashboard run as their own processes, as they
-do in production; this module only sequences them.
-"""
+"""``prism demo`` and ``prism dashboard``: the whole loop on real data (sequenced by
+:mod:`prism.cli.demo_run`, imported when the command runs, since it loads MLflow and papermill),
+and the Streamlit dashboard on its own."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
-from datetime import timedelta
+import time
+from typing import Annotated
 
-from rich.console import Console
-from sqlalchemy import Engine, text
+import typer
+from rich.table import Table
 
-from prism import ledger
-from prism.core.errors import ConfigError, PrismError
-from prism.core.settings import Settings, project_root, service_environment
-from prism.data.sources import ArchBarSource
-from prism.data.store import IngestReport, ingest
-from prism.db.engine import open_database
-from prism.live.steps import replay_times
-from prism.registry import promotion
-from prism.research.notebooks import run_notebook
-
-SYMBOLS = ["SPX", "NDX"]
-NOTEBOOK = "notebooks/02_backtest_strategy.ipynb"
+from prism.cli.common import console
+from prism.core.settings import load_settings
 
 
-@dataclass(frozen=True)
-class DemoReport:
-    """The numbers ``prism demo`` ends with."""
+def demo(
+    serve: Annotated[bool, typer.Option(help="serve the dashboard afterwards")] = True,
+    bars: Annotated[int, typer.Option(help="bars to replay through the live runner")] = 60,
+    port: Annotated[int, typer.Option(help="dashboard port")] = 8501,
+) -> None:
+    """Run the whole loop on real data: ingest, backtest, promote, paper-trade, dashboard."""
+    from prism.cli.demo_run import run_demo, serve_dashboard
 
-    ingest: IngestReport
-    run_id: str
-    metrics: dict[str, float]
-    model_version: str
-    replay: dict[str, object]
-
-
-def reset_deployment(engine: Engine, deployment: str) -> None:
-    """Delete a paper deployment's orders, fills, positions, snapshots, decisions and account,
-    and clear its halt and remembered model version (its config.strategies row stays)."""
-    with engine.begin() as conn:
-        for table in ledger.DEPLOYMENT_TABLES:
-            conn.execute(text(f"DELETE FROM {table} WHERE deployment = :d"), {"d": deployment})
-        conn.execute(
-            text(
-                "UPDATE config.strategies SET halted = false, halt_reason = NULL, "
-                "halted_at = NULL, halted_by = NULL, last_model_version = NULL "
-                "WHERE deployment = :d"
-            ),
-            {"d": deployment},
-        )
-
-
-def subprocess_environment(settings: Settings) -> dict[str, str]:
-    """Return this process's environment plus the settings the child processes must share."""
-    env = {**os.environ, **service_environment(settings)}
-    env["PRISM_HOME"] = str(settings.home)
-    env["PRISM_MLRUNS_DIR"] = str(settings.mlruns_dir)
-    return env
-
-
-def replay(settings: Settings, bars: int) -> dict[str, object]:
-    """Run ``python -m runner BARS`` (the Prefect replay) and return its JSON summary."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "runner", str(bars)],
-        cwd=project_root(),
-        env=subprocess_environment(settings),
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
+    settings = load_settings()
+    started = time.perf_counter()
+    report = run_demo(settings, bars, console)
+    table = Table("stage", "result", title=f"Prism demo ({time.perf_counter() - started:.0f}s)")
+    table.add_row("bars ingested", f"{report.ingest.received:,} ({report.ingest.inserted:,} new)")
+    table.add_row("MLflow run", report.run_id)
+    table.add_row(
+        "backtest sharpe / max drawdown",
+        f"{report.metrics['sharpe']:.2f} / {report.metrics['max_drawdown']:.1%}",
     )
-    if completed.returncode != 0:
-        raise PrismError(
-            f"the runner's replay failed (exit code {completed.returncode}); "
-            "its error is printed above"
-        )
-    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+    table.add_row("model promoted", f"{settings.model_name} v{report.model_version} @champion")
+    table.add_row("orders / fills", f"{report.replay['orders']} / {report.replay['fills']}")
+    table.add_row("final equity", f"{report.replay['final_equity']:,.2f}")
+    console.print(table)
+    if serve:
+        console.print(f"dashboard on http://127.0.0.1:{port} — Ctrl-C to stop")
+        serve_dashboard(settings, port)
 
 
-def run_demo(settings: Settings, bars: int, console: Console) -> DemoReport:
-    """Run the demo's stages and return their figures."""
-    with console.status("starting PostgreSQL and migrating the schema"):
-        engine = open_database(settings)
-    console.print(f"[green]✓[/] database ready ({engine.url.render_as_string(hide_password=True)})")
+def dashboard(port: Annotated[int, typer.Option(help="port")] = 8501) -> None:
+    """Serve the Streamlit dashboard on http://127.0.0.1:PORT."""
+    from prism.cli.demo_run import serve_dashboard
 
-    with console.status("ingesting the bundled S&P 500 and NASDAQ daily bars (COPY)"):
-        ingested = ingest(engine, ArchBarSource())
-    console.print(
-        f"[green]✓[/] ingested {ingested.received:,} bars: {ingested.inserted:,} new, "
-        f"{ingested.unchanged:,} unchanged, {ingested.quarantined} quarantined"
-    )
-
-    reset_deployment(engine, settings.deployment)
-    window = replay_times(engine, SYMBOLS, bars)
-    research_end = (window[0] - timedelta(days=1)).date().isoformat()
-    console.print(
-        f"[bold]backtest[/] on bars up to {research_end}; replay window "
-        f"{window[0].date()} → {window[-1].date()} ({len(window)} bars, out of sample)"
-    )
-    run = run_notebook(
-        settings, project_root() / NOTEBOOK, {"end": research_end, "symbols": ",".join(SYMBOLS)}
-    )
-    console.print(
-        f"[green]✓[/] MLflow run {run.run_id}: sharpe {run.metrics['sharpe']:.2f}, "
-        f"max drawdown {run.metrics['max_drawdown']:.1%}, "
-        f"{run.metrics['n_trades']:.0f} trades"
-    )
-
-    promoted = promotion.promote(settings, run.run_id, approved_by="prism demo", engine=engine)
-    if not promoted.promoted:
-        failed = "; ".join(f"{g.gate} (got {g.value})" for g in promoted.failed())
-        raise ConfigError(f"the demo's backtest did not pass the promotion gates: {failed}")
-    console.print(
-        f"[green]✓[/] promoted {promoted.model_name} version {promoted.version} "
-        "to alias 'champion'"
-    )
-
-    console.print(f"[bold]replaying[/] {len(window)} bars through the Prefect trade_cycle flow")
-    replayed = replay(settings, bars)
-    console.print(
-        f"[green]✓[/] paper trading: {replayed['orders']} orders, "
-        f"{replayed['fills']} fills, final equity {replayed['final_equity']:,.2f}"
-    )
-    return DemoReport(ingested, run.run_id, run.metrics, str(promoted.version), replayed)
-
-
-def serve_dashboard(settings: Settings, port: int = 8501) -> int:
-    """Serve the Streamlit dashboard on 127.0.0.1:``port`` until interrupted."""
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(project_root() / "dashboards" / "app.py"),
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    try:
-        return subprocess.call(command, env=subprocess_environment(settings), cwd=project_root())
-    except KeyboardInterrupt:
-        return 0
+    serve_dashboard(load_settings(), port)
