@@ -17,18 +17,11 @@ def main() -> None:
     """Replay the bars and print a one-line JSON summary (errors: one line on stderr, exit 1)."""
     bars = int(sys.argv[1]) if len(sys.argv) > 1 else 60
     try:
-        reports = replay(bars=bars)
+        summary = replay(bars=bars)
     except PrismError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-    summary = {
-        "bars": len(reports),
-        "orders": sum(r["orders"] for r in reports),
-        "fills": sum(r["fills"] for r in reports),
-        "final_equity": reports[-1]["equity"] if reports else None,
-        "model_version": reports[-1]["model_version"] if reports else None,
-    }
-    print(json.dumps(summary, default=str))
+    print(json.dumps(summary.as_dict(), default=str))
 
 
 if __name__ == "__main__":

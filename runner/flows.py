@@ -23,13 +23,13 @@ from functools import lru_cache
 from typing import Any
 
 from prefect import flow
-from rich.console import Console
-from rich.progress import Progress
 from sqlalchemy import Engine
 
 from prism.core.settings import load_settings
 from prism.db.engine import open_database
 from prism.live import cycle, deployments
+from prism.live.replay import ReplaySummary, replay_times
+from prism.live.replay import replay as live_replay
 
 DEFAULT_SYMBOLS = ("SPX", "NDX")
 
@@ -120,14 +120,13 @@ async def maintenance() -> dict[str, int]:
 
 def replay(
     bars: int = 60, symbols: list[str] | None = None, alias: str = "champion", progress: bool = True
-) -> list[dict[str, Any]]:
+) -> ReplaySummary:
     """Run :func:`trade_cycle` once per bar, oldest first, over the newest ``bars`` bars of the
     settings' deployment (created with ``symbols`` and the settings' capital if missing).
 
     Each bar is its own ``trade_cycle`` flow run, as a scheduled live runner would make it.
     Missing bars or a missing ``alias`` stop it before the first run, with one clear error.
     """
-    from prism.live import steps
     from prism.registry.promotion import champion
 
     settings = load_settings()
@@ -137,13 +136,11 @@ def replay(
         engine,
         deployments.Deployment(settings.deployment, chosen, "1d", settings.capital, alias),
     )
-    times = steps.replay_times(engine, list(chosen), bars)
+    times = replay_times(engine, list(chosen), bars)
     champion(settings, alias)
-    reports = []
-    with Progress(console=Console(stderr=True), disable=not progress, transient=True) as bar:
-        job = bar.add_task("replaying bars through trade_cycle", total=len(times))
-        for as_of in times:
-            result = asyncio.run(trade_cycle(deployment=settings.deployment, as_of=as_of))
-            reports.append(result)
-            bar.advance(job)
-    return reports
+    return live_replay(
+        times,
+        lambda as_of: asyncio.run(trade_cycle(deployment=settings.deployment, as_of=as_of)),
+        "replaying bars through trade_cycle",
+        progress,
+    )

@@ -29,7 +29,7 @@ from alpaca.trading.models import Order, Position
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 
 from prism.brokers.exchange_orders import OrderRejected, exchange_client_id, executions_from
-from prism.brokers.paper import BrokerOrder, Execution
+from prism.brokers.port import BrokerOrder, Execution
 from prism.core.errors import ConfigError, TransientError
 from prism.core.settings import Settings
 from prism.ledger import FillRow, OrderRow

@@ -27,7 +27,7 @@ from prism.brokers.exchange_orders import (
     executions_from,
     symbol_of,
 )
-from prism.brokers.paper import BrokerOrder, Execution
+from prism.brokers.port import BrokerOrder, Execution
 from prism.core.errors import ConfigError, TransientError
 from prism.core.settings import Settings
 from prism.data.crypto import _exchange

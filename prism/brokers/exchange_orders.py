@@ -16,13 +16,13 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from prism.brokers.paper import Execution
+from prism.brokers.port import Execution
 from prism.core.errors import ConfigError, PrismError
 from prism.ledger import OrderRow
 from prism.ledger.order_states import CANCELLED, REJECTED
 
 if TYPE_CHECKING:
-    from prism.brokers.paper import BrokerOrder
+    from prism.brokers.port import BrokerOrder
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 

@@ -1,4 +1,4 @@
-"""Brokers: the port the live runner sends orders to, and the paper broker that simulates one.
+"""The paper broker: a simulated venue with the backtester's execution model.
 
 ``PaperBroker`` fills a market order at the open of the symbol's first bar after the decision
 (the next available price), worse by slippage, and charges commission in basis points. Sells
@@ -17,61 +17,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
 from prism.backtest.portfolio import AccountConfig, affordable, commission, fill_price
+from prism.brokers.port import BrokerOrder, Execution
 from prism.ledger import FillRow, OrderRow, to_decimal
-
-
-@dataclass(frozen=True)
-class Execution:
-    """What became of an order: its fill (if any) and whether the rest of it was cancelled."""
-
-    order: OrderRow
-    fill: FillRow | None
-    rest_cancelled: bool
-
-
-@dataclass(frozen=True)
-class BrokerOrder:
-    """What a broker knows of one order: its state (one of :mod:`prism.ledger.order_states`), how
-    much of it is filled and at what average price, and each fill."""
-
-    client_order_id: str
-    broker_order_id: str
-    status: str
-    filled_quantity: Decimal
-    average_price: Decimal | None
-    fills: tuple[FillRow, ...]
-
-
-class Broker(Protocol):
-    """Accepts orders and reports what became of them."""
-
-    name: str
-
-    def submit(self, order: OrderRow) -> str:
-        """Accept ``order``; return the broker's id for it."""
-        ...
-
-    def executions(self, orders: list[OrderRow], cash: Decimal, until: datetime) -> list[Execution]:
-        """Return what happened to ``orders`` up to ``until`` (UTC), given the account's cash."""
-        ...
-
-    def lookup(self, client_order_id: str) -> BrokerOrder | None:
-        """Return what the broker knows of the order (None if it never received it)."""
-        ...
-
-    def positions(self) -> dict[str, Decimal]:
-        """Return the broker's own non-zero positions, for reconciliation."""
-        ...
 
 
 class PaperBroker:
@@ -335,14 +290,3 @@ def _json(value: object) -> str:
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"cannot store {type(value).__name__} {value!r} as JSON")
-
-
-def submit_all(broker: Broker, orders: list[OrderRow]) -> dict[str, str]:
-    """Send ``orders``; return the broker's id per client order id. A broker with a
-    ``submit_many`` (the paper broker) takes them all at once, any other one by one."""
-    if not orders:
-        return {}
-    many = getattr(broker, "submit_many", None)
-    if many is not None:
-        return dict(many(orders))
-    return {order.client_order_id: broker.submit(order) for order in orders}

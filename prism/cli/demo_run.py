@@ -25,7 +25,7 @@ from prism.core.settings import Settings, project_root, service_environment
 from prism.data.sources import ArchBarSource
 from prism.data.store import IngestReport, ingest
 from prism.db.engine import open_database
-from prism.live.steps import replay_times
+from prism.live.replay import replay_times
 from prism.registry import promotion
 from prism.research.notebooks import run_notebook
 

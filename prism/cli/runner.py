@@ -178,10 +178,10 @@ def replay_command(
     """Run the deployment's trade cycle over every stored bar from --start to --end, as if live."""
     from prism.live.replay import replay_window
 
-    summary = replay_window(load_settings(), deployment, start, end, progress=True)
+    summary = replay_window(load_settings(), deployment, start, end, _engine(), progress=True)
     console.print(
-        f"[green]✓[/] replayed {summary['bars']} bars of {deployment}: {summary['orders']} "
-        f"orders, {summary['fills']} fills, final equity {summary['final_equity']:,.2f}"
+        f"[green]✓[/] replayed {summary.bars} bars of {deployment}: {summary.orders} "
+        f"orders, {summary.fills} fills, final equity {summary.final_equity or 0:,.2f}"
     )
 
 

@@ -28,7 +28,8 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from prism import ledger
-from prism.brokers.paper import Broker, PaperBroker, submit_all
+from prism.brokers.paper import PaperBroker
+from prism.brokers.port import Broker, submit_all
 from prism.core.errors import DataUnavailable, TransientError
 from prism.core.settings import Settings
 from prism.live import deployments, risk, steps

@@ -13,7 +13,8 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from prism import ledger
-from prism.brokers.paper import Broker, PaperBroker
+from prism.brokers.paper import PaperBroker
+from prism.brokers.port import Broker
 from prism.core.settings import Settings
 from prism.live import deployments
 

@@ -14,8 +14,7 @@ keyed by the deployment, the symbol and the bar time.
 
 from __future__ import annotations
 
-import os
-import signal
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,12 +26,14 @@ from sqlalchemy import Connection, Engine, text
 
 from prism import ledger
 from prism.backtest.portfolio import AccountConfig, cap_leverage, order_quantities
-from prism.brokers.paper import Broker, submit_all
+from prism.brokers.port import Broker, submit_all
 from prism.core.errors import DataUnavailable
 from prism.core.settings import Settings
 from prism.data.store import read_bars
 from prism.ledger import OrderRow
 from prism.live.risk import Book, OrderCheck, RiskLimits, check_order
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,25 +139,12 @@ def check_data(
     raise DataUnavailable(f"{config.deployment} at {as_of}: {message}")
 
 
-_HITS: dict[str, int] = {}
-
-
 def checkpoint(step: str, orders: int = 1) -> None:
-    """Crash-test hook: ``PRISM_TEST_KILL_AT=step`` (or ``step:N``, the N-th time the step is
-    reached) makes the process SIGKILL itself here, exactly as a crash would stop it. Steps:
-    ``after_fill`` (the cycle's fills booked), ``after_fills``, ``after_snapshot``,
-    ``after_record_pending``, ``after_submit`` (the cycle's orders sent), ``after_mark_sent``.
-    A step passed once for a batch counts once per order (``orders``) in N, so ``step:N`` dies
-    after the batch holding the N-th order. Unset in production, where this costs one
-    dictionary lookup."""
-    wanted = os.environ.get("PRISM_TEST_KILL_AT")
-    if not wanted or not wanted.startswith(step):
-        return
-    before = _HITS.get(step, 0)
-    _HITS[step] = before + orders
-    name, _, nth = wanted.partition(":")
-    if name == step and before < int(nth or 1) <= _HITS[step]:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Mark that the cycle has made ``step`` durable for ``orders`` orders: ``after_fill`` (the
+    cycle's fills booked), ``after_fills``, ``after_snapshot``, ``after_record_pending``,
+    ``after_submit`` (the cycle's orders sent) and ``after_mark_sent``. Logged at debug level;
+    the crash-safety test replaces this function in a child process to kill it at each step."""
+    log.debug("cycle step %s done for %d order(s)", step, orders)
 
 
 def recover_pending(engine: Engine, broker: Broker, deployment: str, as_of: datetime) -> int:
@@ -402,15 +390,6 @@ def snapshot(engine: Engine, config: LiveConfig, as_of: datetime) -> dict[str, D
             )
         marks = {s: ledger.to_decimal(c) for s, c in closes.items()}
         return ledger.record_snapshot(conn, config.deployment, as_of, marks)
-
-
-def replay_times(
-    engine: Engine, symbols: list[str], bars: int, timeframe: str = "1d"
-) -> list[datetime]:
-    """Return the times of the last ``bars`` bars stored for ``symbols`` (union, ascending)."""
-    frame = read_bars(engine, symbols, timeframe=timeframe, last=bars)
-    times = sorted(frame["time"].unique())[-bars:]
-    return [pd.Timestamp(t).to_pydatetime() for t in times]
 
 
 def from_pyfunc(model: Any, model_name: str, model_version: str) -> LiveStrategy:

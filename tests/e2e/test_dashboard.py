@@ -36,6 +36,7 @@ from prism.data.store import ingest
 from prism.db import embedded
 from prism.db.engine import open_database
 from prism.live import steps
+from prism.live.replay import replay_times
 from prism.monitoring import fmt
 from prism.research.tracking import configure
 from prism.strategies import SmaCrossover
@@ -101,7 +102,7 @@ def workspace_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     model = steps.LiveStrategy(
         strategy.name, settings.model_name, "2", strategy.warmup, strategy.target_weights
     )
-    for as_of in steps.replay_times(engine, ["SPX", "NDX"], 120)[:60]:
+    for as_of in replay_times(engine, ["SPX", "NDX"], 120)[:60]:
         steps.fill_open_orders(engine, broker, DEPLOYMENT, as_of)
         steps.decide(engine, broker, model, config, as_of)
         steps.snapshot(engine, config, as_of)

@@ -22,7 +22,8 @@ from prism.backtest.engine import BacktestConfig, run_backtest
 from prism.cli.app import app
 from prism.core.errors import ConfigError, DataUnavailable
 from prism.core.settings import Settings
-from prism.live import cycle, drift, risk, steps
+from prism.live import cycle, drift, risk
+from prism.live.replay import replay_times
 from prism.strategies import SmaCrossover
 from tests.integration.runner_support import (
     CAPITAL,
@@ -108,7 +109,7 @@ def _traded_bar(engine: Engine, name: str, times: list[datetime]) -> datetime:
 
 @pytest.fixture
 def window(stocked: Engine) -> list[datetime]:
-    return steps.replay_times(stocked, list(SYMBOLS), BARS)
+    return replay_times(stocked, list(SYMBOLS), BARS)
 
 
 @pytest.fixture
@@ -212,7 +213,7 @@ def test_a_signal_the_live_model_got_wrong_is_attributed_to_signals(
     source = DriftSource(strategy)
     _replay(stocked, costly, "base", window, source)
     bar = _traded_bar(stocked, "base", window)
-    bars = steps.replay_times(stocked, list(SYMBOLS), BARS)
+    bars = replay_times(stocked, list(SYMBOLS), BARS)
     wrong_at = bars[bars.index(bar) + 3]
     with stocked.connect() as conn:
         modelled = float(

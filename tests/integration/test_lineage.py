@@ -11,6 +11,7 @@ from prism.core.errors import ConfigError
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
 from prism.live import cycle, steps
+from prism.live.replay import replay_times
 from prism.registry import promotion
 from prism.registry.lineage import STEPS, aliases_at, order_lineage
 from prism.research import tracking
@@ -35,7 +36,7 @@ def _trade_the_champion(engine, settings) -> str:
     config = steps.LiveConfig(deployment="lineage", symbols=("SPX", "NDX"))
     broker = PaperBroker(engine, config)
     ledger.ensure_account(engine, config.deployment, Decimal("1000000"))
-    for as_of in steps.replay_times(engine, ["SPX", "NDX"], 30):
+    for as_of in replay_times(engine, ["SPX", "NDX"], 30):
         steps.fill_open_orders(engine, broker, config.deployment, as_of)
         steps.decide(engine, broker, strategy, config, as_of)
     with engine.connect() as conn:

@@ -9,6 +9,7 @@ from prism import ledger
 from prism.backtest.engine import BacktestConfig, run_backtest
 from prism.brokers.paper import PaperBroker
 from prism.live import steps
+from prism.live.replay import replay_times
 from prism.strategies import SmaCrossover
 from tests.integration.runner_support import COSTS, SYMBOLS
 
@@ -44,7 +45,7 @@ def _fills(engine, deployment: str) -> pd.DataFrame:
 def test_replaying_the_runner_reproduces_the_backtests_fills_and_equity(stocked, bundled_bars):
     strategy = SmaCrossover(fast=5, slow=20)
     config = steps.LiveConfig(deployment="parity", symbols=SYMBOLS, capital=1_000_000.0, **COSTS)
-    times = steps.replay_times(stocked, list(SYMBOLS), 250)
+    times = replay_times(stocked, list(SYMBOLS), 250)
     start = pd.Timestamp(times[0])
     history = bundled_bars[bundled_bars["time"] >= start - pd.Timedelta(days=60)]
 
@@ -81,7 +82,7 @@ def test_replaying_the_runner_reproduces_the_backtests_fills_and_equity(stocked,
 def test_repeating_cycles_never_duplicates_an_order_a_fill_or_a_snapshot(stocked):
     strategy = SmaCrossover(fast=5, slow=20)
     config = steps.LiveConfig(deployment="repeat", symbols=SYMBOLS, **COSTS)
-    times = steps.replay_times(stocked, list(SYMBOLS), 80)
+    times = replay_times(stocked, list(SYMBOLS), 80)
 
     _replay(stocked, strategy, times, config)
     counts = _counts(stocked)
@@ -107,7 +108,7 @@ def _counts(engine) -> dict[str, int]:
 
 def test_cash_plus_positions_at_the_close_equals_the_snapshot_equity(stocked):
     config = steps.LiveConfig(deployment="books", symbols=SYMBOLS, **COSTS)
-    times = steps.replay_times(stocked, list(SYMBOLS), 120)
+    times = replay_times(stocked, list(SYMBOLS), 120)
     _replay(stocked, SmaCrossover(fast=5, slow=20), times, config)
 
     with stocked.connect() as conn:
@@ -146,7 +147,7 @@ def test_every_order_traces_to_an_audit_decision_with_the_model_version(stocked)
     _replay(
         stocked,
         SmaCrossover(fast=5, slow=20),
-        steps.replay_times(stocked, list(SYMBOLS), 60),
+        replay_times(stocked, list(SYMBOLS), 60),
         config,
     )
 

@@ -14,7 +14,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 from sqlalchemy import text
 
-from prism.live import cycle, deployments, steps
+from prism.live import cycle, deployments
+from prism.live.replay import replay_times
 from prism.registry import promotion
 from prism.research import tracking
 from prism.strategies import SmaCrossover, strategy_params
@@ -64,7 +65,7 @@ def test_a_version_promoted_through_prism_trades(stocked, store, bundled_bars):
     run_id = research_run(store, SmaCrossover(fast=5, slow=20), bundled_bars)
     promotion.promote(store, run_id, LENIENT, "alice", engine=stocked)
     deploy_checked(stocked)
-    times = steps.replay_times(stocked, list(SYMBOLS), 2)
+    times = replay_times(stocked, list(SYMBOLS), 2)
 
     reports = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times]
 
@@ -81,7 +82,7 @@ def test_an_alias_set_by_hand_is_refused_once_and_the_previous_version_keeps_tra
     second = research_run(store, SmaCrossover(fast=10, slow=40), bundled_bars)
     promotion.promote(store, first, LENIENT, "alice", engine=stocked)
     deploy_checked(stocked)
-    times = steps.replay_times(stocked, list(SYMBOLS), 4)
+    times = replay_times(stocked, list(SYMBOLS), 4)
     before = cycle.run_cycle(stocked, store, "checked", as_of=times[0])
     client = MlflowClient(store.mlflow_tracking_uri)
     by_hand = mlflow.register_model(f"runs:/{second}/{tracking.MODEL_ARTIFACT}", "checked")
@@ -120,7 +121,7 @@ def test_a_version_whose_signature_rejects_the_bars_is_refused_and_nothing_trade
     run_id = research_run(store, strategy, bundled_bars, signature=needs_vwap)
     promoted = promotion.promote(store, run_id, LENIENT, "alice", engine=stocked)
     deploy_checked(stocked)
-    times = steps.replay_times(stocked, list(SYMBOLS), 2)
+    times = replay_times(stocked, list(SYMBOLS), 2)
 
     reports = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times]
 

@@ -21,6 +21,7 @@ from prism.data.sources import ArchBarSource
 from prism.data.store import ingest, upsert_bars
 from prism.db.rollups import refresh_rollups
 from prism.live import steps
+from prism.live.replay import replay_times
 from prism.monitoring import access, health, orders, overview, positions, prices, risk
 from prism.strategies import SmaCrossover
 from tests.conftest import empty_tables
@@ -45,7 +46,7 @@ def replayed(migrated_engine: Engine) -> Engine:
     wrapped = steps.LiveStrategy(
         strategy.name, "test-model", "1", strategy.warmup, strategy.target_weights
     )
-    for as_of in steps.replay_times(engine, list(SYMBOLS), 120)[:60]:
+    for as_of in replay_times(engine, list(SYMBOLS), 120)[:60]:
         steps.fill_open_orders(engine, broker, DEPLOYMENT, as_of)
         steps.decide(engine, broker, wrapped, config, as_of)
         steps.snapshot(engine, config, as_of)

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from prism.core.errors import ConfigError
-from prism.live import cycle, steps
+from prism.live import cycle
+from prism.live.replay import replay_times
 from tests.integration.runner_support import SYMBOLS, FixedSource, deploy
 
 PARTICIPATION = 2e-8
@@ -20,7 +21,7 @@ LOT = 1.0
 
 
 def _run(engine, settings, name: str, bars: int = 60) -> None:
-    for as_of in steps.replay_times(engine, list(SYMBOLS), bars):
+    for as_of in replay_times(engine, list(SYMBOLS), bars):
         cycle.run_cycle(engine, settings, name, as_of=as_of, source=FixedSource())
 
 

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from prism.brokers.paper import PaperBroker
 from prism.cli.app import app
-from prism.live import cycle, deployments, steps
+from prism.live import cycle, deployments
 from prism.live.reconcile import reconcile
+from prism.live.replay import replay_times
 from tests.integration.runner_support import SYMBOLS, FortyPercentSource, deploy
 
 
@@ -22,7 +23,7 @@ def traded(stocked, settings):
     the broker hold positions."""
     deploy(stocked, "rec")
     source = FortyPercentSource()
-    for t in steps.replay_times(stocked, list(SYMBOLS), 5):
+    for t in replay_times(stocked, list(SYMBOLS), 5):
         cycle.run_cycle(stocked, settings, "rec", as_of=t, source=source)
     return stocked
 

@@ -35,8 +35,7 @@ from prism.backtest.engine import BacktestConfig, BacktestResult, run_backtest
 from prism.cli.app import app
 from prism.core.errors import DataUnavailable
 from prism.core.settings import Settings
-from prism.live import steps
-from prism.live.replay import replay_window
+from prism.live.replay import replay_times, replay_window
 from prism.registry import promotion
 from prism.strategies import SmaCrossover
 from tests.integration.runner_support import (
@@ -144,18 +143,18 @@ def test_a_replay_trades_exactly_what_the_backtest_trades(stocked, settings, bun
     costly = settings.model_copy(update=COSTS)
     strategy = SmaCrossover(fast=5, slow=20)
     deploy(stocked, "parity")
-    times = steps.replay_times(stocked, list(SYMBOLS), 250)
+    times = replay_times(stocked, list(SYMBOLS), 250)
 
     summary = replay_window(
         costly, "parity", times[0], times[-1], engine=stocked, source=FixedSource(strategy, MODEL)
     )
 
-    assert summary["bars"] == len(times)
-    assert summary["outcomes"] == ["traded"]
+    assert summary.bars == len(times)
+    assert summary.outcomes == ("traded",)
     backtest = _backtest(bundled_bars, strategy, costly, times)
     _assert_replay_equals_backtest(stocked, "parity", backtest, times)
-    assert summary["fills"] == len(backtest.trades)
-    assert summary["final_equity"] == pytest.approx(backtest.equity.iloc[-1], rel=1e-7)
+    assert summary.fills == len(backtest.trades)
+    assert summary.final_equity == pytest.approx(backtest.equity.iloc[-1], rel=1e-7)
 
 
 def _promote(
@@ -177,7 +176,7 @@ def test_the_replay_command_trades_the_promoted_model_like_the_backtest(
     strategy = SmaCrossover(fast=5, slow=20)
     _promote(store, strategy, bundled_bars, stocked)
     deploy(stocked, "cli", model_name="replay-cli")
-    times = steps.replay_times(stocked, list(SYMBOLS), 80)
+    times = replay_times(stocked, list(SYMBOLS), 80)
 
     result = CliRunner().invoke(
         app,

@@ -4,7 +4,6 @@ second order for a bar (the paper broker's own books hold one order per bar and 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,8 @@ import sys
 import pytest
 from sqlalchemy import text
 
-from prism.live import cycle, steps
+from prism.live import cycle
+from prism.live.replay import replay_times
 from tests.integration.runner_support import SYMBOLS, FixedSource, deploy
 
 BARS = 40
@@ -28,8 +28,9 @@ KILLS = [
 reached (each restart replays from the first bar, so later kills land in later cycles)."""
 
 CHILD = """
-import sys
+import os, signal, sys
 from prism.live import cycle, steps
+from prism.live.replay import replay_times
 from prism.core.settings import load_settings
 from prism.db.engine import open_database
 from prism.strategies import SmaCrossover
@@ -42,23 +43,34 @@ class Source:
         s = self.strategy
         return steps.LiveStrategy(s.name, "test-model", version, s.warmup, s.target_weights)
 
+kill_at = sys.argv[3] if len(sys.argv) > 3 else None
+hits = {}
+
+def crash_at(step, orders=1):
+    # SIGKILL this process the n-th time `step` is reached (kill_at is "step:n").
+    name, _, nth = kill_at.partition(":")
+    before = hits.get(step, 0)
+    hits[step] = before + orders
+    if name == step and before < int(nth or 1) <= hits[step]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if kill_at:
+    steps.checkpoint = crash_at
+
 settings = load_settings()
 engine = open_database(settings)
-for as_of in steps.replay_times(engine, ["SPX", "NDX"], int(sys.argv[2])):
+for as_of in replay_times(engine, ["SPX", "NDX"], int(sys.argv[2])):
     cycle.run_cycle(engine, settings, sys.argv[1], as_of=as_of, source=Source())
 """
 """The crashed runner's script: self-contained, as it runs in a subprocess; its source is
-:class:`tests.integration.runner_support.FixedSource`'s default, the clean run's."""
+:class:`tests.integration.runner_support.FixedSource`'s default, the clean run's. Given a kill
+point (``step:n``), it replaces :func:`prism.live.steps.checkpoint` (the cycle's record of each
+durable step) with one that SIGKILLs the process the n-th time that step is reached."""
 
 
 def _child(deployment: str, kill_at: str | None) -> int:
-    env = dict(os.environ)
-    env.pop("PRISM_TEST_KILL_AT", None)
-    if kill_at:
-        env["PRISM_TEST_KILL_AT"] = kill_at
-    return subprocess.run(
-        [sys.executable, "-c", CHILD, deployment, str(BARS)], env=env, check=False, timeout=300
-    ).returncode
+    args = [sys.executable, "-c", CHILD, deployment, str(BARS), *([kill_at] if kill_at else [])]
+    return subprocess.run(args, check=False, timeout=300).returncode
 
 
 def _state(engine, deployment: str) -> dict[str, list]:
@@ -93,7 +105,7 @@ def stocked(stocked):
 
 
 def test_a_runner_killed_at_every_step_ends_as_an_uninterrupted_one(stocked, settings):
-    for as_of in steps.replay_times(stocked, list(SYMBOLS), BARS):
+    for as_of in replay_times(stocked, list(SYMBOLS), BARS):
         cycle.run_cycle(stocked, settings, "clean", as_of=as_of, source=FixedSource())
     clean = _state(stocked, "clean")
     assert len(clean["orders"]) >= 4 and clean["fills"], "the window must trade"

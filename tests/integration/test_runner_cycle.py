@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from prism import ledger
 from prism.cli.app import app
 from prism.data.sources import ArchBarSource
-from prism.live import cycle, deployments, risk, steps
+from prism.live import cycle, deployments, risk
+from prism.live.replay import replay_times
 from prism.registry import promotion
 from prism.strategies import SmaCrossover
 from tests.integration.runner_support import (
@@ -85,7 +86,7 @@ def test_deployments_are_added_edited_and_listed_from_the_cli(engine):
 
 def test_every_cycle_records_a_decision_per_symbol_and_a_risk_snapshot(stocked, settings):
     deploy(stocked, "dec")
-    times = steps.replay_times(stocked, list(SYMBOLS), 40)
+    times = replay_times(stocked, list(SYMBOLS), 40)
     reports = run(stocked, settings, "dec", times)
 
     assert {r.outcome for r in reports} == {"traded"}
@@ -126,7 +127,7 @@ def test_every_cycle_records_a_decision_per_symbol_and_a_risk_snapshot(stocked, 
 
 def test_a_limit_changed_while_running_trims_the_next_orders(stocked, settings):
     deploy(stocked, "trim")
-    times = steps.replay_times(stocked, list(SYMBOLS), 60)
+    times = replay_times(stocked, list(SYMBOLS), 60)
     run(stocked, settings, "trim", times[:1])
     with stocked.begin() as conn:
         risk.set_limit(conn, "max_position_pct", 0.2, "test")
@@ -163,7 +164,7 @@ def test_a_daily_loss_trips_the_circuit_breaker_until_resumed(stocked, settings)
     deploy(stocked, "brk")
     with stocked.begin() as conn:
         risk.set_limit(conn, "daily_loss_limit", 1e-9, "test")
-    times = steps.replay_times(stocked, list(SYMBOLS), 80)
+    times = replay_times(stocked, list(SYMBOLS), 80)
     reports = run(stocked, settings, "brk", times)
 
     tripped = [r for r in reports if r.outcome == "breaker"]
@@ -195,7 +196,7 @@ def test_a_daily_loss_trips_the_circuit_breaker_until_resumed(stocked, settings)
 def test_the_kill_switch_halts_and_flattens(stocked, settings):
     deploy(stocked, "kill")
     source = FixedSource()
-    for as_of in steps.replay_times(stocked, list(SYMBOLS), 60):
+    for as_of in replay_times(stocked, list(SYMBOLS), 60):
         cycle.run_cycle(stocked, settings, "kill", as_of=as_of, source=source)
         with stocked.connect() as conn:
             if ledger.holdings(conn, "kill"):
@@ -228,7 +229,7 @@ def test_the_kill_switch_halts_and_flattens(stocked, settings):
 
 def test_stale_data_means_no_trading(stocked, settings):
     deploy(stocked, "stale")
-    newest = steps.replay_times(stocked, list(SYMBOLS), 1)[-1]
+    newest = replay_times(stocked, list(SYMBOLS), 1)[-1]
     now = newest + timedelta(days=settings.runner_stale_intervals + 1)
     report = cycle.run_cycle(stocked, settings, "stale", now=now, source=FixedSource())
     assert (report.outcome, report.orders) == ("stale", 0)
@@ -244,7 +245,7 @@ def test_stale_data_means_no_trading(stocked, settings):
 
 def test_a_small_order_under_the_minimum_notional_is_skipped(stocked, settings):
     deploy(stocked, "tiny", min_notional=1e9)
-    times = steps.replay_times(stocked, list(SYMBOLS), 40)
+    times = replay_times(stocked, list(SYMBOLS), 40)
     run(stocked, settings, "tiny", times)
     assert rows(stocked, "SELECT count(*) FROM trading.orders WHERE deployment='tiny'") == [(0,)]
     skipped = rows(
@@ -262,7 +263,7 @@ def test_a_moved_alias_is_picked_up_at_the_next_cycle(stocked, settings, tmp_pat
     second = research_run(store, SmaCrossover(fast=10, slow=40), bars)
     promotion.promote(store, first, LENIENT, "alice", engine=stocked)
     deploy(stocked, "alias", model_name="runner-alias")
-    times = steps.replay_times(stocked, list(SYMBOLS), 3)
+    times = replay_times(stocked, list(SYMBOLS), 3)
 
     one = cycle.run_cycle(stocked, store, "alias", as_of=times[0])
     promotion.promote(store, second, LENIENT, "bob", engine=stocked)

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from prism.live import cycle, deployments, steps
+from prism.live import cycle, deployments
+from prism.live.replay import replay_times
 from tests.integration.runner_support import SYMBOLS, FortyPercentSource, deploy
 
 
@@ -138,7 +139,7 @@ def outage_events(engine) -> list:
 
 def test_an_outage_shorter_than_the_retries_trades_normally(stocked, fast, relay_engine):
     flaky, relay = relay_engine(drop=2)
-    as_of = steps.replay_times(stocked, list(SYMBOLS), 1)[-1]
+    as_of = replay_times(stocked, list(SYMBOLS), 1)[-1]
 
     report = cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FortyPercentSource())
     reference = cycle.run_cycle(
@@ -154,7 +155,7 @@ def test_an_outage_shorter_than_the_retries_trades_normally(stocked, fast, relay
 
 def test_an_outage_through_every_retry_halts_with_a_critical_alert(stocked, fast, relay_engine):
     flaky, relay = relay_engine(drop=fast.runner_db_attempts)
-    as_of = steps.replay_times(stocked, list(SYMBOLS), 1)[-1]
+    as_of = replay_times(stocked, list(SYMBOLS), 1)[-1]
 
     with pytest.raises(cycle.DatabaseOutage, match="deployment halted"):
         cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FortyPercentSource())
@@ -168,7 +169,7 @@ def test_an_outage_through_every_retry_halts_with_a_critical_alert(stocked, fast
 
 def test_an_outage_that_never_ends_raises_without_a_halt(stocked, fast, relay_engine):
     flaky, relay = relay_engine(drop=1_000)
-    as_of = steps.replay_times(stocked, list(SYMBOLS), 1)[-1]
+    as_of = replay_times(stocked, list(SYMBOLS), 1)[-1]
 
     with pytest.raises(cycle.DatabaseOutage, match="could not record the halt"):
         cycle.run_guarded(flaky, fast, "out", as_of=as_of, source=FortyPercentSource())
