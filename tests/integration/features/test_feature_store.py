@@ -19,7 +19,7 @@ from prism.data.store import ingest, read_bars, upsert_bars
 from prism.features import point_in_time
 from prism.features.store import build, partition_path, read, read_catalog
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MONTHS = 20 * 12
 
 

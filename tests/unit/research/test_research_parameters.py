@@ -6,7 +6,7 @@ from prism.cli.app import parse_parameters
 from prism.core.errors import ConfigError
 from prism.research.notebooks import coerce_parameters, notebook_parameters
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_backtest_strategy.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[3] / "notebooks" / "02_backtest_strategy.ipynb"
 
 
 def test_the_backtest_notebook_declares_its_parameters():

@@ -16,7 +16,7 @@ from prism.registry import promotion
 from prism.registry.lineage import STEPS, aliases_at, order_lineage
 from prism.research import tracking
 from prism.strategies import SmaCrossover
-from tests.integration.test_registry import LENIENT, model_run
+from tests.integration.registry.test_registry import LENIENT, model_run
 
 NOTEBOOK = "notebooks/02_backtest_strategy.ipynb"
 

@@ -9,7 +9,7 @@ import pytest
 
 from prism.strategies import available_strategies
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PRISM = [sys.executable, "-c", "from prism.cli.app import main; main()"]
 NOTEBOOK = "notebooks/02_backtest_strategy.ipynb"
 

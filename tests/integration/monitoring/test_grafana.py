@@ -21,7 +21,7 @@ from prism import ledger
 from prism.core.events import record_event
 from prism.data.store import upsert_bars
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROVISIONING = ROOT / "dashboards" / "grafana" / "provisioning"
 FROM, TO = "2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
 WIDTHS = {"1m": "1 minute", "1h": "1 hour", "1d": "1 day", "$__interval": "1 hour"}

@@ -226,8 +226,8 @@ def test_a_load_killed_midway_and_run_again_equals_one_clean_load(engine, databa
     url = sqlalchemy_url(database_url)
     load = subprocess.Popen(
         [sys.executable, "-c", LOAD, url],
-        cwd=Path(__file__).parents[2],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        cwd=Path(__file__).parents[3],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
         stdout=subprocess.PIPE,
     )
     assert load.stdout is not None and load.stdout.readline().strip() == b"ready"

@@ -12,7 +12,7 @@ from prism.core.errors import ConfigError
 from prism.research.notebooks import notebook_parameters
 from prism.research.sweeps import combinations, parse_grid
 
-PROBE = Path(__file__).parents[1] / "fixtures" / "notebooks" / "sweep_probe.ipynb"
+PROBE = Path(__file__).parents[2] / "fixtures" / "notebooks" / "sweep_probe.ipynb"
 """Logs oos_sharpe = 0.5 x and sharpe = 0.25 x, and raises in its third cell when x == fail_on."""
 
 

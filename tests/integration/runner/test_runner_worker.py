@@ -19,7 +19,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prism.core.settings import Settings, project_root
 from prism.live.serving import local_prefect_server
 from runner.schedules import runner_schedules
-from tests.integration.test_runner_serve import serve_environment
+from tests.integration.runner.test_runner_serve import serve_environment
 
 POOL = "prism"
 

@@ -23,7 +23,7 @@ from prism.data.sources import ArchBarSource, Asset
 from prism.data.store import ingest, upsert_assets, upsert_bars
 from prism.live import steps
 from prism.strategies import SmaCrossover
-from tests.integration.test_gaps import HOLE, punch
+from tests.integration.data.test_gaps import HOLE, punch
 
 NOW = pd.Timestamp("2024-03-01 12:00", tz="UTC")
 HOLE_TEXT = "SPX 1d 2018-12-24 … 2018-12-27 (3 bars)"

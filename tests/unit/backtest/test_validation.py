@@ -12,7 +12,7 @@ from prism.backtest.validation import (
     walk_forward_splits,
 )
 from prism.strategies import make_strategy
-from tests.unit.test_strategies import EXAMPLES
+from tests.unit.strategies.test_strategies import EXAMPLES
 
 
 def test_deflated_sharpe_reproduces_the_papers_numerical_example():

@@ -53,7 +53,7 @@ def test_an_interactive_run_without_a_known_notebook_says_interactive(settings, 
 def test_a_renamed_copy_of_a_notebook_gets_its_own_experiment(settings, monkeypatch, tmp_path):
     copy = tmp_path / "my_idea.ipynb"
     shutil.copy(
-        Path(__file__).resolve().parents[2] / "notebooks" / "02_backtest_strategy.ipynb", copy
+        Path(__file__).resolve().parents[3] / "notebooks" / "02_backtest_strategy.ipynb", copy
     )
 
     run = _finished(settings, "02_backtest_strategy", monkeypatch, str(copy))
@@ -100,4 +100,4 @@ def test_the_notebooks_session_path_resolves_from_the_checkout(monkeypatch):
     found = session_notebook()
 
     assert found is not None and found.is_file()
-    assert found == Path(__file__).resolve().parents[2] / "notebooks" / "02_backtest_strategy.ipynb"
+    assert found == Path(__file__).resolve().parents[3] / "notebooks" / "02_backtest_strategy.ipynb"

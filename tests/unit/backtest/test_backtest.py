@@ -10,7 +10,7 @@ from prism.backtest.engine import BacktestConfig, run_backtest, run_bar_by_bar, 
 from prism.core.errors import ConfigError, DataUnavailable
 from prism.data.bars import BarPanel, close_panel, normalise
 from prism.strategies import SmaCrossover, make_strategy
-from tests.unit.test_strategies import EXAMPLES
+from tests.unit.strategies.test_strategies import EXAMPLES
 
 CONFIG = BacktestConfig(capital=1_000_000.0, commission_bps=5.0, slippage_bps=3.0)
 
