@@ -90,6 +90,7 @@ def conditional_value_at_risk(equity: pd.Series, cutoff: float = 0.05) -> float:
 
 def parametric_value_at_risk(equity: pd.Series, cutoff: float = 0.05) -> float:
     """Return the VaR of a normal distribution with the returns' mean and sample deviation."""
+    # Imported here: scipy.stats takes ~3 s to import; only these metrics need it.
     from scipy.stats import norm
 
     r = returns(equity)
@@ -98,6 +99,7 @@ def parametric_value_at_risk(equity: pd.Series, cutoff: float = 0.05) -> float:
 
 def parametric_conditional_value_at_risk(equity: pd.Series, cutoff: float = 0.05) -> float:
     """Return the expected return below the parametric VaR, under the same normal model."""
+    # Imported here: scipy.stats takes ~3 s to import; only these metrics need it.
     from scipy.stats import norm
 
     r = returns(equity)

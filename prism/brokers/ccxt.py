@@ -102,6 +102,7 @@ class CcxtBroker:
         Raises :class:`OrderRejected` when the exchange refuses it and :class:`TransientError`
         when the exchange could not be reached and does not have the order.
         """
+        # Imported here: ccxt takes ~5 s to import; only exchange users need it.
         import ccxt
 
         client_id = exchange_client_id(order.client_order_id)
@@ -132,6 +133,7 @@ class CcxtBroker:
 
     def lookup(self, client_order_id: str) -> BrokerOrder | None:
         """Return the exchange's view of the order with that client id, or None if it has none."""
+        # Imported here: ccxt takes ~5 s to import; only exchange users need it.
         import ccxt
 
         symbol = symbol_of(client_order_id)
@@ -207,6 +209,7 @@ class CcxtBroker:
     def _translated(self) -> Iterator[None]:
         """Translate ccxt's errors: credentials and markets are ConfigError, an exchange that
         did not answer (timeout, dropped connection, rate limit) is TransientError."""
+        # Imported here: ccxt takes ~5 s to import; only exchange users need it.
         import ccxt
 
         try:

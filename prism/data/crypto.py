@@ -136,6 +136,7 @@ class CcxtBarSource:
 
 def _exchange(exchange_id: str, config: dict[str, Any]) -> Any:
     """Return a ccxt exchange instance, or a :class:`ConfigError` naming near matches."""
+    # Imported here: ccxt takes ~5 s to import; only exchange users need it.
     import ccxt
 
     if exchange_id not in ccxt.exchanges:
@@ -151,6 +152,7 @@ def _exchange(exchange_id: str, config: dict[str, Any]) -> Any:
 @contextmanager
 def _ccxt_errors(exchange_id: str) -> Iterator[None]:
     """Translate ccxt's exceptions raised inside the block into Prism's errors."""
+    # Imported here: ccxt takes ~5 s to import; only exchange users need it.
     import ccxt
 
     try:

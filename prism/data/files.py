@@ -18,6 +18,7 @@ import polars as pl
 
 from prism.core.errors import ConfigError
 from prism.data.bars import PRICE_COLUMNS, TIMEFRAMES, bar_times, normalise
+from prism.data.gaps import ALWAYS_OPEN, exchange_calendar
 from prism.data.sources import Asset
 
 FileFormat = Literal["csv", "parquet"]
@@ -186,7 +187,6 @@ def _check_numbers(frame: pl.DataFrame, path: Path, header_lines: int) -> None:
 def _checked_calendar(calendar: str | None) -> str | None:
     """Return ``calendar`` if gap detection can read it (``24/7`` or an exchange_calendars
     name), else raise a ConfigError listing how to name one."""
-    from prism.data.gaps import ALWAYS_OPEN, exchange_calendar
 
     if calendar is not None and calendar != ALWAYS_OPEN:
         exchange_calendar(calendar)

@@ -72,6 +72,7 @@ def _shown(stamp: pd.Timestamp, timeframe: str) -> str:
 def exchange_calendar(name: str) -> Any:
     """Return the ``exchange_calendars`` calendar ``name``, from 1970 on (its default starts
     only 20 years back, which would cut the bundled 1990s data off)."""
+    # Imported here: exchange_calendars takes ~3 s to import; only calendar-aware checks need it.
     import exchange_calendars as xc
 
     try:
@@ -272,18 +273,21 @@ def _after(end: pd.Timestamp, timeframe: str) -> pd.Timestamp:
 
 
 def _arch(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> BarSource:
+    # Imported here: arch and skfolio behind it take seconds to import.
     from prism.data.sources import ArchBarSource
 
     return RangeSource(ArchBarSource(), symbol, timeframe, start, end)
 
 
 def _skfolio(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> BarSource:
+    # Imported here: arch and skfolio behind it take seconds to import.
     from prism.data.sources import SkfolioBarSource
 
     return RangeSource(SkfolioBarSource([symbol]), symbol, timeframe, start, end)
 
 
 def _yahoo(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> BarSource:
+    # Imported here: yfinance behind it takes ~4 s to import.
     from prism.data.yahoo import YahooBarSource
 
     upper = _after(end, timeframe)
@@ -298,6 +302,7 @@ def _yahoo(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) 
 
 def _ccxt(exchange: str) -> SourceFactory:
     def build(symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> BarSource:
+        # Imported here: ccxt behind it takes ~5 s to import.
         from prism.data.crypto import CcxtBarSource
 
         source = CcxtBarSource(exchange, [symbol], timeframe, since=start, until=end)

@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from prism.core.errors import DataUnavailable
+from prism.core.events import record_event
 from prism.data.gaps import ALWAYS_OPEN, STEPS, Gap, exchange_calendar, find_gaps, is_feed
 
 WARN_AFTER = pd.Timedelta(minutes=5)
@@ -205,7 +206,6 @@ def record_staleness(engine: Engine, statuses: Iterable[SeriesStatus]) -> int:
     the status every minute of an outage writes one warning, then one error when it worsens,
     not one event per call.
     """
-    from prism.core.events import record_event
 
     stale = [s for s in statuses if s.staleness in ("warning", "error")]
     if not stale:

@@ -97,6 +97,7 @@ class SkfolioBarSource:
         self.symbols = symbols
 
     def _prices(self) -> pd.DataFrame:
+        # Imported here: skfolio takes seconds to import; only this source needs it.
         from skfolio.datasets import load_sp500_dataset
 
         prices = load_sp500_dataset()

@@ -32,6 +32,7 @@ from prism.core.errors import DataUnavailable
 from prism.data.bars import BAR_COLUMNS, empty_bars, normalise
 from prism.data.sources import Asset, BarSource
 from prism.data.validate import validate
+from prism.db.rollups import refresh_rollups
 
 BATCH_ROWS = 100_000
 STORED_COLUMNS = [*BAR_COLUMNS, "review"]
@@ -355,8 +356,6 @@ def ingest(engine: Engine, source: BarSource) -> IngestReport:
     quarantined = quarantine(engine, source.name, checked.rejected)
     minutes = checked.accepted[checked.accepted["timeframe"] == "1m"]
     if (inserted or updated) and not minutes.empty:
-        from prism.db.rollups import refresh_rollups
-
         refresh_rollups(
             engine,
             sorted(minutes["symbol"].astype(str).unique()),

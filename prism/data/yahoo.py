@@ -72,6 +72,7 @@ class YahooBarSource:
         return pd.concat(frames, ignore_index=True) if frames else empty_bars()
 
     def _history(self, symbol: str) -> pd.DataFrame:
+        # Imported here: yfinance takes ~4 s to import; only Yahoo ingests need it.
         import yfinance as yf
 
         ticker = yf.Ticker(symbol, session=self.session)
@@ -118,6 +119,7 @@ def _asset(symbol: str, meta: dict[str, Any]) -> Asset:
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
     """The transport failures worth retrying, from both HTTP backends yfinance may use."""
+    # Imported here: loaded with yfinance, only when Yahoo is used.
     import requests
     from yfinance.exceptions import YFRateLimitError
 
@@ -127,6 +129,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
         requests.exceptions.ConnectionError,
     ]
     try:
+        # Imported here: loaded with yfinance, only when Yahoo is used.
         from curl_cffi.requests import exceptions as curl
 
         found += [curl.Timeout, curl.ConnectionError]
@@ -142,6 +145,7 @@ def _yahoo_errors(symbol: str) -> Iterator[None]:
     yfinance's ``hide_exceptions`` (on by default) logs failures and returns an empty frame,
     which would make a timeout look like an unknown symbol; it is switched off for the call.
     """
+    # Imported here: yfinance takes ~4 s to import; only Yahoo ingests need it.
     import yfinance as yf
     from yfinance.exceptions import YFTickerMissingError
 

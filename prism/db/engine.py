@@ -54,6 +54,7 @@ def connect(settings: Settings) -> Engine:
 
 def open_database(settings: Settings) -> Engine:
     """Return a connected engine whose schema is at the newest migration."""
+    # Imported here: Alembic (behind migrate) is needed only when the schema is upgraded.
     from prism.db.migrate import upgrade
 
     engine = connect(settings)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from prism.core.errors import InvariantViolated
+from prism.ledger.order_states import transition
 
 DEPLOYMENT_TABLES = (
     "audit.decisions",
@@ -136,7 +137,6 @@ def set_order_status(
     conn: Connection, client_order_id: str, status: str, broker_order_id: str | None = None
 ) -> None:
     """Move an order to ``status`` through the order state machine (an illegal move raises)."""
-    from prism.ledger.order_states import transition
 
     current = conn.execute(
         text("SELECT status FROM trading.orders WHERE client_order_id = :c FOR UPDATE"),
@@ -249,7 +249,6 @@ def set_order_statuses(conn: Connection, changes: list[tuple[str, str, str | Non
     """Move each order (client order id, status, broker order id or None) through the order
     state machine, all in two statements; an illegal move or an unknown order raises before
     anything changes."""
-    from prism.ledger.order_states import transition
 
     if not changes:
         return

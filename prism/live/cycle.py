@@ -31,8 +31,10 @@ from prism import ledger
 from prism.brokers.paper import PaperBroker
 from prism.brokers.port import Broker, submit_all
 from prism.core.errors import DataUnavailable, TransientError
+from prism.core.events import record_event
 from prism.core.settings import Settings
 from prism.live import deployments, risk, steps
+from prism.live.alerts import send_alert
 from prism.registry import checks
 
 INTERVALS = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
@@ -96,8 +98,10 @@ class RegistrySource:
         """Return the model name and version ``alias`` points at, asked of the registry on
         every call (a moved alias is seen at the next cycle); only the MLflow client and its
         configuration are kept between calls."""
+        # Imported here: MLflow takes ~14 s to import; a fixed source never needs it.
         from mlflow.exceptions import MlflowException
 
+        # Imported here: pulls in MLflow (~14 s); only the registry source needs it.
         from prism.registry.promotion import champion
 
         if self._client is not None:
@@ -107,6 +111,7 @@ class RegistrySource:
             except MlflowException:
                 pass
         info = champion(self.settings, alias)
+        # Imported here: MLflow takes ~14 s to import; a fixed source never needs it.
         from mlflow import MlflowClient
 
         self._client = MlflowClient()
@@ -115,8 +120,10 @@ class RegistrySource:
     def load(self, alias: str, version: str) -> steps.LiveStrategy:
         """Load ``version`` of the model by its number (not through ``alias``, which may have
         moved since, or point at a refused version), once per process."""
+        # Imported here: MLflow takes ~14 s to import; a fixed source never needs it.
         import mlflow
 
+        # Imported here: pulls in MLflow (~14 s); only the registry source needs it.
         from prism.research.tracking import connect
 
         name = self.settings.model_name
@@ -178,7 +185,6 @@ def _equity_history(engine: Engine, deployment: str, as_of: datetime) -> pd.Seri
 def _alias_moved(
     engine: Engine, deployment: deployments.Deployment, name: str, version: str
 ) -> None:
-    from prism.core.events import record_event
 
     if deployment.last_model_version == version:
         return
@@ -252,7 +258,6 @@ def alert(
     metadata: dict[str, Any],
 ) -> None:
     """Raise an alert (audit.system_events plus the configured apprise URLs)."""
-    from prism.live.alerts import send_alert
 
     send_alert(engine, settings, kind, severity, "runner", message, metadata)
 

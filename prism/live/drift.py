@@ -39,11 +39,13 @@ from sqlalchemy import Engine, text
 
 from prism.backtest.engine import BacktestConfig, simulate
 from prism.backtest.portfolio import AccountConfig, cap_leverage
-from prism.core.errors import DataUnavailable
+from prism.core.errors import DataUnavailable, PrismError
 from prism.core.settings import Settings
 from prism.data.bars import BarPanel
 from prism.data.store import read_bars
 from prism.live import deployments
+from prism.live.cycle import registry_source
+from prism.live.replay import bar_times
 
 CAUSES = ("signals", "risk", "fill_prices", "fees", "timing", "residual")
 """The causes the gap is split into, in display order."""
@@ -284,7 +286,6 @@ def drift(
     Raises ConfigError for an unknown deployment and DataUnavailable when it did nothing in
     the window.
     """
-    from prism.live.replay import bar_times
 
     deployment = deployments.get_deployment(engine, name)
     span = activity_span(engine, name)
@@ -310,8 +311,6 @@ def drift(
         )
     versions = _versions(live.decisions)
     if source is None:
-        from prism.live.cycle import registry_source
-
         model_name = next(iter(live.decisions["model_name"].dropna()), None)
         source = registry_source(settings, model_name or deployment.model_name)
     loaded = {v: source.load(deployment.model_alias, v) for v in versions}
@@ -593,9 +592,8 @@ def drift_or_reason(
     """Return the drift of ``name``'s whole live history up to ``end`` and no reason, or None
     and why it cannot be measured (no activity, model not loadable): what reports and the
     dashboard show in place of the figures."""
+    # Imported here: MLflow takes ~14 s to import; only a registry-backed report needs it.
     from mlflow.exceptions import MlflowException
-
-    from prism.core.errors import PrismError
 
     try:
         return drift(engine, settings, name, end=end, source=source), ""

@@ -17,6 +17,7 @@ from prism.brokers.paper import PaperBroker
 from prism.brokers.port import Broker
 from prism.core.settings import Settings
 from prism.live import deployments
+from prism.live.cycle import halt_deployment
 
 TOLERANCE = Decimal("0.01")
 
@@ -71,7 +72,6 @@ def reconcile(
 ) -> Reconciliation:
     """Compare deployment ``name``'s ledger positions with its broker's; on a mismatch halt it
     and raise a critical ``reconcile_mismatch`` alert."""
-    from prism.live.cycle import halt_deployment
 
     deployment = deployments.get_deployment(engine, name)
     config = deployment.live_config(settings)

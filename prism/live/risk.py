@@ -12,6 +12,7 @@ resumes it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -267,7 +268,6 @@ def record_risk_snapshot(
     conn: Connection, deployment: str, time: datetime, snapshot: dict[str, Any]
 ) -> None:
     """Write (or rewrite, on a repeated cycle) the deployment's risk snapshot at ``time``."""
-    import json
 
     conn.execute(
         text(

@@ -24,7 +24,9 @@ from sqlalchemy import Engine, text
 
 from prism.core.errors import PrismError, TransientError
 from prism.core.settings import Settings, service_environment
-from prism.data.gaps import SourceFactory
+from prism.data.gaps import SourceFactory, backfill, find_gaps, is_feed, source_factory
+from prism.data.store import ingest
+from prism.live.deployments import list_deployments
 
 STARTUP_SECONDS = 180.0
 
@@ -96,6 +98,7 @@ def local_prefect_server(settings: Settings) -> Iterator[str]:
 def ensure_process_pool(name: str) -> bool:
     """Create the process work pool ``name`` with Prefect's default job template unless it
     exists; return whether it was created."""
+    # Imported here: Prefect takes ~10 s to import; only the work-pool path needs it.
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectNotFound
@@ -122,9 +125,6 @@ def ingest_deployment_bars(
     whose source is a live feed (Yahoo, a ccxt exchange: the source its newest bar came from),
     then backfill the open gaps of those series; return how many bars were inserted and how
     many gap bars were healed. ``registry`` replaces the network sources (tests)."""
-    from prism.data.gaps import backfill, find_gaps, is_feed, source_factory
-    from prism.data.store import ingest
-    from prism.live.deployments import list_deployments
 
     moment = now if now is not None else pd.Timestamp.now(tz="UTC")
     inserted = healed = 0

@@ -28,7 +28,9 @@ from prism import ledger
 from prism.backtest.portfolio import AccountConfig, cap_leverage, order_quantities
 from prism.brokers.port import Broker, submit_all
 from prism.core.errors import DataUnavailable
+from prism.core.events import record_event
 from prism.core.settings import Settings
+from prism.data.health import quality_problems, refusal
 from prism.data.store import read_bars
 from prism.ledger import OrderRow
 from prism.live.risk import Book, OrderCheck, RiskLimits, check_order
@@ -111,8 +113,6 @@ def check_data(
     """The cycle's data-quality gate: refuse, with a ``data_quality_refused`` system event,
     to trade on ``bars`` with open gaps or on a feed stale at ``now`` (default ``as_of``),
     unless the deployment allows gaps."""
-    from prism.core.events import record_event
-    from prism.data.health import quality_problems, refusal
 
     if config.allow_gaps:
         return

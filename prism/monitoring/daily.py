@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from sqlalchemy import Engine, text
 
 from prism.backtest import metrics
+from prism.core.errors import ConfigError
 
 _TEXT_COLUMNS = (
     "symbol",
@@ -64,8 +65,6 @@ def report_deployments(engine: Engine, deployment: str | None) -> list[str]:
     if deployment is None or deployment == "":
         return known
     if deployment not in known:
-        from prism.core.errors import ConfigError
-
         raise ConfigError(
             f"no trading account {deployment!r}; known: {', '.join(known) or 'none yet'}"
         )
@@ -215,6 +214,7 @@ def pnl_on(engine: Engine, deployment: str, day: date) -> DayPnl:
 def drift_until(engine: Engine, settings: Any, deployment: str, day: date) -> tuple[Any, str]:
     """Return the deployment's live-against-backtest drift (:class:`prism.live.drift.DriftReport`)
     over its live history up to the end of ``day``, or None and why it cannot be measured."""
+    # Imported here: drift pulls in MLflow for model versions; the report kernel must stay light.
     from prism.live.drift import drift_or_reason
 
     _, end = day_bounds(day)

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, text
 
 from prism.core.errors import ConfigError, DataUnavailable
 from prism.core.settings import GateSettings, Settings
+from prism.db.engine import open_database
 from prism.registry.gates import (
     GateResult,
     GatesFile,
@@ -73,7 +74,6 @@ def _client(settings: Settings) -> MlflowClient:
 def _engine(settings: Settings, engine: Engine | None) -> Engine:
     if engine is not None:
         return engine
-    from prism.db.engine import open_database
 
     return open_database(settings)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from scipy.stats import norm
 
 
@@ -110,6 +111,4 @@ def equity_overlay(curves: pd.DataFrame, title: str = "Equity, each run from 1.0
 def use_notebook_renderer() -> None:
     """Show figures interactively in JupyterLab and also as HTML (plotly.js inlined once), so
     the HTML rendering of an executed notebook keeps its plots."""
-    import plotly.io as pio
-
     pio.renderers.default = "plotly_mimetype+notebook"

@@ -151,6 +151,7 @@ def session_notebook() -> Path | None:
     name = os.environ.get("JPY_SESSION_NAME")
     if not name:
         try:
+            # Imported here: IPython is present only inside a kernel.
             from IPython import get_ipython
 
             shell = get_ipython()
@@ -375,6 +376,7 @@ def log_frame(frame: pd.DataFrame, name: str) -> None:
 
 def render_html(notebook: Path, target: Path) -> Path:
     """Write ``notebook`` rendered as a self-contained HTML page to ``target``."""
+    # Imported here: read with nbconvert, only when rendering a notebook.
     import nbformat
     from nbconvert import HTMLExporter
 

@@ -60,6 +60,7 @@ def _parse_member(text: str) -> tuple[str, dict[str, Any]]:
 
 def build_members(spec: str, ensemble: str) -> tuple[Strategy, ...]:
     """Return the member strategies of ``spec``, built with :func:`make_strategy`."""
+    # Imported here: the package imports this module (a top-level import is a cycle).
     from prism.strategies import make_strategy
 
     built = []

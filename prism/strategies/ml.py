@@ -29,12 +29,14 @@ def make_classifier(kind: str) -> Any:
     """Return an unfitted classifier of ``kind`` (``logistic`` or ``xgboost``), configured
     the same everywhere it is fitted (the strategy and its purged cross-validation)."""
     if kind == "logistic":
+        # Imported here: scikit-learn takes ~4 s to import; only fitting needs it.
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1_000))
     if kind == "xgboost":
+        # Imported here: XGBoost takes ~5 s to import; only its model needs it.
         from xgboost import XGBClassifier
 
         return XGBClassifier(
@@ -69,6 +71,7 @@ class DirectionClassifier:
 
     def target_weights(self, bars: pd.DataFrame) -> pd.DataFrame:
         """Return (time, symbol, weight) from per-symbol classifiers refitted each quarter."""
+        # Imported here: compiles numba kernels on import (~3 s); only fitting needs them.
         from prism.features.point_in_time import compute
 
         ordered = bars.sort_values(["symbol", "time"], kind="stable").reset_index(drop=True)

@@ -197,6 +197,7 @@ def adf_statistics(series: np.ndarray, lags: int) -> np.ndarray:
 def adf_pvalues(statistics: np.ndarray) -> np.ndarray:
     """Return MacKinnon's (1994) approximate p-value of each ADF statistic (constant, one
     series), via statsmodels' ``mackinnonp``; NaN stays NaN."""
+    # Imported here: statsmodels takes ~4 s to import; only the cointegration test needs it.
     from statsmodels.tsa.adfvalues import mackinnonp
 
     return np.array(
