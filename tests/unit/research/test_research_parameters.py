@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from prism.cli.app import parse_parameters
+from prism.cli.research import parse_parameters
 from prism.core.errors import ConfigError
 from prism.research.notebooks import coerce_parameters, notebook_parameters
 
