@@ -127,7 +127,7 @@ def replay(
     Each bar is its own ``trade_cycle`` flow run, as a scheduled live runner would make it.
     Missing bars or a missing ``alias`` stop it before the first run, with one clear error.
     """
-    from prism.registry.promotion import champion
+    from prism.registry.versions import champion
 
     settings = load_settings()
     engine = _engine()

@@ -74,7 +74,7 @@ def models_promote(
 @models_app.command("list")
 def models_list() -> None:
     """List registered model versions and their aliases."""
-    from prism.registry.promotion import list_versions
+    from prism.registry.versions import list_versions
 
     table = folding_table(
         "model", "version", "aliases", "run id", "registered (UTC)", "approved by", whole="run id"
@@ -96,7 +96,8 @@ def models_show(version: Annotated[str, typer.Argument(help="the model version")
     """Show one version: its run, aliases, approval, gate results and history."""
     from prism.db.engine import open_database
     from prism.registry.gates import GateResult as Gate
-    from prism.registry.promotion import history, version_info
+    from prism.registry.promotion import history
+    from prism.registry.versions import version_info
 
     settings = load_settings()
     info = version_info(settings, version)

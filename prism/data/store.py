@@ -8,6 +8,9 @@ table filled by ``COPY`` and one ``INSERT ... ON CONFLICT``. COPY buffers are CS
 polars (the fastest builder measured here: pandas' ``to_csv`` is 20x slower). Rows identical to
 the stored ones are filtered out before the upsert and left untouched, so ingesting the same
 data twice leaves exactly the same rows, down to ``ingested_at``.
+
+Writing and reading stay in one module (about 470 lines) because both follow the same table
+layout and batch rules; the sources and validation live beside it in :mod:`prism.data`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ split, by a chain of counterfactuals each differing from the last in one cause, 
 
 The parts sum to the gap by construction. Live P&L is read from the ledger (the fills and the
 closes they are marked at), which is what the portfolio snapshots are built from.
+
+Longer than most modules (about 600 lines) on purpose: the chain of counterfactuals is one
+computation over the same frames, read top to bottom beside the records it fills.
 """
 
 from __future__ import annotations

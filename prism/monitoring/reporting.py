@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 
 from prism.core.errors import DataUnavailable
 from prism.core.settings import Settings
-from prism.registry.promotion import VersionInfo, champion
+from prism.registry.versions import VersionInfo, champion
 from prism.research.tracking import connect
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings
-from prism.research.tracking import connect
+from prism.research.tracking import mlflow_client
 
 STEPS = ("order", "decision", "model version", "MLflow run", "notebook")
 
@@ -111,15 +111,10 @@ def order_lineage(engine: Engine, settings: Settings, client_order_id: str) -> L
     )
     if not (name and version):
         return lineage
-    client = _client(settings)
+    client = mlflow_client(settings)
     model, run_id = _model(client, str(name), str(version), mirror, aliases_then)
     run, notebook = _run(client, run_id) if run_id else ({}, {})
     return Lineage(client_order_id, lineage.order, lineage.decision, model, run, notebook)
-
-
-def _client(settings: Settings) -> MlflowClient:
-    connect(settings)
-    return MlflowClient()
 
 
 def _model(

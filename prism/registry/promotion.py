@@ -23,12 +23,11 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import ViewType
-from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy import Connection, Engine, text
 
-from prism.core.errors import ConfigError, DataUnavailable
+from prism.core.errors import ConfigError
 from prism.core.settings import GateSettings, Settings
 from prism.db.engine import open_database
 from prism.registry.gates import (
@@ -38,7 +37,13 @@ from prism.registry.gates import (
     evaluate,
     load_gates_file,
 )
-from prism.research.tracking import MODEL_URI_TAG, PARENT_TAG, SWEEP_TAG, TRIALS_METRIC, connect
+from prism.research.tracking import (
+    MODEL_URI_TAG,
+    PARENT_TAG,
+    SWEEP_TAG,
+    TRIALS_METRIC,
+    mlflow_client,
+)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -64,11 +69,6 @@ class Promotion:
     def failed(self) -> list[GateResult]:
         """Return the gates that did not pass."""
         return [gate for gate in self.gates if not gate.passed]
-
-
-def _client(settings: Settings) -> MlflowClient:
-    connect(settings)
-    return MlflowClient()
 
 
 def _engine(settings: Settings, engine: Engine | None) -> Engine:
@@ -132,7 +132,7 @@ def check(
     settings: Settings, run_id: str, gates: GatesFile | GateSettings | None = None
 ) -> list[GateResult]:
     """Return the gates' verdicts on ``run_id`` without changing anything."""
-    client = _client(settings)
+    client = mlflow_client(settings)
     return evaluate(run_evidence(client, run_id, settings), _thresholds(_gates(settings, gates)))
 
 
@@ -152,7 +152,7 @@ def promote(
     """
     if alias not in ALIASES:
         raise ConfigError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
-    client = _client(settings)
+    client = mlflow_client(settings)
     gates = _gates(settings, gates)
     record = _gates_record(gates)
     evidence = run_evidence(client, run_id, settings)
@@ -375,7 +375,7 @@ def rollback(
     engine: Engine | None = None,
 ) -> Rollback:
     """Point ``alias`` back at the version it held before (or at ``to``) and record it."""
-    client = _client(settings)
+    client = mlflow_client(settings)
     database = _engine(settings, engine)
     name = settings.model_name
     current = _alias_version(client, name, alias)
@@ -414,76 +414,3 @@ def rollback(
             client.set_model_version_tag(name, target, key, value)
         client.set_registered_model_alias(name, alias, target)
     return Rollback(name, alias, current, target)
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """A registered model version as ``prism models list`` and the dashboard show it."""
-
-    name: str
-    version: str
-    aliases: list[str]
-    run_id: str
-    created_at: datetime
-    approved_by: str | None
-    approved_at: str | None = None
-    reason: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-def list_versions(settings: Settings) -> list[VersionInfo]:
-    """Return every version of every registered model, newest first."""
-    client = _client(settings)
-    rows = []
-    for model in client.search_registered_models():
-        for version in client.search_model_versions(f"name = '{model.name}'"):
-            rows.append(_version_info(client, version))
-    return sorted(rows, key=lambda v: (v.name, -int(v.version)))
-
-
-def _version_info(client: MlflowClient, version: ModelVersion) -> VersionInfo:
-    full = client.get_model_version(version.name, version.version)
-    return VersionInfo(
-        name=full.name,
-        version=str(full.version),
-        aliases=list(full.aliases),
-        run_id=str(full.run_id),
-        created_at=datetime.fromtimestamp(full.creation_timestamp / 1000, tz=UTC),
-        approved_by=full.tags.get("approved_by"),
-        approved_at=full.tags.get("approved_at"),
-        reason=full.tags.get("approval_reason"),
-        tags=dict(full.tags),
-    )
-
-
-def version_info(settings: Settings, version: str) -> VersionInfo:
-    """Return one version of the settings' model, or a ConfigError naming the versions."""
-    client = _client(settings)
-    try:
-        return _version_info(client, client.get_model_version(settings.model_name, version))
-    except MlflowException as err:
-        raise ConfigError(
-            f"model {settings.model_name!r} has no version {version!r}; "
-            "`prism models list` shows the versions"
-        ) from err
-
-
-def champion(settings: Settings, alias: str = CHAMPION) -> VersionInfo:
-    """Return the version ``alias`` points at, or a DataUnavailable that says how to set it."""
-    client = _client(settings)
-    try:
-        version = client.get_model_version_by_alias(settings.model_name, alias)
-    except MlflowException as err:
-        raise DataUnavailable(
-            f"model {settings.model_name!r} has no version aliased {alias!r} in "
-            f"{settings.mlflow_tracking_uri}; promote a run first: "
-            "`prism models promote --run RUN_ID`"
-        ) from err
-    return _version_info(client, version)
-
-
-def load_champion(settings: Settings, alias: str = CHAMPION) -> tuple[VersionInfo, object]:
-    """Return the ``alias`` version and its loaded pyfunc model."""
-    info = champion(settings, alias)
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{alias}")
-    return info, model

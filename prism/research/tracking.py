@@ -69,6 +69,12 @@ SHARPE_VARIANCE_METRIC = "oos_sharpe_variance"
 """Variance of the annualised ``oos_sharpe`` across a sweep's trials (logged by sweeps)."""
 
 
+def mlflow_client(settings: Settings) -> MlflowClient:
+    """Return an MLflow client on the configured store (see :func:`connect`)."""
+    connect(settings)
+    return MlflowClient()
+
+
 def connect(settings: Settings) -> None:
     """Point MLflow at the configured store (the local one under ``mlruns/``, or the server
     ``MLFLOW_TRACKING_URI`` names), quietly."""

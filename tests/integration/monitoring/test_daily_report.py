@@ -1,5 +1,5 @@
 """The daily report notebook executed by papermill on a real kernel against a ledger filled
-through prism.ledger.book, and saved as HTML."""
+through prism.ledger, and saved as HTML."""
 
 from __future__ import annotations
 

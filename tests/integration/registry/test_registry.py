@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from prism.backtest.engine import BacktestConfig, run_backtest
 from prism.core.errors import ConfigError, DataUnavailable
 from prism.core.settings import GateSettings
-from prism.registry import promotion
+from prism.registry import promotion, versions
 from prism.registry.gates import load_gates_file
 from prism.research import tracking
 from prism.strategies import SmaCrossover, make_strategy, strategy_params
@@ -128,7 +128,7 @@ def registry_snapshot(settings, engine) -> dict:
 
 
 def _versions(settings) -> list[str]:
-    return [v.version for v in promotion.list_versions(settings) if v.name == settings.model_name]
+    return [v.version for v in versions.list_versions(settings) if v.name == settings.model_name]
 
 
 def test_a_run_that_passes_the_gates_becomes_champion_once(registry_settings, engine, runs):
@@ -136,7 +136,7 @@ def test_a_run_that_passes_the_gates_becomes_champion_once(registry_settings, en
     again = promotion.promote(registry_settings, runs["good"], LENIENT, "alice", engine=engine)
 
     assert first.promoted and first.version == again.version == "1"
-    champion = promotion.champion(registry_settings)
+    champion = versions.champion(registry_settings)
     assert (champion.version, champion.run_id, champion.approved_by) == ("1", runs["good"], "alice")
     assert _versions(registry_settings) == ["1"]
 
@@ -223,13 +223,13 @@ def test_rollback_returns_champion_to_the_previous_version_and_records_it(
         registry_settings, second, LENIENT, "alice", alias="challenger", engine=engine
     )
     promotion.promote(registry_settings, second, LENIENT, "alice", engine=engine)
-    assert promotion.champion(registry_settings).version == "2"
-    assert promotion.champion(registry_settings).aliases == ["champion"]
+    assert versions.champion(registry_settings).version == "2"
+    assert versions.champion(registry_settings).aliases == ["champion"]
 
     done = promotion.rollback(registry_settings, "carol", "live drawdown", engine=engine)
 
     assert (done.from_version, done.to_version) == ("2", "1")
-    live = promotion.champion(registry_settings)
+    live = versions.champion(registry_settings)
     assert (live.version, live.run_id) == ("1", first)
     assert live.tags["rolled_back_by"] == "carol"
     assert live.tags["rolled_back_from"] == "2"
@@ -250,7 +250,7 @@ def test_rollback_returns_champion_to_the_previous_version_and_records_it(
     back = promotion.rollback(registry_settings, "carol", engine=engine)
 
     assert (forward.to_version, back.from_version, back.to_version) == ("2", "2", "1")
-    assert promotion.champion(registry_settings).version == "1"
+    assert versions.champion(registry_settings).version == "1"
     with pytest.raises(ConfigError, match="has no version 9;"):
         promotion.rollback(registry_settings, "carol", to="9", engine=engine)
 
@@ -272,7 +272,7 @@ def test_the_champion_loads_as_a_pyfunc_that_returns_the_strategys_weights(
 ):
     promotion.promote(registry_settings, runs["good"], LENIENT, "carol", engine=engine)
 
-    info, model = promotion.load_champion(registry_settings)
+    info, model = versions.load_champion(registry_settings)
     weights = model.predict(bundled_bars)
 
     expected = SmaCrossover(fast=10, slow=50).target_weights(bundled_bars)
@@ -285,7 +285,7 @@ def test_a_strategy_registered_by_research_round_trips_through_the_registry(
 ):
     promotion.promote(registry_settings, runs["momentum"], LENIENT, "erin", engine=engine)
 
-    _, model = promotion.load_champion(registry_settings)
+    _, model = versions.load_champion(registry_settings)
 
     strategy = make_strategy("time_series_momentum", {"lookback": 63})
     pd.testing.assert_frame_equal(
@@ -322,4 +322,4 @@ def test_a_sweeps_parent_run_is_refused_with_where_its_children_are(registry_set
 def test_a_missing_alias_says_how_to_set_it(registry_settings):
     mlflow.set_tracking_uri(registry_settings.mlflow_tracking_uri)
     with pytest.raises(DataUnavailable, match="promote a run first: `prism models promote"):
-        promotion.champion(registry_settings)
+        versions.champion(registry_settings)
