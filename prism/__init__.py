@@ -1,14 +1,8 @@
 """Prism: notebook-first quant research with a promotion-to-production runner.
 
-A map for newcomers, in the order data flows:
-
-- ``config``: typed settings (``PRISM_*``); ``errors``: the exception hierarchy.
-- ``db``: the embedded PostgreSQL server, engines, Alembic migrations (``migrations/``).
-- ``data``: the bar frame, sources, validation with quarantine, the COPY-upsert store.
-- ``strategies``: the strategy contract and registry; ``portfolio``: the rebalancing and
-  execution rules the backtest and the live runner share.
-- ``backtest``, ``metrics``, ``plots``: research; ``tracking``, ``research``: MLflow runs and
-  papermill; ``strategy_model``: strategies as pyfunc models; ``registry``: gates and aliases.
-- ``ledger``, ``broker``, ``live``: the live trading cycle and its books.
-- ``reporting``: the dashboard's read side; ``demo``, ``cli``: the command line.
+One package per domain, in the order data flows (each imports only the ones before it):
+``core`` (settings, errors, events) → ``db`` (server, migrations) → ``data`` (sources,
+validation, store) → ``features`` → ``strategies`` → ``backtest`` → ``research`` (notebook runs,
+MLflow) → ``registry`` (gates, promotion) → ``ledger`` (the books) → ``brokers`` (where orders
+go) → ``live`` (the trade cycle) → ``monitoring`` (the read side) → ``cli``.
 """
