@@ -2,12 +2,14 @@
 
 - ``trade_cycle(deployment, as_of)``: one cycle of one deployment
   (:func:`prism.live.cycle.run_guarded`: retries while the database is down, then halts and
-  alerts). One flow run per cycle, no task
-  per symbol, so Prefect's cost per cycle does not grow with the number of symbols.
+  alerts). One flow run per cycle, no task per symbol, so Prefect's cost per cycle does not
+  grow with the number of symbols.
+- ``trade_all``: the cycle of every enabled deployment, each its own task run, so one
+  deployment's failure is a failed task and an alert while the others trade.
 - ``ingest_bars``: new bars of every enabled deployment's series from their live feeds, and
   gaps healed by backfill (:func:`prism.live.serving.ingest_deployment_bars`).
-- ``reconcile``: each enabled deployment's positions against its broker's
-  (:func:`prism.live.reconcile.reconcile`; a mismatch halts it).
+- ``reconcile``: each enabled deployment's positions against its broker's, each its own task
+  run (:func:`prism.live.reconcile.reconcile`; a mismatch halts it).
 - ``daily_report``: the report notebook executed to HTML
   (:func:`prism.monitoring.reports.run_daily_report`).
 - ``maintenance``: rollups refreshed and retention applied (:mod:`prism.db.rollups`).
@@ -22,9 +24,11 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
+from prefect.states import State
 from sqlalchemy import Engine
 
+from prism.core.errors import PrismError
 from prism.core.settings import load_settings
 from prism.db.engine import open_database
 from prism.live import cycle, deployments
@@ -51,6 +55,54 @@ def alert_failure(flow: Any, flow_run: Any, state: Any) -> None:
     send_alert(_engine(), load_settings(), "flow_failed", "error", "runner", message, metadata)
 
 
+class DeploymentsFailed(PrismError):
+    """Some deployments' task runs failed (each one already alerted); the others completed."""
+
+
+def _alert_task_failure(task_name: str, deployment: str, state: State[Any]) -> None:
+    """An error alert for a per-deployment task run that failed, naming the deployment."""
+    from prism.live.alerts import send_alert
+
+    message = f"{task_name} of deployment {deployment} failed: {state.message}"
+    metadata = {"task": task_name, "deployment": deployment}
+    send_alert(_engine(), load_settings(), "task_failed", "error", "runner", message, metadata)
+
+
+def each_deployment(work: Any) -> list[Any]:
+    """Run task ``work`` once per enabled deployment, one after another, each as its own task
+    run whose failure does not stop the next; return the results of those that completed and
+    raise :class:`DeploymentsFailed` naming the others once all have run."""
+    names = [d.name for d in deployments.list_deployments(_engine(), enabled_only=True)]
+    states: list[State[Any]] = [work(deployment=name, return_state=True) for name in names]
+    failed = [name for name, state in zip(names, states, strict=True) if not state.is_completed()]
+    for name, state in zip(names, states, strict=True):
+        if not state.is_completed():
+            _alert_task_failure(work.name, name, state)
+    if failed:
+        raise DeploymentsFailed(
+            f"{len(failed)} of {len(names)} deployments failed: {', '.join(failed)} "
+            "(each raised its own alert; the others ran)"
+        )
+    return [state.result() for state in states]
+
+
+@task(name="trade_deployment", task_run_name="trade {deployment}")
+def trade_deployment(deployment: str) -> dict[str, Any]:
+    """Run one deployment's cycle on its newest bar."""
+    return cycle.run_guarded(_engine(), load_settings(), deployment).as_dict()
+
+
+@task(
+    name="reconcile_deployment",
+    task_run_name="reconcile {deployment}",
+)
+def reconcile_deployment(deployment: str) -> str:
+    """Reconcile one deployment with its broker; return what was found."""
+    from prism.live.reconcile import reconcile as reconcile_one
+
+    return reconcile_one(_engine(), load_settings(), deployment).describe()
+
+
 @flow(name="trade_cycle", log_prints=False, on_failure=[alert_failure])
 async def trade_cycle(deployment: str, as_of: datetime | None = None) -> dict[str, Any]:
     """Trade ``deployment`` for the bar at ``as_of`` (default: its newest stored bar, judged
@@ -67,12 +119,8 @@ async def trade_cycle(deployment: str, as_of: datetime | None = None) -> dict[st
 @flow(name="trade_all", log_prints=False, on_failure=[alert_failure])
 async def trade_all() -> list[dict[str, Any]]:
     """Run the cycle of every enabled deployment (read from config.strategies at each run, so
-    a deployment added or disabled takes effect without redeploying)."""
-    engine, settings = _engine(), load_settings()
-    return [
-        cycle.run_guarded(engine, settings, d.name).as_dict()
-        for d in deployments.list_deployments(engine, enabled_only=True)
-    ]
+    a deployment added or disabled takes effect without redeploying), each as its own task."""
+    return each_deployment(trade_deployment)
 
 
 @flow(name="ingest_bars", log_prints=False, on_failure=[alert_failure])
@@ -85,14 +133,9 @@ async def ingest_bars() -> dict[str, int]:
 
 @flow(name="reconcile", log_prints=False, on_failure=[alert_failure])
 async def reconcile() -> list[str]:
-    """Reconcile every enabled deployment with its broker; return one line per deployment."""
-    from prism.live.reconcile import reconcile as reconcile_one
-
-    engine, settings = _engine(), load_settings()
-    return [
-        reconcile_one(engine, settings, d.name).describe()
-        for d in deployments.list_deployments(engine, enabled_only=True)
-    ]
+    """Reconcile every enabled deployment with its broker, each as its own task; return one
+    line per deployment."""
+    return each_deployment(reconcile_deployment)
 
 
 @flow(name="daily_report", log_prints=False, on_failure=[alert_failure])
