@@ -56,6 +56,13 @@ def deployments_add(
     alias: Annotated[str | None, typer.Option(help="model alias it trades")] = None,
     model: Annotated[str | None, typer.Option(help="registered model (default: settings)")] = None,
     enabled: Annotated[bool | None, typer.Option(help="run it on schedule")] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(help="paper (default), alpaca or ccxt:<exchange>, e.g. ccxt:binance"),
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option(help="the account at the broker (paper: default the name)")
+    ] = None,
     param: Annotated[
         list[str] | None, typer.Option(help="NAME=VALUE sizing/cost override, repeatable")
     ] = None,
@@ -91,12 +98,14 @@ def deployments_add(
         "model_alias": alias,
         "model_name": model,
         "enabled": enabled,
+        "broker": broker,
+        "broker_account": account,
     }
     updated = replace(base, params=params, **{k: v for k, v in changes.items() if v is not None})
     saved = deployments.upsert_deployment(engine, updated)
     console.print(
         f"[green]✓[/] deployment {saved.name}: {','.join(saved.symbols)} {saved.timeframe}, "
-        f"capital {saved.capital:,.0f}, alias {saved.model_alias!r}"
+        f"capital {saved.capital:,.0f}, alias {saved.model_alias!r}, broker {saved.broker}"
     )
 
 
@@ -105,7 +114,9 @@ def deployments_list() -> None:
     """List the deployments with their state (halted shows why and by whom)."""
     from prism.live import deployments
 
-    table = Table("deployment", "symbols", "timeframe", "capital", "alias", "version", "state")
+    table = Table(
+        "deployment", "symbols", "timeframe", "capital", "alias", "broker", "version", "state"
+    )
     for d in deployments.list_deployments(_engine()):
         state = "disabled" if not d.enabled else "running"
         if d.halted:
@@ -116,6 +127,7 @@ def deployments_list() -> None:
             d.timeframe,
             f"{d.capital:,.0f}",
             d.model_alias,
+            d.broker + (f" ({d.broker_account})" if d.broker_account else ""),
             d.last_model_version or "-",
             state,
         )

@@ -28,7 +28,6 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from prism import ledger
-from prism.brokers.paper import PaperBroker
 from prism.brokers.port import Broker, submit_all
 from prism.core.errors import DataUnavailable, TransientError
 from prism.core.events import record_event
@@ -213,7 +212,7 @@ def _cycle(
     deployment = deployments.get_deployment(engine, name)
     config = deployment.live_config(settings)
     ledger.ensure_account(engine, name, ledger.to_decimal(deployment.capital, ledger.CASH_STEP))
-    broker = broker or PaperBroker(engine, config, config.timeframe)
+    broker = broker or deployment.open_broker(engine, settings)
     source = source or registry_source(settings, deployment.model_name)
     if as_of is None:
         now = now or datetime.now(UTC)
@@ -379,7 +378,7 @@ def flatten(engine: Engine, settings: Settings, name: str, by: str) -> list[ledg
     config = deployment.live_config(settings)
     halt_deployment(engine, settings, name, f"kill switch by {by}, flattening", by, "kill_switch")
     as_of = newest_bar(engine, list(config.symbols), config.timeframe)
-    broker = PaperBroker(engine, config, config.timeframe)
+    broker = deployment.open_broker(engine, settings)
     orders = []
     with engine.begin() as conn:
         for waiting in ledger.open_orders(conn, name):

@@ -1,6 +1,8 @@
 """Deployments: what the live runner trades, one row of ``config.strategies`` each.
 
-A deployment names the model alias it follows, its symbols, timeframe and capital, and may
+A deployment names the model alias it follows, its symbols, timeframe and capital, the broker
+it trades through (``paper``, ``alpaca`` or ``ccxt:<exchange>``, see
+:mod:`prism.brokers.venues`) and the account there, and may
 override the account's costs and sizing in ``params`` (``commission_bps``,
 ``commission_per_share``, ``slippage_bps``, ``band``, ``lot``, ``max_leverage``,
 ``min_notional``, ``allow_gaps``). The runner reads the rows at every cycle, so adding, editing,
@@ -20,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from prism.brokers.port import Broker
+from prism.brokers.venues import PAPER, check_spec, open_broker
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings
 from prism.live.steps import LiveConfig
@@ -56,6 +60,8 @@ class Deployment:
     halted_at: datetime | None = None
     halted_by: str | None = None
     last_model_version: str | None = None
+    broker: str = PAPER
+    broker_account: str | None = None
 
     def live_config(self, settings: Settings) -> LiveConfig:
         """Return the account and sizing this deployment trades with: the settings' costs,
@@ -72,6 +78,14 @@ class Deployment:
         overrides = {k: v for k, v in self.params.items() if k in PARAMS and k != "min_notional"}
         return replace(base, **overrides)
 
+    def open_broker(self, engine: Engine, settings: Settings) -> Broker:
+        """Return the broker this deployment trades through, with credentials from
+        ``settings``."""
+        config = self.live_config(settings)
+        return open_broker(
+            self.broker, engine, config, config.timeframe, settings, self.broker_account
+        )
+
     @property
     def min_notional(self) -> float:
         """Return the smallest order (in currency) worth sending; smaller ones are skipped."""
@@ -80,7 +94,8 @@ class Deployment:
 
 _COLUMNS = (
     "deployment AS name, symbols, timeframe, capital, model_alias, strategy, model_name, "
-    "enabled, params, halted, halt_reason, halted_at, halted_by, last_model_version"
+    "enabled, params, halted, halt_reason, halted_at, halted_by, last_model_version, broker, "
+    "broker_account"
 )
 
 
@@ -130,6 +145,7 @@ def validate(deployment: Deployment) -> Deployment:
         raise ConfigError(
             f"timeframe {deployment.timeframe!r} is not one of {', '.join(TIMEFRAMES)}"
         )
+    check_spec(deployment.broker)
     if not deployment.capital > 0:
         raise ConfigError(f"capital must be positive, got {deployment.capital}")
     unknown = sorted(set(deployment.params) - set(PARAMS))
@@ -155,9 +171,11 @@ def upsert_deployment(engine: Engine, deployment: Deployment) -> Deployment:
         conn.execute(
             text(
                 "INSERT INTO config.strategies (deployment, strategy, model_name, model_alias, "
-                "symbols, timeframe, capital, enabled, params) VALUES (:name, :strategy, "
-                ":model_name, :model_alias, :symbols, :timeframe, :capital, :enabled, "
-                "CAST(:params AS jsonb)) ON CONFLICT (deployment) DO UPDATE SET "
+                "symbols, timeframe, capital, enabled, params, broker, broker_account) VALUES "
+                "(:name, :strategy, :model_name, :model_alias, :symbols, :timeframe, :capital, "
+                ":enabled, CAST(:params AS jsonb), :broker, :broker_account) "
+                "ON CONFLICT (deployment) DO UPDATE SET broker = EXCLUDED.broker, "
+                "broker_account = EXCLUDED.broker_account, "
                 "strategy = EXCLUDED.strategy, model_name = EXCLUDED.model_name, "
                 "model_alias = EXCLUDED.model_alias, symbols = EXCLUDED.symbols, "
                 "timeframe = EXCLUDED.timeframe, capital = EXCLUDED.capital, "
@@ -173,6 +191,8 @@ def upsert_deployment(engine: Engine, deployment: Deployment) -> Deployment:
                 "capital": deployment.capital,
                 "enabled": deployment.enabled,
                 "params": json.dumps(deployment.params),
+                "broker": deployment.broker,
+                "broker_account": deployment.broker_account,
             },
         )
         return get_deployment(conn, deployment.name)

@@ -13,7 +13,6 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from prism import ledger
-from prism.brokers.paper import PaperBroker
 from prism.brokers.port import Broker
 from prism.core.settings import Settings
 from prism.live import deployments
@@ -74,8 +73,7 @@ def reconcile(
     and raise a critical ``reconcile_mismatch`` alert."""
 
     deployment = deployments.get_deployment(engine, name)
-    config = deployment.live_config(settings)
-    broker = broker or PaperBroker(engine, config, config.timeframe)
+    broker = broker or deployment.open_broker(engine, settings)
     with deployments.exclusive(engine, name):
         with engine.connect() as conn:
             ours = ledger.holdings(conn, name)
