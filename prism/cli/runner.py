@@ -263,24 +263,39 @@ def serve_command() -> None:
     raise typer.Exit(code)
 
 
+Deployment = Annotated[
+    str | None,
+    typer.Option("--deployment", help="one deployment's own limits (default: the global ones)"),
+]
+
+
 @limits_app.command("list")
-def limits_list() -> None:
-    """List the risk limits with what they mean and who changed them last."""
+def limits_list(deployment: Deployment = None) -> None:
+    """List the risk limits with what they mean and who changed them last; with --deployment,
+    the values that deployment trades under and where each comes from."""
     from sqlalchemy import text
 
-    from prism.live import risk
+    from prism.live import deployments, risk
 
-    with _engine().begin() as conn:
+    engine = _engine()
+    if deployment is not None:
+        deployments.get_deployment(engine, deployment)
+    with engine.begin() as conn:
         risk.load_limits(conn)
         rows = conn.execute(
             text(
-                "SELECT key, value, description, updated_by, updated_at FROM config.risk_limits "
-                "ORDER BY key"
-            )
+                "SELECT g.key, coalesce(d.value, g.value), g.description, "
+                "coalesce(d.updated_by, g.updated_by), coalesce(d.updated_at, g.updated_at), "
+                "d.value IS NOT NULL FROM config.risk_limits g "
+                "LEFT JOIN config.deployment_risk_limits d ON d.key = g.key AND d.deployment = :d "
+                "ORDER BY g.key"
+            ),
+            {"d": deployment},
         ).all()
-    table = Table("limit", "value", "meaning", "changed by", "changed at")
-    for key, value, description, by, at in rows:
-        table.add_row(key, f"{float(value):g}", description, by, f"{at:%Y-%m-%d %H:%M}")
+    table = Table("limit", "value", "applies to", "meaning", "changed by", "changed at")
+    for key, value, description, by, at, own in rows:
+        scope = deployment if own else "all deployments"
+        table.add_row(key, f"{float(value):g}", scope, description, by, f"{at:%Y-%m-%d %H:%M}")
     console.print(table)
 
 
@@ -288,22 +303,30 @@ def limits_list() -> None:
 def limits_set(
     key: Annotated[str, typer.Argument(help="limit, e.g. max_position_pct")],
     value: Annotated[float, typer.Argument(help="new value (fraction of equity, or currency)")],
+    deployment: Deployment = None,
 ) -> None:
-    """Change one risk limit, recorded as a system event; the next cycle trades under it."""
+    """Change one risk limit, globally or for one deployment, recorded as a system event; the
+    next cycle trades under it."""
     from prism.core.events import record_event
-    from prism.live import risk
+    from prism.live import deployments, risk
 
     by = getpass.getuser()
-    with _engine().begin() as conn:
-        before = risk.load_limits(conn)
-        risk.set_limit(conn, key, value, by)
+    engine = _engine()
+    if deployment is not None:
+        deployments.get_deployment(engine, deployment)
+    scope = f" for {deployment}" if deployment else ""
+    with engine.begin() as conn:
+        before = risk.load_limits(conn, deployment)
+        risk.set_limit(conn, key, value, by, deployment)
         previous = getattr(before, key)
         record_event(
             conn,
             "risk_limit_changed",
             "warning",
             "runner",
-            f"risk limit {key} changed from {previous:g} to {value:g} by {by}",
-            {"key": key, "previous": previous, "value": value, "by": by},
+            f"risk limit {key}{scope} changed from {previous:g} to {value:g} by {by}",
+            {"key": key, "previous": previous, "value": value, "by": by, "deployment": deployment},
         )
-    console.print(f"[green]✓[/] {key} = {value:g} (was {previous:g}); applies from the next cycle")
+    console.print(
+        f"[green]✓[/] {key}{scope} = {value:g} (was {previous:g}); applies from the next cycle"
+    )

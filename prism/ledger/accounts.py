@@ -20,6 +20,7 @@ DEPLOYMENT_TABLES = (
     "trading.orders",
     "trading.positions",
     "trading.portfolio_snapshots",
+    "trading.high_water_marks",
     "trading.accounts",
 )
 """Every table holding a deployment's state, children before parents (safe deletion order)."""
@@ -114,3 +115,14 @@ def record_snapshot(
         {"time": time, "d": deployment, **snapshot},
     )
     return snapshot
+
+
+def high_water_mark(conn: Connection, deployment: str) -> Decimal | None:
+    """Return the highest equity any snapshot of ``deployment`` recorded (kept by a trigger on
+    ``trading.portfolio_snapshots``, so no window of snapshots can forget it), or None before
+    its first snapshot."""
+    value = conn.execute(
+        text("SELECT equity FROM trading.high_water_marks WHERE deployment = :d"),
+        {"d": deployment},
+    ).scalar_one_or_none()
+    return None if value is None else Decimal(value)

@@ -318,9 +318,10 @@ def _risk_snapshot(
     start_of_day = pd.Timestamp(as_of).normalize()
     earlier = history[history.index < start_of_day]
     previous_close = float(earlier.iloc[-1]) if len(earlier) else deployment.capital
-    peak = max(float(history.max()) if len(history) else equity, deployment.capital)
     with engine.begin() as conn:
-        limits = risk.load_limits(conn)
+        mark = ledger.high_water_mark(conn, deployment.name)
+        peak = max(float(mark) if mark is not None else equity, equity, deployment.capital)
+        limits = risk.load_limits(conn, deployment.name)
         held = {s: float(q) for s, q in ledger.holdings(conn, deployment.name).items()}
         marks = steps.latest_closes(conn, list(config.symbols), config.timeframe, as_of)
         breaker = risk.check_breaker(equity, previous_close, peak, limits)

@@ -71,8 +71,9 @@ class RiskLimits:
         return cls(**{k: float(v) for k, v in values.items()})
 
 
-def load_limits(conn: Connection) -> RiskLimits:
-    """Return the limits in ``config.risk_limits``, first seeding any missing default."""
+def load_limits(conn: Connection, deployment: str | None = None) -> RiskLimits:
+    """Return the limits in ``config.risk_limits`` (first seeding any missing default), with
+    ``deployment``'s own overrides from ``config.deployment_risk_limits`` on top."""
     for key, (value, description) in DEFAULTS.items():
         conn.execute(
             text(
@@ -82,12 +83,32 @@ def load_limits(conn: Connection) -> RiskLimits:
             {"k": key, "v": value, "d": description},
         )
     rows = conn.execute(text("SELECT key, value FROM config.risk_limits")).all()
-    return RiskLimits.from_values({key: float(value) for key, value in rows})
+    values = {key: float(value) for key, value in rows}
+    if deployment is not None:
+        own = conn.execute(
+            text("SELECT key, value FROM config.deployment_risk_limits WHERE deployment = :d"),
+            {"d": deployment},
+        ).all()
+        values |= {key: float(value) for key, value in own}
+    return RiskLimits.from_values(values)
 
 
-def set_limit(conn: Connection, key: str, value: float, by: str) -> None:
-    """Change one limit (the next cycle trades under it)."""
+def set_limit(
+    conn: Connection, key: str, value: float, by: str, deployment: str | None = None
+) -> None:
+    """Change one limit, globally or for ``deployment`` only (the next cycle trades under it)."""
     RiskLimits.from_values({key: value})
+    if deployment is not None:
+        load_limits(conn)
+        conn.execute(
+            text(
+                "INSERT INTO config.deployment_risk_limits (deployment, key, value, updated_by) "
+                "VALUES (:d, :k, :v, :by) ON CONFLICT (deployment, key) DO UPDATE SET "
+                "value = EXCLUDED.value, updated_by = EXCLUDED.updated_by, updated_at = now()"
+            ),
+            {"d": deployment, "k": key, "v": value, "by": by},
+        )
+        return
     conn.execute(
         text(
             "INSERT INTO config.risk_limits (key, value, description, updated_by) "

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from prism.cli.app import app
 from prism.live import risk
+from tests.integration.runner_support import deploy
 
 
 def test_limits_are_listed_with_their_defaults_and_meaning(engine):
@@ -42,3 +43,32 @@ def test_an_unknown_or_negative_limit_is_refused_naming_the_known_ones(engine):
     assert "must be a positive number" in str(negative.exception)
     with engine.begin() as conn:
         assert risk.load_limits(conn) == risk.RiskLimits()
+
+
+def test_a_deployments_own_limit_overrides_the_global_one_for_it_alone(engine):
+    for name in ("capped", "free"):
+        deploy(engine, name)
+    result = CliRunner().invoke(
+        app, ["runner", "limits", "set", "max_position_pct", "0.2", "--deployment", "capped"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "max_position_pct for capped = 0.2 (was 1)" in result.output
+    with engine.begin() as conn:
+        assert risk.load_limits(conn, "capped").max_position_pct == 0.2
+        assert risk.load_limits(conn, "free").max_position_pct == 1.0
+        assert risk.load_limits(conn).max_position_pct == 1.0
+    listed = CliRunner().invoke(
+        app, ["runner", "limits", "list", "--deployment", "capped"], env={"COLUMNS": "200"}
+    )
+    line = next(line for line in listed.output.splitlines() if "max_position_pct" in line)
+    assert "0.2" in line and "capped" in line
+
+
+def test_a_limit_for_an_unknown_deployment_is_refused_with_how_to_add_it(engine):
+    result = CliRunner().invoke(
+        app, ["runner", "limits", "set", "max_drawdown", "0.1", "--deployment", "ghost"]
+    )
+
+    assert result.exit_code == 1
+    assert "no deployment 'ghost'" in str(result.exception)
