@@ -20,6 +20,14 @@ import pandas as pd
 BAR_COLUMNS = ["time", "symbol", "timeframe", "open", "high", "low", "close", "volume", "source"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 TIMEFRAMES = ("1m", "5m", "1h", "1d")
+INTERVALS = {
+    "1m": pd.Timedelta(minutes=1),
+    "5m": pd.Timedelta(minutes=5),
+    "1h": pd.Timedelta(hours=1),
+    "1d": pd.Timedelta(days=1),
+}
+"""How long one bar of each timeframe lasts: a bar stamped ``t`` is closed once ``t + interval``
+has passed."""
 
 
 def empty_bars() -> pd.DataFrame:
@@ -53,6 +61,16 @@ def bar_times(times: pd.Series, timeframe: str, timezone: str = "UTC") -> pd.Ser
     if timeframe == "1d":
         return local.dt.tz_localize(None).dt.normalize().dt.tz_localize("UTC")
     return local.dt.tz_convert("UTC")
+
+
+def closed_bars(bars: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    """Return the rows of ``bars`` (the bar frame: ``time`` UTC, ``timeframe``, …) whose interval
+    has ended by ``now`` (UTC): a bar still forming (today's daily bar, the current candle) is
+    dropped until it closes, so nothing decides on values that will still change."""
+    if bars.empty:
+        return bars
+    ends = bars["time"] + bars["timeframe"].map(INTERVALS)
+    return bars[ends <= now].reset_index(drop=True)
 
 
 def close_panel(bars: pd.DataFrame, column: str = "close") -> pd.DataFrame:

@@ -7,6 +7,8 @@ after the last candle received, until the window's end or an empty page. ccxt's 
 paging within the exchange's limits. ccxt's errors are translated at this edge: a timeout, a
 dropped connection or a rate-limit answer (HTTP 429 is ccxt's ``DDoSProtection``, the parent of
 ``RateLimitExceeded``) is :class:`TransientError`; an unknown symbol is :class:`DataUnavailable`.
+The candle still forming by the exchange's clock (ccxt returns it, stamped with its open time)
+is dropped: it is stored once it has closed, so nothing downstream decides on it.
 """
 
 from __future__ import annotations
@@ -87,10 +89,11 @@ class CcxtBarSource:
 
     def fetch(self) -> pd.DataFrame:
         """Return every symbol's candles in the window, paged forward by ``since``."""
-        until = self.until if self.until is not None else int(self.client.milliseconds())
+        clock = int(self.client.milliseconds())
+        until = self.until if self.until is not None else clock
         with _ccxt_errors(self.exchange_id):
             self._check_support()
-            frames = [self._candles(symbol, until) for symbol in self.symbols]
+            frames = [self._candles(symbol, until, clock) for symbol in self.symbols]
         return pd.concat(frames, ignore_index=True) if frames else empty_bars()
 
     def _check_support(self) -> None:
@@ -103,8 +106,16 @@ class CcxtBarSource:
                 f"{', '.join(offered)}"
             )
 
-    def _candles(self, symbol: str, until: int) -> pd.DataFrame:
-        rows = [row for page in self._pages(symbol, until) for row in page if row[0] <= until]
+    def _candles(self, symbol: str, until: int, clock: int) -> pd.DataFrame:
+        """Return ``symbol``'s candles up to ``until``, without the one still forming by the
+        exchange's ``clock`` (ccxt returns the current candle, stamped with its open time)."""
+        step = int(self.client.parse_timeframe(self.timeframe) * 1000)
+        rows = [
+            row
+            for page in self._pages(symbol, until)
+            for row in page
+            if row[0] <= until and row[0] + step <= clock
+        ]
         if not rows:
             raise DataUnavailable(
                 f"{self.exchange_id} returned no {self.timeframe} candles for {symbol} from "

@@ -75,10 +75,28 @@ WITH upserted AS (
         {", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUES)}, ingested_at = now()
     WHERE ({", ".join(f"o.{c}" for c in _VALUES)}) IS DISTINCT FROM
           ({", ".join(f"EXCLUDED.{c}" for c in _VALUES)})
-    RETURNING (xmax = 0) AS inserted
+    RETURNING o.symbol, o.timeframe, o.time, o.close, (xmax = 0) AS inserted
+),
+corrected AS (
+    INSERT INTO audit.system_events (event_type, severity, component, message, metadata)
+    SELECT 'bar_corrected_after_decision', 'warning', 'data',
+           format('%s %s bar at %s changed after deployment %s decided on it (close now %s)',
+                  u.symbol, u.timeframe, u.time, s.deployment, u.close),
+           jsonb_build_object('symbol', u.symbol, 'timeframe', u.timeframe, 'time', u.time,
+                              'deployment', s.deployment, 'close', u.close)
+    FROM upserted u
+    JOIN config.strategies s ON s.timeframe = u.timeframe
+    WHERE NOT u.inserted AND EXISTS (
+        SELECT 1 FROM audit.decisions d
+        WHERE d.deployment = s.deployment AND d.time = u.time AND d.symbol = u.symbol
+    )
+    RETURNING 1
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
 """
+"""Upsert the staged rows that differ from the stored ones; a stored bar some deployment
+already decided on that changes is not rewritten silently: it is a ``bar_corrected_after_decision``
+warning in ``audit.system_events``, in the same transaction."""
 
 _LAST_STORED = """
 SELECT k.symbol, k.timeframe,

@@ -6,6 +6,8 @@ exchange's time zone. This adapter maps Prism timeframes to Yahoo intervals, sta
 bar-frame convention (a daily bar at midnight UTC of its session date) and translates failures:
 an unknown symbol or an empty answer is :class:`DataUnavailable`, a timeout, a dropped
 connection or HTTP 429 is :class:`TransientError`.
+Today's bar, still forming while the market is open, is dropped until its interval has ended
+(:func:`prism.data.bars.closed_bars`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from prism.core.errors import ConfigError, DataUnavailable, TransientError
-from prism.data.bars import bar_times, empty_bars, normalise
+from prism.data.bars import bar_times, closed_bars, empty_bars, normalise
 from prism.data.sources import Asset
 
 INTERVALS = {"1m": "1m", "5m": "5m", "1h": "1h", "1d": "1d"}
@@ -101,7 +103,7 @@ class YahooBarSource:
         bars["symbol"] = symbol
         bars["timeframe"] = self.timeframe
         bars["source"] = self.name
-        return normalise(bars)
+        return closed_bars(normalise(bars), pd.Timestamp.now(tz="UTC"))
 
 
 def _asset(symbol: str, meta: dict[str, Any]) -> Asset:

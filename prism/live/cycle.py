@@ -18,7 +18,7 @@ backoff, then halts the deployment and raises a critical alert.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,13 +32,11 @@ from prism.brokers.port import Broker, submit_all
 from prism.core.errors import DataUnavailable, TransientError
 from prism.core.events import record_event
 from prism.core.settings import Settings
+from prism.data.bars import INTERVALS
 from prism.live import deployments, risk, steps
 from prism.live.alerts import send_alert
 from prism.live.sources import CheckedSource, StrategySource, registry_source
 from prism.registry import checks
-
-INTERVALS = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
-"""Seconds per bar of each timeframe."""
 
 
 @dataclass(frozen=True)
@@ -63,18 +61,24 @@ class CycleReport:
         return {**self.__dict__, "as_of": self.as_of.isoformat()}
 
 
-def newest_bar(engine: Engine, symbols: list[str], timeframe: str) -> datetime:
-    """Return the time of the newest bar stored for any of ``symbols``."""
+def newest_bar(
+    engine: Engine, symbols: list[str], timeframe: str, closed_by: datetime | None = None
+) -> datetime:
+    """Return the time of the newest bar stored for any of ``symbols``; with ``closed_by``, the
+    newest one whose interval had ended by then (a bar still forming is never traded)."""
+    cutoff = None if closed_by is None else closed_by - INTERVALS[timeframe].to_pytimedelta()
     with engine.connect() as conn:
         newest = conn.execute(
             text(
-                "SELECT max(time) FROM market_data.ohlcv WHERE symbol = ANY(:s) AND timeframe = :tf"
+                "SELECT max(time) FROM market_data.ohlcv WHERE symbol = ANY(:s) "
+                "AND timeframe = :tf AND (CAST(:cutoff AS timestamptz) IS NULL OR time <= :cutoff)"
             ),
-            {"s": symbols, "tf": timeframe},
+            {"s": symbols, "tf": timeframe, "cutoff": cutoff},
         ).scalar()
     if newest is None:
+        closed = "" if closed_by is None else f" closed by {closed_by:%Y-%m-%d %H:%M} UTC"
         raise DataUnavailable(
-            f"no {timeframe} bars stored for {', '.join(symbols)}; ingest some first "
+            f"no {timeframe} bars{closed} stored for {', '.join(symbols)}; ingest some first "
             "(`prism data ingest ...`)"
         )
     return pd.Timestamp(newest).to_pydatetime()
@@ -216,7 +220,7 @@ def _cycle(
     source = source or registry_source(settings, deployment.model_name)
     if as_of is None:
         now = now or datetime.now(UTC)
-        as_of = newest_bar(engine, list(config.symbols), config.timeframe)
+        as_of = newest_bar(engine, list(config.symbols), config.timeframe, closed_by=now)
 
     with engine.connect() as conn:
         last = ledger.last_cycle(conn, name)
@@ -263,7 +267,7 @@ def _cycle(
         return report("breaker", fills, 0, equity, reason)
     if now is not None:
         silent = pd.Timestamp(now) - pd.Timestamp(as_of)
-        allowed = timedelta(seconds=INTERVALS[config.timeframe] * settings.runner_stale_intervals)
+        allowed = INTERVALS[config.timeframe].to_pytimedelta() * settings.runner_stale_intervals
         if silent > allowed:
             reason = (
                 f"stale data: the newest {config.timeframe} bar is from {as_of}, "

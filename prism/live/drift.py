@@ -284,7 +284,7 @@ def drift(
     """Return deployment ``name``'s drift over [start, end] (default: its whole live history),
     clipped to the bars it made decisions for.
 
-    ``source`` is a :class:`prism.live.cycle.StrategySource` (default: the MLflow registry, as the
+    ``source`` is a :class:`prism.live.sources.StrategySource` (default: the MLflow registry, as the
     runner loads models); each model version the decisions recorded is loaded from it.
     Raises ConfigError for an unknown deployment and DataUnavailable when it did nothing in
     the window.

@@ -24,6 +24,7 @@ from prism.core.errors import DataUnavailable
 from prism.core.settings import Settings
 from prism.data.store import read_bars
 from prism.live import cycle, deployments
+from prism.live.sources import StrategySource
 
 RunCycle = Callable[[datetime], Mapping[str, Any]]
 """Run one cycle for the bar at the given time; return :meth:`cycle.CycleReport.as_dict`."""
@@ -103,7 +104,7 @@ def replay_window(
     end: datetime,
     engine: Engine,
     progress: bool = False,
-    source: cycle.StrategySource | None = None,
+    source: StrategySource | None = None,
 ) -> ReplaySummary:
     """Run deployment ``name``'s cycle in this process for every stored bar in [start, end]."""
     deployment = deployments.get_deployment(engine, name)

@@ -10,7 +10,7 @@ from prism.brokers.paper import PaperBroker
 from prism.core.errors import ConfigError
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
-from prism.live import cycle, steps
+from prism.live import sources, steps
 from prism.live.replay import replay_times
 from prism.registry import promotion
 from prism.registry.lineage import STEPS, aliases_at, order_lineage
@@ -31,7 +31,7 @@ def lineage_settings(settings, tmp_path, monkeypatch):
 
 def _trade_the_champion(engine, settings) -> str:
     """Replay 30 bars through the live cycle with the promoted model; return an order id."""
-    source = cycle.registry_source(settings, None)
+    source = sources.registry_source(settings, None)
     strategy = source.load("champion", source.current("champion")[1])
     config = steps.LiveConfig(deployment="lineage", symbols=("SPX", "NDX"))
     broker = PaperBroker(engine, config)

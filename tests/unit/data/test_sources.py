@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from prism.core.errors import ConfigError, DataUnavailable, TransientError
-from prism.data.bars import BAR_COLUMNS
+from prism.data.bars import BAR_COLUMNS, closed_bars
 from prism.data.crypto import CcxtBarSource
 from prism.data.files import FileBarSource, parse_mapping
 from prism.data.sources import SkfolioBarSource
@@ -342,3 +342,31 @@ def test_an_unknown_ccxt_market_is_data_unavailable():
 def test_an_unknown_exchange_is_named_with_near_matches():
     with pytest.raises(ConfigError, match="ccxt has no exchange 'binanse'; did you mean binance"):
         CcxtBarSource("binanse", ["BTC/USDT"])
+
+
+def test_ccxt_drops_the_candle_still_forming_by_the_exchanges_clock():
+    _, config = _binance("binance/btcusdt_1h.json")
+    source = CcxtBarSource(
+        "binance", ["BTC/USDT"], "1h", since="2024-01-01", limit=100, config=config
+    )
+    every = source.fetch()
+    last = every["time"].iloc[-1]
+    source.client.milliseconds = lambda: int((last + pd.Timedelta(minutes=30)).value // 10**6)
+
+    closed = source.fetch()
+
+    assert len(closed) == len(every) - 1
+    assert closed["time"].iloc[-1] == last - pd.Timedelta(hours=1)
+
+
+def test_closed_bars_keeps_a_bar_once_its_interval_has_ended():
+    bars = pd.DataFrame(
+        {
+            "time": pd.to_datetime(["2024-01-02", "2024-01-03", "2024-01-03 10:00"], utc=True),
+            "timeframe": ["1d", "1d", "1h"],
+        }
+    )
+
+    kept = closed_bars(bars, pd.Timestamp("2024-01-03 11:00", tz="UTC"))
+
+    assert kept["time"].tolist() == list(bars["time"].iloc[[0, 2]])
