@@ -162,10 +162,15 @@ class Settings(BaseSettings):
     dashboard_database_url: SecretStr | None = Field(
         None,
         description="URL the dashboard reads through (a read-only login); unset: the main "
-        "database, with SET ROLE to dashboard_role",
+        "database's server, logged in as dashboard_role with reader_password",
     )
     dashboard_role: str = Field(
-        "prism_reader", description="read-only role the dashboard assumes ('' to read as owner)"
+        "prism_reader", description="read-only login role the dashboard connects as"
+    )
+    reader_password: SecretStr | None = Field(
+        None,
+        description="password of the read-only login dashboard_role; unset: one generated "
+        "into the workspace (reader.password) when the schema is migrated",
     )
     dashboard_auth: str = Field(
         "none", description="dashboard login: none, password (dashboard_password) or oidc"
