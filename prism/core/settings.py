@@ -178,6 +178,12 @@ class Settings(BaseSettings):
     dashboard_password: SecretStr | None = Field(
         None, description="password the dashboard asks for when dashboard_auth=password"
     )
+    dashboard_login_attempts: int = Field(
+        5, ge=1, description="failed dashboard logins a client may make per window"
+    )
+    dashboard_login_window_seconds: float = Field(
+        300.0, gt=0, description="seconds over which failed dashboard logins are counted"
+    )
     dashboard_cache_ttl: float = Field(30.0, description="seconds a dashboard query is cached")
     dashboard_refresh: float = Field(60.0, description="seconds between dashboard auto-refreshes")
     dashboard_benchmark: str = Field(
