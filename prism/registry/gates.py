@@ -221,6 +221,8 @@ class RunEvidence:
     params: dict[str, str] = field(default_factory=dict)
     experiment_trials: int = 1
     recomputed: Recomputed = field(default_factory=Recomputed)
+    failed_trials: int = 0
+    """Failed or killed runs of the experiment: reported, not counted as trials."""
 
 
 def _number(metrics: dict[str, float], name: str) -> float | None:
@@ -298,7 +300,10 @@ def deflated_oos_sharpe(evidence: RunEvidence) -> tuple[float | None, str]:
     )
     if math.isnan(value):
         return None, "the deflated Sharpe ratio is undefined for these moments"
-    return value, f"{n_trials} trial{'s' if n_trials != 1 else ''}, T={n_obs}, {source}"
+    failed = (
+        f"; {evidence.failed_trials} failed run(s) not counted" if evidence.failed_trials else ""
+    )
+    return value, f"{n_trials} trial{'s' if n_trials != 1 else ''}, T={n_obs}, {source}{failed}"
 
 
 RECOMPUTED = (

@@ -104,23 +104,31 @@ def _thresholds(gates: GatesFile | GateSettings) -> GateSettings:
     return gates.thresholds if isinstance(gates, GatesFile) else gates
 
 
-def experiment_trials(client: MlflowClient, experiment_id: str) -> int:
-    """Return the trials an experiment holds: each run counts once, a sweep's parent counts
-    its whole grid (``trials``), and a sweep's kept children are already in that count."""
-    total = 0
-    runs = 0
+def experiment_trials(client: MlflowClient, experiment_id: str) -> tuple[int, int]:
+    """Return the finished trials an experiment holds and, apart, its failed or killed runs.
+
+    Each finished run counts once, a finished sweep's parent counts its whole grid
+    (``trials``), and a sweep's kept children are already in that count. Runs still running are
+    in neither number.
+    """
+    total = finished = failed = 0
     token = None
     while True:
         page = client.search_runs(
             [experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=5000, page_token=token
         )
         for run in page:
-            runs += 1
+            if run.info.status in ("FAILED", "KILLED"):
+                failed += 1
+                continue
+            if run.info.status != "FINISHED":
+                continue
+            finished += 1
             if PARENT_TAG not in run.data.tags:
                 total += max(1, int(run.data.metrics.get(TRIALS_METRIC, 1) or 1))
         token = page.token
         if not token:
-            return max(total, runs)
+            return max(total, finished), failed
 
 
 def approver() -> str:
@@ -140,11 +148,13 @@ def run_evidence(
             f"no MLflow run with id {run_id!r} in {settings.mlflow_tracking_uri}; "
             "`prism research run` prints the id of each run it makes"
         ) from err
+    trial_count, failed = experiment_trials(client, run.info.experiment_id)
     return RunEvidence(
         metrics=dict(run.data.metrics),
         tags=dict(run.data.tags),
         params=dict(run.data.params),
-        experiment_trials=experiment_trials(client, run.info.experiment_id),
+        experiment_trials=trial_count,
+        failed_trials=failed,
         recomputed=Recomputed() if engine is None else recompute(client, run_id, engine),
     )
 

@@ -378,3 +378,17 @@ def test_a_missing_alias_says_how_to_set_it(registry_settings):
     mlflow.set_tracking_uri(registry_settings.mlflow_tracking_uri)
     with pytest.raises(DataUnavailable, match="promote a run first: `prism models promote"):
         versions.champion(registry_settings)
+
+
+def test_the_trial_count_counts_finished_runs_and_reports_failed_ones_apart(store):
+    client = MlflowClient()
+    experiment = client.create_experiment("trial-count")
+    for status in ("FINISHED", "FINISHED", "FAILED", "KILLED", "RUNNING"):
+        run = client.create_run(experiment)
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status=status)
+    swept = client.create_run(experiment)
+    client.log_metric(swept.info.run_id, "trials", 12.0)
+    client.set_terminated(swept.info.run_id, status="FINISHED")
+
+    assert promotion.experiment_trials(client, experiment) == (14, 2)

@@ -234,3 +234,13 @@ def test_the_repositorys_gates_file_loads():
     loaded = load_gates_file(project_root() / "research" / "gates.toml")
 
     assert loaded.version >= 1
+
+
+def test_failed_runs_are_reported_apart_from_the_trials():
+    metrics = {"oos_sharpe": 1.0, **OOS}
+
+    value, how = deflated_oos_sharpe(
+        RunEvidence(metrics, PASSED, experiment_trials=3, failed_trials=2)
+    )
+
+    assert value is not None and how.startswith("3 trials") and "2 failed run(s) not counted" in how
