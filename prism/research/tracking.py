@@ -72,6 +72,8 @@ NOTEBOOK_ARTIFACTS = "notebook"
 EQUITY_ARTIFACT = "equity.parquet"
 TRADES_ARTIFACT = "trades.parquet"
 PIP_REQUIREMENTS = ["mlflow", "pandas", "numpy", "prism-quant"]
+"""The distributions a logged model needs; :func:`pinned_requirements` pins each to the
+version installed here (the lock file's, in an environment made by ``make install``)."""
 PARENT_TAG = "mlflow.parentRunId"
 SWEEP_TAG = "prism.sweep"
 """``parent`` on a sweep's parent run (the grid's table), ``child`` on its kept trials."""
@@ -412,10 +414,22 @@ def log_strategy_model(
                 artifacts={CODE_ARTIFACT: str(code_dir)},
                 signature=signature or strategy_signature(model, example),
                 input_example=example if signature is None else None,
-                pip_requirements=PIP_REQUIREMENTS,
+                pip_requirements=pinned_requirements(),
             )
     mlflow.set_tags({MODEL_URI_TAG: info.model_uri, CODE_HASH_TAG: model.code_sha256})
     return info
+
+
+def pinned_requirements() -> list[str]:
+    """Return :data:`PIP_REQUIREMENTS`, each pinned to its installed version (unpinned when
+    the distribution is not installed)."""
+    pinned = []
+    for name in PIP_REQUIREMENTS:
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pinned.append(name)
+    return pinned
 
 
 def log_params(params: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -346,6 +347,20 @@ def test_a_strategy_registered_by_research_round_trips_through_the_registry(
     pd.testing.assert_frame_equal(
         model.predict(bundled_bars).reset_index(drop=True), strategy.target_weights(bundled_bars)
     )
+
+
+def test_the_logged_model_carries_its_code_and_pinned_requirements(store, runs, tmp_path):
+    model = mlflow.artifacts.download_artifacts(
+        f"runs:/{runs['good']}/{tracking.MODEL_ARTIFACT}", dst_path=str(tmp_path)
+    )
+    requirements = (Path(model) / "requirements.txt").read_text().split()
+    code = sorted(p.name for p in (Path(model) / "artifacts" / "code").iterdir())
+    tags = MlflowClient().get_run(runs["good"]).data.tags
+
+    assert {r.split("==")[0] for r in requirements} >= {"mlflow", "pandas", "numpy", "prism-quant"}
+    assert all("==" in r for r in requirements if not r.startswith("cloudpickle"))
+    assert {"prism.strategies.technical.py", "prism.features.indicators.py"} <= set(code)
+    assert len(tags[tracking.CODE_HASH_TAG]) == 64
 
 
 def test_the_run_records_its_provenance(store, runs):
