@@ -22,7 +22,7 @@ from prism.backtest.engine import BacktestConfig, run_backtest
 from prism.cli.app import app
 from prism.core.errors import ConfigError, DataUnavailable
 from prism.core.settings import Settings
-from prism.live import cycle, drift, risk
+from prism.live import cycle, drift, risk, sources
 from prism.live.replay import replay_times
 from prism.strategies import SmaCrossover
 from tests.integration.runner_support import (
@@ -314,13 +314,13 @@ def test_the_drift_command_prints_the_report_as_json(
     assert "no live activity of 'base'" in str(outside.exception)
 
     expected = drift.drift(stocked, costly, "base", source=source).as_dict()
-    cycle._REGISTRIES.clear()
+    sources._REGISTRIES.clear()
     registry = cycle.registry_source(costly, "drift-model")
     registry._loaded[("drift-model", "1")] = source.load("champion", "1")
     try:
         result = CliRunner().invoke(app, ["runner", "drift", "--deployment", "base", "--json"])
     finally:
-        cycle._REGISTRIES.clear()
+        sources._REGISTRIES.clear()
 
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
