@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import engine, query, settings
 
 from prism.core.errors import PrismError
-from prism.monitoring import access
+from prism.monitoring import access, login
 
 st.set_page_config(page_title="Prism monitoring", layout="wide")
 
@@ -52,10 +52,12 @@ def _logged_in() -> bool:
     with st.form("login"):
         attempt = st.text_input("password", type="password")
         if st.form_submit_button("Log in"):
-            if access.password_matches(settings(), attempt):
+            client = login.client_label(st.context.ip_address)
+            outcome = login.attempt_login(engine(), settings(), client, attempt)
+            if outcome.accepted:
                 st.session_state["authenticated"] = True
                 st.rerun()
-            st.error("Wrong password.")
+            st.error(outcome.message)
     return False
 
 

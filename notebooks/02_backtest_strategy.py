@@ -101,7 +101,7 @@ sheet.show()
 
 # %%
 metrics = tracking.log_backtest(
-    chosen, bars, result, symbols, split, {**gate, **checks}, trials, sheet
+    chosen, bars, result, symbols, split, {**gate, **checks}, trials, sheet, parity_bars
 )
 segment_table(metrics)
 

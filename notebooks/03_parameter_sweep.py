@@ -107,7 +107,14 @@ chosen = make_strategy(strategy, chosen_params)
 result = run_backtest(bars, chosen, config)
 checks = validation_tags(chosen, bars, config, parity_bars)
 metrics = tracking.log_backtest(
-    chosen, bars, result, symbols, split, {**gate, **checks}, int(top["trials"])
+    chosen,
+    bars,
+    result,
+    symbols,
+    split,
+    {**gate, **checks},
+    int(top["trials"]),
+    parity_bars=parity_bars,
 )
 tracking.log_metrics(
     {"deflated_sharpe": top["deflated_sharpe"], "sweep_best_sharpe": top["sharpe"]}

@@ -124,7 +124,9 @@ sheet = tracking.backtest_tear_sheet(chosen, bars, result, symbols)
 sheet.show()
 
 # %%
-metrics = tracking.log_backtest(chosen, bars, result, symbols, split, {**gate, **checks}, 1, sheet)
+metrics = tracking.log_backtest(
+    chosen, bars, result, symbols, split, {**gate, **checks}, 1, sheet, parity_bars
+)
 tracking.log_metrics(
     {
         "cv_accuracy": cv["accuracy"].mean(),

@@ -90,13 +90,22 @@ def db_url(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the Alembic migrations up to the newest revision."""
+    """Apply the Alembic migrations up to the newest revision, and give the read-only login
+    prism_reader its password."""
     from prism.db.engine import connect
     from prism.db.migrate import database_mode, upgrade
+    from prism.db.roles import ensure_reader_login
 
-    engine = connect(load_settings())
+    settings = load_settings()
+    engine = connect(settings)
     revision = upgrade(engine)
+    reader = ensure_reader_login(engine, settings)
     console.print(f"schema at revision {revision} ({database_mode(engine)} mode)")
+    if not reader:
+        console.print(
+            f"the read-only login {settings.dashboard_role or '(none)'} was not set up: this "
+            "user may not alter roles; the dashboard needs PRISM_DASHBOARD_DATABASE_URL"
+        )
 
 
 @db_app.command("info")

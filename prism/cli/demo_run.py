@@ -27,6 +27,7 @@ from prism.data.store import IngestReport, ingest
 from prism.db.engine import open_database
 from prism.live.replay import replay_times
 from prism.registry import promotion
+from prism.registry.gates import Overrides
 from prism.research.notebooks import run_notebook
 
 SYMBOLS = ["SPX", "NDX"]
@@ -115,7 +116,16 @@ def run_demo(settings: Settings, bars: int, console: Console) -> DemoReport:
         f"{run.metrics['n_trades']:.0f} trades"
     )
 
-    promoted = promotion.promote(settings, run.run_id, approved_by="prism demo", engine=engine)
+    # The demo runs from whatever working copy it is started in; a local edit must not stop it,
+    # so it waives the clean-tree gate, and the approval records that and why.
+    promoted = promotion.promote(
+        settings,
+        run.run_id,
+        approved_by=promotion.approver(),
+        reason="prism demo",
+        engine=engine,
+        overrides=Overrides(dirty_tree=True, reason="prism demo promotes from a working copy"),
+    )
     if not promoted.promoted:
         failed = "; ".join(f"{g.gate} (got {g.value})" for g in promoted.failed())
         raise ConfigError(f"the demo's backtest did not pass the promotion gates: {failed}")

@@ -7,7 +7,6 @@ Heavy libraries (MLflow, Prefect, papermill, pandas) are imported inside the com
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -45,23 +44,46 @@ def models_promote(
         Literal["challenger", "champion"], typer.Option(help="alias to point at the version")
     ] = "champion",
     reason: Annotated[str, typer.Option(help="why (kept with the approval)")] = "",
-    approved_by: Annotated[str | None, typer.Option(help="who approves (default: you)")] = None,
+    allow_dirty: Annotated[
+        bool, typer.Option(help="waive the clean-tree gate (needs --override-reason)")
+    ] = False,
+    allow_gaps: Annotated[
+        bool, typer.Option(help="waive the data-gaps gate (needs --override-reason)")
+    ] = False,
+    override_reason: Annotated[
+        str, typer.Option(help="why a gate is waived (kept with the approval)")
+    ] = "",
 ) -> None:
-    """Register a run's model and point the alias at it if it passes the promotion gates
-    (research/gates.toml); on a failure print the gates and change nothing."""
-    from prism.registry.promotion import promote
+    """Recompute a run's evidence (look-ahead and parity checks on its model and the stored
+    bars, its metrics from its logged equity and trades), and register its model and point the
+    alias at it if it passes the promotion gates (research/gates.toml); on a failure print the
+    gates and change nothing. The approver is you (the OS user)."""
+    from prism.registry.evidence import lookahead_table
+    from prism.registry.gates import Overrides
+    from prism.registry.promotion import approver, promote
 
     settings = load_settings()
     result = promote(
         settings,
         run,
-        approved_by=approved_by or getpass.getuser(),
+        approved_by=approver(),
         alias=alias,
         reason=reason,
+        overrides=Overrides(allow_dirty, allow_gaps, override_reason),
     )
     console.print(_gate_table(result.gates))
+    violations = result.recomputed.lookahead
+    if violations:
+        table = folding_table(
+            "cut (UTC)", "bar time (UTC)", "symbol", "full history", "cut history"
+        )
+        for row in lookahead_table(violations).itertuples(index=False):
+            table.add_row(*(str(value) for value in row))
+        console.print(f"look-ahead: {len(violations)} weight(s) changed when history was cut")
+        console.print(table)
     record = result.gates_record
     console.print(f"gates file {record.get('file')} version {record.get('version')}")
+    console.print(f"code sha256 {result.code_sha256 or '(none)'}")
     if not result.promoted:
         errors.print(
             f"[red]not promoted[/]: {len(result.failed())} gate(s) failed; the registry is "
@@ -114,6 +136,9 @@ def models_show(version: Annotated[str, typer.Argument(help="the model version")
         ("gates file", f"{info.tags.get('gates_file', '')} v{info.tags.get('gates_version', '')}"),
         ("gates sha256", info.tags.get("gates_sha256", "")),
         ("gates overrides", info.tags.get("gates_overrides", "")),
+        ("code sha256", info.tags.get("code_sha256", "")),
+        ("waived gates", info.tags.get("waived_gates", "")),
+        ("waiver reason", info.tags.get("waiver_reason", "")),
     ]:
         table.add_row(name, value)
     console.print(table)
@@ -137,12 +162,12 @@ def models_show(version: Annotated[str, typer.Argument(help="the model version")
 def models_rollback(
     reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "",
     to: Annotated[str | None, typer.Option(help="version to return to (default: previous)")] = None,
-    by: Annotated[str | None, typer.Option(help="who rolls back (default: you)")] = None,
 ) -> None:
-    """Move 'champion' back to the version it pointed at before, and record it."""
-    from prism.registry.promotion import rollback
+    """Move 'champion' back to the version it pointed at before, and record it (as you, the
+    OS user)."""
+    from prism.registry.promotion import approver, rollback
 
-    done = rollback(load_settings(), by or getpass.getuser(), reason, to)
+    done = rollback(load_settings(), approver(), reason, to)
     console.print(
         f"{done.model_name}: '{done.alias}' moved from version {done.from_version} "
         f"back to version {done.to_version}"

@@ -162,16 +162,27 @@ class Settings(BaseSettings):
     dashboard_database_url: SecretStr | None = Field(
         None,
         description="URL the dashboard reads through (a read-only login); unset: the main "
-        "database, with SET ROLE to dashboard_role",
+        "database's server, logged in as dashboard_role with reader_password",
     )
     dashboard_role: str = Field(
-        "prism_reader", description="read-only role the dashboard assumes ('' to read as owner)"
+        "prism_reader", description="read-only login role the dashboard connects as"
+    )
+    reader_password: SecretStr | None = Field(
+        None,
+        description="password of the read-only login dashboard_role; unset: one generated "
+        "into the workspace (reader.password) when the schema is migrated",
     )
     dashboard_auth: str = Field(
         "none", description="dashboard login: none, password (dashboard_password) or oidc"
     )
     dashboard_password: SecretStr | None = Field(
         None, description="password the dashboard asks for when dashboard_auth=password"
+    )
+    dashboard_login_attempts: int = Field(
+        5, ge=1, description="failed dashboard logins a client may make per window"
+    )
+    dashboard_login_window_seconds: float = Field(
+        300.0, gt=0, description="seconds over which failed dashboard logins are counted"
     )
     dashboard_cache_ttl: float = Field(30.0, description="seconds a dashboard query is cached")
     dashboard_refresh: float = Field(60.0, description="seconds between dashboard auto-refreshes")

@@ -82,7 +82,26 @@ def start(pgdata: Path) -> str:
     if socket_dir is None:
         raise ConfigError(f"the embedded server in {pgdata} has no Unix socket")
     _ensure_database(libpq_url(socket_dir, "postgres"))
+    _require_password_for(pgdata, libpq_url(socket_dir, "postgres"), READER_ROLES)
     return libpq_url(socket_dir)
+
+
+READER_ROLES = ("prism_reader",)
+"""Logins the server asks a password of (initdb lets every local connection in unasked)."""
+
+
+def _require_password_for(pgdata: Path, admin_url: str, roles: tuple[str, ...]) -> None:
+    """Put ``local all ROLE scram-sha-256`` above the trust lines of ``pg_hba.conf`` for each
+    role, and reload the server when that changed it."""
+    hba = pgdata / "pg_hba.conf"
+    current = hba.read_text()
+    wanted = [f"local all {role} scram-sha-256" for role in roles]
+    missing = [line for line in wanted if line not in current.splitlines()]
+    if not missing:
+        return
+    hba.write_text("\n".join(missing) + "\n" + current)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_reload_conf()")
 
 
 def _ensure_database(admin_url: str) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings, mask_url
 from prism.db import embedded
+from prism.db.roles import ensure_reader_login
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -59,4 +60,5 @@ def open_database(settings: Settings) -> Engine:
 
     engine = connect(settings)
     upgrade(engine)
+    ensure_reader_login(engine, settings)
     return engine

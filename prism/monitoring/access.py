@@ -1,10 +1,11 @@
 """Who the dashboard reads as, and whether a visitor may see it.
 
-The dashboard never writes. With ``PRISM_DASHBOARD_DATABASE_URL`` set it connects with that
-(read-only) login and runs no migration; otherwise it opens the main database (migrating it, as
-every Prism process does) and every pooled connection runs ``SET ROLE prism_reader`` (the role
-migration 0008 creates) so that SELECT is all it can do. When that role does not exist (the
-migrating user could not create roles) it reads as the owner and :func:`reading_as` says so.
+The dashboard never writes and never migrates. It connects with its own read-only login:
+``PRISM_DASHBOARD_DATABASE_URL`` when set, else the main database's server logged in as
+``PRISM_DASHBOARD_ROLE`` (``prism_reader``, created by migration 0008) with its password
+(:mod:`prism.db.roles`). It never holds the owner's credentials, so neither ``RESET ROLE`` nor
+``SET ROLE`` can give it more than ``SELECT``. A database that was never migrated (no role, no
+password yet) is refused with the command that fixes it.
 
 Login: ``PRISM_DASHBOARD_AUTH`` is ``none`` (the local demo), ``password`` (compared with
 ``PRISM_DASHBOARD_PASSWORD`` in constant time) or ``oidc`` (Streamlit's ``st.login`` with the
@@ -18,54 +19,35 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from pydantic import SecretStr
+from sqlalchemy import Engine, text
 
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings
-from prism.db.engine import connect, open_database
+from prism.db.engine import connect, database_url
+from prism.db.roles import reader_url
 
 AUTH_MODES = ("none", "password", "oidc")
 OIDC_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
 """What ``st.login()`` (the default provider) needs in the ``[auth]`` section of the secrets."""
 
 
-def _role_usable(engine: Engine, role: str) -> bool:
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                text(
-                    "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :r) "
-                    "AND pg_has_role(current_user, :r, 'MEMBER')"
-                ),
-                {"r": role},
-            ).scalar()
-        )
-
-
-def _assume_role(engine: Engine, role: str) -> Engine:
-    """Return a new engine on ``engine``'s URL whose connections all ``SET ROLE role``."""
-    reader = create_engine(engine.url.render_as_string(hide_password=False), pool_pre_ping=True)
-    quoted = role.replace('"', '""')
-
-    @event.listens_for(reader, "connect")
-    def _set_role(dbapi_connection: Any, _record: Any) -> None:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute(f'SET ROLE "{quoted}"')
-        dbapi_connection.commit()
-
-    return reader
-
-
 def reader_engine(settings: Settings) -> Engine:
-    """Return the engine the dashboard reads through (see the module docstring)."""
+    """Return the engine the dashboard reads through (see the module docstring), checked to
+    run its queries as the reader role."""
     if settings.dashboard_database_url is not None:
         url = settings.dashboard_database_url.get_secret_value()
-        return connect(settings.model_copy(update={"database_url": url}))
-    owner = open_database(settings)
-    if not settings.dashboard_role or not _role_usable(owner, settings.dashboard_role):
-        return owner
-    owner.dispose()
-    return _assume_role(owner, settings.dashboard_role)
+    else:
+        url = reader_url(settings, database_url(settings))
+    engine = connect(settings.model_copy(update={"database_url": SecretStr(url)}))
+    role = reading_as(engine)
+    if settings.dashboard_database_url is None and role != settings.dashboard_role:
+        engine.dispose()
+        raise ConfigError(
+            f"the dashboard's login reads as {role!r}, not {settings.dashboard_role!r}; "
+            "check PRISM_DASHBOARD_ROLE"
+        )
+    return engine
 
 
 def reading_as(engine: Engine) -> str:

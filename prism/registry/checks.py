@@ -8,7 +8,10 @@ A version the runner's alias points at for the first time trades only if:
 - **approval** — it came through ``prism models promote``: ``models.approvals`` holds a
   ``promote`` record for that model name and version (an alias set by hand has none);
 - **lineage** — its MLflow run exists and carries the notebook, git commit and data hash
-  (:mod:`prism.registry.lineage` walks that chain from an order).
+  (:mod:`prism.registry.lineage` walks that chain from an order);
+- **code** — the model carries the source of its strategy code, the hash of that code is the
+  one its approval recorded, the stored sources still hash to it, and the code installed here
+  (what ``predict`` will run) is that code: an edit after promotion refuses the version.
 
 The pure parts (``*_problems``) take what was read and return the problems found, each a
 sentence; :func:`check_version` reads MLflow and the database and gathers them. A refused
@@ -17,20 +20,24 @@ version is reported once (:func:`refusal_recorded`), as a critical ``model_refus
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, get_model_info, validate_schema
 from mlflow.tracking import MlflowClient
 from sqlalchemy import Engine, text
 
-from prism.core.errors import DataUnavailable
+from prism.core.errors import DataUnavailable, PrismError
 from prism.core.settings import Settings
 from prism.data.bars import empty_bars
 from prism.data.store import read_bars
 from prism.research.tracking import DATA_HASH_TAG, NOTEBOOK_TAG, connect
+from prism.strategies.pyfunc import StrategyModel
 
 REFUSED_EVENT = "model_refused"
 LINEAGE_TAGS = {"notebook": NOTEBOOK_TAG, "git commit": "git_commit", "data hash": DATA_HASH_TAG}
@@ -102,6 +109,48 @@ def lineage_problems(
     return []
 
 
+def code_problems(approved: str | None, model_sha256: str, model_problems: list[str]) -> list[str]:
+    """Return why a model whose code hash is ``model_sha256`` (``model_problems``: what
+    :meth:`~prism.strategies.pyfunc.StrategyModel.code_problems` found) may not run, given the
+    code hash its approval recorded (``approved``, None when it recorded none)."""
+    problems = list(model_problems)
+    if not approved:
+        problems.append(
+            "its approval records no code hash (promoted before code pinning); promote it again"
+        )
+    elif model_sha256 != approved:
+        problems.append(
+            f"its code hash {model_sha256[:12] or '(none)'} differs from the {approved[:12]} "
+            "its approval recorded; the model was replaced after promotion"
+        )
+    return problems
+
+
+def approved_code(engine: Engine, model_name: str, version: str) -> str | None:
+    """Return the code hash the newest ``promote`` approval of the version recorded."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT code_sha256 FROM models.approvals WHERE model_name = :m AND version = :v "
+                "AND action = 'promote' ORDER BY decided_at DESC, id DESC LIMIT 1"
+            ),
+            {"m": model_name, "v": version},
+        ).scalar()
+    return None if found is None else str(found)
+
+
+def _model_code(uri: str) -> tuple[str, list[str]]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model: Any = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    except (MlflowException, OSError, PrismError) as err:
+        return "", [f"its model could not be loaded to check its code: {err}"]
+    if not isinstance(model, StrategyModel):
+        return "", ["its model is not a Prism strategy model, so its code cannot be checked"]
+    return model.code_sha256, model.code_problems()
+
+
 def approval_actions(engine: Engine, model_name: str, version: str) -> list[str]:
     """Return the actions ``models.approvals`` records for ``model_name`` ``version``."""
     with engine.connect() as conn:
@@ -156,6 +205,8 @@ def check_version(
     run_id = str(registered.run_id) if registered.run_id else None
     tags, params = _run_record(client, run_id) if run_id else (None, {})
     problems += lineage_problems(run_id, tags, params)
+    model_sha256, found = _model_code(f"models:/{model_name}/{version}")
+    problems += code_problems(approved_code(engine, model_name, version), model_sha256, found)
     return ModelCheck(model_name, version, tuple(problems))
 
 

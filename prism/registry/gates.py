@@ -5,16 +5,25 @@ The thresholds live in a versioned file in the repository (``research/gates.toml
 approval records the file's version and SHA-256. A ``PRISM_GATE_*`` variable still overrides a
 threshold for a session; the approval then lists it under ``overrides``.
 
-Each gate reads what the run recorded (the metric and tag names of the research runs):
+The gates judge evidence recomputed at promotion (:mod:`prism.registry.evidence`), not what
+the run says of itself:
 
-- ``oos_sharpe >= min_sharpe``, ``max_drawdown <= max_drawdown``, ``n_trades >= min_trades``;
+- **evidence**: the model loads, its code is the code it was logged with, the stored bars hash
+  to the run's data hash and a fresh backtest of the model gives the logged equity curve;
+- **logged metrics**: every gated metric the run logged equals the one recomputed from its
+  logged equity and trades (a mismatch names the metric);
+- ``oos_sharpe >= min_sharpe``, ``max_drawdown <= max_drawdown``, ``n_trades >= min_trades``,
+  on the recomputed metrics;
 - the deflated Sharpe ratio (Bailey and López de Prado, 2014) of the out-of-sample segment,
   from ``oos_sharpe``, ``oos_skew``, ``oos_kurtosis`` and ``oos_n_periods``, given the number
   of trials behind the run, ``>= min_deflated_sharpe``;
-- tags ``prism.lookahead_check`` and ``prism.parity_check`` equal to ``passed``.
+- the look-ahead and backtest/live parity checks, re-run on the model and the stored bars;
+- **clean tree**: the run was made from a commit without uncommitted changes, and **data
+  gaps**: it did not set ``allow_gaps`` and its bars have no open gap; either may be overridden
+  with a reason (:class:`Overrides`), which the approval records.
 
-Anything not recorded fails its gate with "not recorded": the gates fail closed. Everything
-here is pure (no MLflow, no database); :mod:`prism.registry.promotion` gathers the evidence.
+Anything not recomputed fails its gate: the gates fail closed. Everything here is pure (no
+MLflow, no database); :mod:`prism.registry.promotion` gathers the evidence.
 """
 
 from __future__ import annotations
@@ -22,20 +31,18 @@ from __future__ import annotations
 import hashlib
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from prism.backtest.metrics import PERIODS_PER_YEAR
-from prism.backtest.validation import deflated_sharpe_ratio
+from prism.backtest.validation import Violation, deflated_sharpe_ratio
 from prism.core.errors import ConfigError
 from prism.core.settings import GateSettings, Settings, project_root
 from prism.research.tracking import SHARPE_VARIANCE_METRIC, TRIALS_METRIC
 
-LOOKAHEAD_TAG = "prism.lookahead_check"
-PARITY_TAG = "prism.parity_check"
 NOT_RECORDED = "not recorded"
 
 
@@ -153,13 +160,69 @@ class GateResult:
 
 
 @dataclass(frozen=True)
+class Mismatch:
+    """A metric the run logged that its own equity and trades do not give."""
+
+    metric: str
+    logged: float | None
+    recomputed: float
+
+
+@dataclass(frozen=True)
+class Recomputed:
+    """What :func:`prism.registry.evidence.recompute` found: recomputed metrics, the logged
+    metrics that disagree with them, the checks' outcomes (None: could not run), the run's git
+    state and gaps, the code hash, and every problem that kept the evidence from being
+    recomputed."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    mismatches: tuple[Mismatch, ...] = ()
+    lookahead: tuple[Violation, ...] | None = None
+    parity: bool | None = None
+    git_dirty: str = "unknown"
+    allow_gaps: bool = False
+    gaps: tuple[str, ...] = ()
+    code_sha256: str = ""
+    problems: tuple[str, ...] = ("the evidence was not recomputed",)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What the promoter waives, and why: a run from a dirty tree, a run on bars with gaps."""
+
+    dirty_tree: bool = False
+    data_gaps: bool = False
+    reason: str = ""
+
+    def names(self) -> list[str]:
+        """Return the waived gates' names."""
+        return [
+            name
+            for name, on in (("clean tree", self.dirty_tree), ("data gaps", self.data_gaps))
+            if on
+        ]
+
+    def check(self) -> None:
+        """Raise a ConfigError when something is waived without a reason."""
+        if self.names() and not self.reason.strip():
+            raise ConfigError(
+                f"overriding the {' and '.join(self.names())} gate needs a reason; pass "
+                '--override-reason "..." (it is kept with the approval)'
+            )
+
+
+@dataclass(frozen=True)
 class RunEvidence:
-    """What a run recorded, plus how many trials its experiment holds."""
+    """What a run recorded, what was recomputed of it, and how many trials its experiment
+    holds."""
 
     metrics: dict[str, float]
     tags: dict[str, str]
     params: dict[str, str] = field(default_factory=dict)
     experiment_trials: int = 1
+    recomputed: Recomputed = field(default_factory=Recomputed)
+    failed_trials: int = 0
+    """Failed or killed runs of the experiment: reported, not counted as trials."""
 
 
 def _number(metrics: dict[str, float], name: str) -> float | None:
@@ -180,13 +243,6 @@ def _threshold_gate(
         return GateResult(name, metric, required, "-", False, NOT_RECORDED)
     passed = value >= bound if at_least else value <= bound
     return GateResult(name, metric, required, _format(value), passed)
-
-
-def _check_gate(name: str, tag: str, tags: dict[str, str]) -> GateResult:
-    value = tags.get(tag)
-    if value is None:
-        return GateResult(name, tag, "passed", "-", False, NOT_RECORDED)
-    return GateResult(name, tag, "passed", value, value == "passed")
 
 
 def trials(evidence: RunEvidence) -> int:
@@ -244,19 +300,98 @@ def deflated_oos_sharpe(evidence: RunEvidence) -> tuple[float | None, str]:
     )
     if math.isnan(value):
         return None, "the deflated Sharpe ratio is undefined for these moments"
-    return value, f"{n_trials} trial{'s' if n_trials != 1 else ''}, T={n_obs}, {source}"
+    failed = (
+        f"; {evidence.failed_trials} failed run(s) not counted" if evidence.failed_trials else ""
+    )
+    return value, f"{n_trials} trial{'s' if n_trials != 1 else ''}, T={n_obs}, {source}{failed}"
 
 
-def evaluate(evidence: RunEvidence, gates: GateSettings) -> list[GateResult]:
-    """Return every gate's verdict on a run."""
-    metrics = evidence.metrics
+RECOMPUTED = (
+    "sharpe",
+    "max_drawdown",
+    "n_trades",
+    "oos_sharpe",
+    "oos_max_drawdown",
+    "oos_n_trades",
+    "oos_skew",
+    "oos_kurtosis",
+    "oos_n_periods",
+)
+"""The metrics recomputed from a run's logged equity and trades (the gates read among these)."""
+
+
+def _judged_metrics(evidence: RunEvidence) -> dict[str, float]:
+    logged = {k: v for k, v in evidence.metrics.items() if k not in RECOMPUTED}
+    return {**logged, **evidence.recomputed.metrics}
+
+
+def _evidence_gates(recomputed: Recomputed) -> list[GateResult]:
+    problems = "; ".join(recomputed.problems)
     results = [
+        GateResult(
+            "evidence",
+            "model, bars, equity",
+            "recomputed",
+            "recomputed" if not recomputed.problems else "-",
+            not recomputed.problems,
+            problems,
+        )
+    ]
+    if recomputed.mismatches:
+        for m in recomputed.mismatches:
+            results.append(
+                GateResult(
+                    "logged metric",
+                    m.metric,
+                    f"= {_format(m.recomputed)}",
+                    "-" if m.logged is None else _format(m.logged),
+                    False,
+                    f"the run logged {m.metric} "
+                    + ("nothing" if m.logged is None else repr(m.logged))
+                    + f" but its equity and trades give {m.recomputed!r}",
+                )
+            )
+    elif not recomputed.problems:
+        results.append(
+            GateResult("logged metrics", ", ".join(RECOMPUTED), "= recomputed", "equal", True)
+        )
+    return results
+
+
+def _check_result(name: str, outcome: bool | None, detail: str) -> GateResult:
+    if outcome is None:
+        return GateResult(name, "re-run at promotion", "passed", "-", False, "not run")
+    return GateResult(
+        name, "re-run at promotion", "passed", "passed" if outcome else "failed", outcome, detail
+    )
+
+
+def _waivable(name: str, reads: str, problem: str, waived: bool, reason: str) -> GateResult:
+    if not problem:
+        return GateResult(name, reads, "none", "none", True)
+    if waived:
+        return GateResult(
+            name, reads, "none", "overridden", True, f"{problem}; overridden: {reason}"
+        )
+    return GateResult(name, reads, "none", "found", False, problem)
+
+
+def evaluate(
+    evidence: RunEvidence, gates: GateSettings, overrides: Overrides | None = None
+) -> list[GateResult]:
+    """Return every gate's verdict on a run, judged on its recomputed evidence."""
+    waive = overrides or Overrides()
+    recomputed = evidence.recomputed
+    metrics = _judged_metrics(evidence)
+    judged = replace(evidence, metrics=metrics)
+    results = _evidence_gates(recomputed)
+    results += [
         _threshold_gate("out-of-sample Sharpe", "oos_sharpe", metrics, gates.min_sharpe, True),
         _threshold_gate("max drawdown", "max_drawdown", metrics, gates.max_drawdown, False),
         _threshold_gate("trades", "n_trades", metrics, float(gates.min_trades), True),
     ]
     required = f">= {_format(gates.min_deflated_sharpe)}"
-    dsr, how = deflated_oos_sharpe(evidence)
+    dsr, how = deflated_oos_sharpe(judged)
     if dsr is None:
         results.append(GateResult("deflated Sharpe", "oos_*", required, "-", False, how))
     else:
@@ -271,7 +406,35 @@ def evaluate(evidence: RunEvidence, gates: GateSettings) -> list[GateResult]:
             )
         )
     if gates.require_lookahead_check:
-        results.append(_check_gate("look-ahead check", LOOKAHEAD_TAG, evidence.tags))
+        violations = recomputed.lookahead
+        passed = None if violations is None else not violations
+        detail = (
+            "" if not violations else f"{len(violations)} weight(s) changed when history was cut"
+        )
+        results.append(_check_result("look-ahead check", passed, detail))
     if gates.require_parity_check:
-        results.append(_check_gate("parity check", PARITY_TAG, evidence.tags))
+        detail = (
+            "" if recomputed.parity is not False else "bar-by-bar run differs from the backtest"
+        )
+        results.append(_check_result("parity check", recomputed.parity, detail))
+    dirty = {
+        "false": "",
+        "true": "the run was made from a tree with uncommitted changes",
+    }.get(recomputed.git_dirty, "the run records no git state (git_dirty)")
+    if dirty:
+        dirty += "; commit and re-run, or pass --allow-dirty with --override-reason"
+    results.append(_waivable("clean tree", "git_dirty", dirty, waive.dirty_tree, waive.reason))
+    gaps = []
+    if recomputed.allow_gaps:
+        gaps.append("the run set allow_gaps")
+    if recomputed.gaps:
+        gaps.append("open gaps in its bars: " + ", ".join(recomputed.gaps[:5]))
+    gap_problem = "; ".join(gaps)
+    if gap_problem:
+        gap_problem += "; backfill and re-run, or pass --allow-gaps with --override-reason"
+    results.append(
+        _waivable(
+            "data gaps", "allow_gaps, stored bars", gap_problem, waive.data_gaps, waive.reason
+        )
+    )
     return results

@@ -1,7 +1,9 @@
 """The model registry: promotion through the gates, aliases, rollback, and loading a model.
 
-A promotion reads what the run recorded (:mod:`prism.registry.gates` judges it). If every gate
-passes, the run's model is registered (once; promoting the same run again reuses its version), the
+A promotion recomputes the run's evidence from its model, its logged equity and trades and the
+stored bars (:mod:`prism.registry.evidence`) and :mod:`prism.registry.gates` judges it. The
+approver is the authenticated identity (:func:`approver`: the OS user). If every gate passes,
+the run's model is registered (once; promoting the same run again reuses its version), the
 alias asked for (``challenger`` or ``champion``) points at it, and the approval (who, when, why,
 the gate results, the gates file's version and hash) is written to MLflow's model version tags
 and to ``models.approvals`` and the ``models.versions`` mirror. If any gate fails, MLflow's
@@ -15,6 +17,7 @@ from the approvals history) and records that too. The runner resolves the alias 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import io
 import json
 from dataclasses import asdict, dataclass, field, replace
@@ -30,9 +33,12 @@ from sqlalchemy import Connection, Engine, text
 from prism.core.errors import ConfigError
 from prism.core.settings import GateSettings, Settings
 from prism.db.engine import open_database
+from prism.registry.evidence import recompute
 from prism.registry.gates import (
     GateResult,
     GatesFile,
+    Overrides,
+    Recomputed,
     RunEvidence,
     evaluate,
     load_gates_file,
@@ -60,6 +66,12 @@ class Promotion:
     gates: list[GateResult]
     version: str | None
     gates_record: dict[str, Any] = field(default_factory=dict)
+    recomputed: Recomputed = field(default_factory=Recomputed)
+
+    @property
+    def code_sha256(self) -> str:
+        """Return the hash of the strategy code the judged model carries."""
+        return self.recomputed.code_sha256
 
     @property
     def promoted(self) -> bool:
@@ -92,27 +104,43 @@ def _thresholds(gates: GatesFile | GateSettings) -> GateSettings:
     return gates.thresholds if isinstance(gates, GatesFile) else gates
 
 
-def experiment_trials(client: MlflowClient, experiment_id: str) -> int:
-    """Return the trials an experiment holds: each run counts once, a sweep's parent counts
-    its whole grid (``trials``), and a sweep's kept children are already in that count."""
-    total = 0
-    runs = 0
+def experiment_trials(client: MlflowClient, experiment_id: str) -> tuple[int, int]:
+    """Return the finished trials an experiment holds and, apart, its failed or killed runs.
+
+    Each finished run counts once, a finished sweep's parent counts its whole grid
+    (``trials``), and a sweep's kept children are already in that count. Runs still running are
+    in neither number.
+    """
+    total = finished = failed = 0
     token = None
     while True:
         page = client.search_runs(
             [experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=5000, page_token=token
         )
         for run in page:
-            runs += 1
+            if run.info.status in ("FAILED", "KILLED"):
+                failed += 1
+                continue
+            if run.info.status != "FINISHED":
+                continue
+            finished += 1
             if PARENT_TAG not in run.data.tags:
                 total += max(1, int(run.data.metrics.get(TRIALS_METRIC, 1) or 1))
         token = page.token
         if not token:
-            return max(total, runs)
+            return max(total, finished), failed
 
 
-def run_evidence(client: MlflowClient, run_id: str, settings: Settings) -> RunEvidence:
-    """Return what run ``run_id`` recorded and its experiment's trial count."""
+def approver() -> str:
+    """Return the authenticated identity that approves: the OS user running the command."""
+    return getpass.getuser()
+
+
+def run_evidence(
+    client: MlflowClient, run_id: str, settings: Settings, engine: Engine | None = None
+) -> RunEvidence:
+    """Return what run ``run_id`` recorded, its evidence recomputed against the stored bars of
+    ``engine`` (when given) and its experiment's trial count."""
     try:
         run = client.get_run(run_id)
     except MlflowException as err:
@@ -120,20 +148,28 @@ def run_evidence(client: MlflowClient, run_id: str, settings: Settings) -> RunEv
             f"no MLflow run with id {run_id!r} in {settings.mlflow_tracking_uri}; "
             "`prism research run` prints the id of each run it makes"
         ) from err
+    trial_count, failed = experiment_trials(client, run.info.experiment_id)
     return RunEvidence(
         metrics=dict(run.data.metrics),
         tags=dict(run.data.tags),
         params=dict(run.data.params),
-        experiment_trials=experiment_trials(client, run.info.experiment_id),
+        experiment_trials=trial_count,
+        failed_trials=failed,
+        recomputed=Recomputed() if engine is None else recompute(client, run_id, engine),
     )
 
 
 def check(
-    settings: Settings, run_id: str, gates: GatesFile | GateSettings | None = None
+    settings: Settings,
+    run_id: str,
+    gates: GatesFile | GateSettings | None = None,
+    engine: Engine | None = None,
+    overrides: Overrides | None = None,
 ) -> list[GateResult]:
     """Return the gates' verdicts on ``run_id`` without changing anything."""
     client = mlflow_client(settings)
-    return evaluate(run_evidence(client, run_id, settings), _thresholds(_gates(settings, gates)))
+    evidence = run_evidence(client, run_id, settings, _engine(settings, engine))
+    return evaluate(evidence, _thresholds(_gates(settings, gates)), overrides)
 
 
 def promote(
@@ -144,31 +180,48 @@ def promote(
     alias: str = CHAMPION,
     reason: str = "",
     engine: Engine | None = None,
+    overrides: Overrides | None = None,
 ) -> Promotion:
-    """Register ``run_id``'s model and point ``alias`` at it if every gate passes.
+    """Register ``run_id``'s model and point ``alias`` at it if every gate passes on the
+    evidence recomputed from the run's model and artifacts and the stored bars.
 
-    ``gates`` defaults to the settings' gates file. On a refusal nothing in MLflow or in
-    ``models.versions`` changes; the refusal is recorded in ``models.approvals``.
+    ``gates`` defaults to the settings' gates file; ``approved_by`` is the authenticated
+    identity (the CLI passes :func:`approver`); ``overrides`` waives the clean-tree or data-gaps
+    gate with a reason. On a refusal nothing in MLflow or in ``models.versions`` changes; the
+    refusal is recorded in ``models.approvals``.
     """
     if alias not in ALIASES:
         raise ConfigError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
+    waive = overrides or Overrides()
+    waive.check()
     client = mlflow_client(settings)
     gates = _gates(settings, gates)
     record = _gates_record(gates)
-    evidence = run_evidence(client, run_id, settings)
-    if evidence.tags.get(SWEEP_TAG) == "parent":
-        raise ConfigError(
-            f"run {run_id} is a sweep's parent (it holds the grid's table, not a model); "
-            "promote one of its child runs, which `prism research sweep` prints"
-        )
-    results = evaluate(evidence, _thresholds(gates))
     database = _engine(settings, engine)
+    _refuse_sweep_parent(client, run_id, settings)
+    evidence = run_evidence(client, run_id, settings, database)
+    results = evaluate(evidence, _thresholds(gates), waive)
     name = settings.model_name
-    entry = Entry(name, None, alias, "refuse", run_id, None, approved_by, reason, results, record)
+    code = evidence.recomputed.code_sha256
+    entry = Entry(
+        name,
+        None,
+        alias,
+        "refuse",
+        run_id,
+        None,
+        approved_by,
+        reason,
+        results,
+        record,
+        code_sha256=code,
+        waived=tuple(waive.names()),
+        waiver_reason=waive.reason,
+    )
     if not all(gate.passed for gate in results):
         with database.begin() as conn:
             _record_approval(conn, entry)
-        return Promotion(run_id, name, alias, results, None, record)
+        return Promotion(run_id, name, alias, results, None, record, evidence.recomputed)
     model_uri = evidence.tags.get(MODEL_URI_TAG)
     if model_uri is None:
         raise ConfigError(
@@ -191,7 +244,22 @@ def promote(
         client.set_registered_model_alias(name, alias, version)
         if alias == CHAMPION and _alias_version(client, name, CHALLENGER) == version:
             client.delete_registered_model_alias(name, CHALLENGER)
-    return Promotion(run_id, name, alias, results, version, record)
+    return Promotion(run_id, name, alias, results, version, record, evidence.recomputed)
+
+
+def _refuse_sweep_parent(client: MlflowClient, run_id: str, settings: Settings) -> None:
+    try:
+        tags = client.get_run(run_id).data.tags
+    except MlflowException as err:
+        raise ConfigError(
+            f"no MLflow run with id {run_id!r} in {settings.mlflow_tracking_uri}; "
+            "`prism research run` prints the id of each run it makes"
+        ) from err
+    if tags.get(SWEEP_TAG) == "parent":
+        raise ConfigError(
+            f"run {run_id} is a sweep's parent (it holds the grid's table, not a model); "
+            "promote one of its child runs, which `prism research sweep` prints"
+        )
 
 
 def _existing_version(client: MlflowClient, name: str, run_id: str) -> str | None:
@@ -224,6 +292,9 @@ class Entry:
     results: list[GateResult] = field(default_factory=list)
     gates: dict[str, Any] = field(default_factory=dict)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    code_sha256: str = ""
+    waived: tuple[str, ...] = ()
+    waiver_reason: str = ""
 
     def gate_json(self) -> str:
         """Return the gate results as compact JSON."""
@@ -241,6 +312,9 @@ class Entry:
             "gates_version": str(self.gates.get("version")),
             "gates_sha256": str(self.gates.get("sha256")),
             "gates_overrides": ",".join(self.gates.get("overrides") or []),
+            "code_sha256": self.code_sha256,
+            "waived_gates": ",".join(self.waived),
+            "waiver_reason": self.waiver_reason,
         }
 
 
@@ -249,8 +323,9 @@ def _record_approval(conn: Connection, entry: Entry) -> None:
         text(
             "INSERT INTO models.approvals (model_name, version, alias, action, mlflow_run_id, "
             "previous_version, decided_by, decided_at, reason, gate_results, gates_file, "
-            "gates_version, gates_sha256, gates_overrides) VALUES (:m, :v, :a, :action, :run, "
-            ":prev, :by, :at, :reason, CAST(:gates AS jsonb), :file, :gv, :sha, :overrides)"
+            "gates_version, gates_sha256, gates_overrides, code_sha256, waived, waiver_reason) "
+            "VALUES (:m, :v, :a, :action, :run, :prev, :by, :at, :reason, CAST(:gates AS jsonb), "
+            ":file, :gv, :sha, :overrides, :code, :waived, :why)"
         ),
         {
             "m": entry.model_name,
@@ -267,6 +342,9 @@ def _record_approval(conn: Connection, entry: Entry) -> None:
             "gv": entry.gates.get("version"),
             "sha": entry.gates.get("sha256"),
             "overrides": list(entry.gates.get("overrides") or []),
+            "code": entry.code_sha256 or None,
+            "waived": list(entry.waived),
+            "why": entry.waiver_reason,
         },
     )
 
@@ -287,12 +365,13 @@ def _mirror(conn: Connection, entry: Entry) -> None:
     conn.execute(
         text(
             "INSERT INTO models.versions (model_name, version, alias, mlflow_run_id, approved_by, "
-            "approved_at, gate_results, reason, gates_version, gates_sha256) VALUES "
-            "(:m, :v, :a, :run, :by, :at, CAST(:gates AS jsonb), :reason, :gv, :sha) "
+            "approved_at, gate_results, reason, gates_version, gates_sha256, code_sha256) VALUES "
+            "(:m, :v, :a, :run, :by, :at, CAST(:gates AS jsonb), :reason, :gv, :sha, :code) "
             "ON CONFLICT (model_name, version) DO UPDATE SET alias = EXCLUDED.alias, "
             "approved_by = EXCLUDED.approved_by, approved_at = EXCLUDED.approved_at, "
             "gate_results = EXCLUDED.gate_results, reason = EXCLUDED.reason, "
-            "gates_version = EXCLUDED.gates_version, gates_sha256 = EXCLUDED.gates_sha256"
+            "gates_version = EXCLUDED.gates_version, gates_sha256 = EXCLUDED.gates_sha256, "
+            "code_sha256 = EXCLUDED.code_sha256"
         ),
         {
             "m": entry.model_name,
@@ -305,6 +384,7 @@ def _mirror(conn: Connection, entry: Entry) -> None:
             "reason": entry.reason,
             "gv": entry.gates.get("version"),
             "sha": entry.gates.get("sha256"),
+            "code": entry.code_sha256 or None,
         },
     )
 

@@ -77,15 +77,28 @@ def segment_metrics(
     """Return ``{prefix}sharpe``, ``max_drawdown``, ``n_trades``, ``skew``, ``kurtosis``
     (Pearson), ``n_periods`` and ``bar_sharpe`` (not annualised) over the bars in
     ``[start, end)`` of ``result``'s equity curve (positions carried into it included)."""
-    r = segment_returns(result.equity, start, end)
-    base = result.equity[result.equity.index < r.index[0]].iloc[-1:] if len(r) else r
-    curve = pd.concat([base, result.equity.loc[r.index]]) if len(r) else result.equity.iloc[:0]
-    trades = result.trades["time"]
-    in_segment = np.ones(len(trades), dtype=bool)
+    return curve_metrics(result.equity, result.trades, timeframe, prefix, start, end)
+
+
+def curve_metrics(
+    equity: pd.Series,
+    trades: pd.DataFrame,
+    timeframe: str,
+    prefix: str,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+) -> dict[str, float]:
+    """Return :func:`segment_metrics` from an equity curve (float64 Series indexed by bar time,
+    UTC) and its trades (a frame with a ``time`` column, UTC), as logged with a run."""
+    r = segment_returns(equity, start, end)
+    base = equity[equity.index < r.index[0]].iloc[-1:] if len(r) else r
+    curve = pd.concat([base, equity.loc[r.index]]) if len(r) else equity.iloc[:0]
+    times = trades["time"]
+    in_segment = np.ones(len(times), dtype=bool)
     if start is not None:
-        in_segment &= (trades >= start).to_numpy()
+        in_segment &= (times >= start).to_numpy()
     if end is not None:
-        in_segment &= (trades < end).to_numpy()
+        in_segment &= (times < end).to_numpy()
     per_year = PERIODS_PER_YEAR.get(timeframe, 252)
     values = r.to_numpy()
     spread = float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -110,13 +123,18 @@ def split_metrics(result: BacktestResult, timeframe: str, split: pd.Timestamp) -
     }
 
 
+def look_ahead_cuts(bars: pd.DataFrame, cuts: int = 3) -> list[pd.Timestamp]:
+    """Return the ``cuts`` bar times (UTC) spread over the second half of ``bars`` at which the
+    look-ahead check cuts history."""
+    times = np.sort(bars["time"].unique())
+    picks = np.linspace(len(times) // 2, len(times) - 2, num=cuts).astype(int)
+    return [pd.Timestamp(times[k]) for k in sorted(set(picks)) if 0 <= k < len(times)]
+
+
 def look_ahead_passes(strategy: Strategy, bars: pd.DataFrame, cuts: int = 3) -> bool:
     """Return whether the strategy's weights survive history cut at ``cuts`` bars spread over
     the second half of ``bars`` (no weight may change)."""
-    times = np.sort(bars["time"].unique())
-    picks = np.linspace(len(times) // 2, len(times) - 2, num=cuts).astype(int)
-    chosen = [pd.Timestamp(times[k]) for k in sorted(set(picks)) if 0 <= k < len(times)]
-    return not look_ahead_violations(strategy, bars, chosen)
+    return not look_ahead_violations(strategy, bars, look_ahead_cuts(bars, cuts))
 
 
 def parity_passes(

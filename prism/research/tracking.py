@@ -18,7 +18,9 @@ with a signature and an input example.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -35,6 +37,7 @@ import mlflow
 import pandas as pd
 import plotly.graph_objects as go
 import polars as pl
+from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 
@@ -46,10 +49,18 @@ from prism.core.settings import Settings, export_service_environment, project_ro
 from prism.data.bars import BAR_COLUMNS, close_panel
 from prism.research.evaluation import split_metrics
 from prism.strategies import Strategy, strategy_params
-from prism.strategies.pyfunc import StrategyModel, example_bars, strategy_signature
+from prism.strategies.code import copy_sources, strategy_modules
+from prism.strategies.pyfunc import (
+    CODE_ARTIFACT,
+    StrategyModel,
+    example_bars,
+    strategy_signature,
+)
 
 MODEL_ARTIFACT = "model"
 MODEL_URI_TAG = "prism.model_uri"
+CODE_HASH_TAG = "prism.code_sha256"
+"""The hash of the strategy code logged with the run's model (:mod:`prism.strategies.code`)."""
 NOTEBOOK_TAG = "prism.notebook"
 VERSION_TAG = "prism.version"
 DATA_HASH_TAG = "prism.data_hash"
@@ -61,10 +72,17 @@ NOTEBOOK_ARTIFACTS = "notebook"
 EQUITY_ARTIFACT = "equity.parquet"
 TRADES_ARTIFACT = "trades.parquet"
 PIP_REQUIREMENTS = ["mlflow", "pandas", "numpy", "prism-quant"]
+"""The distributions a logged model needs; :func:`pinned_requirements` pins each to the
+version installed here (the lock file's, in an environment made by ``make install``)."""
 PARENT_TAG = "mlflow.parentRunId"
 SWEEP_TAG = "prism.sweep"
 """``parent`` on a sweep's parent run (the grid's table), ``child`` on its kept trials."""
 TRIALS_METRIC = "trials"
+BACKTEST_CONFIG_PARAM = "backtest_config"
+"""The run's :class:`~prism.backtest.engine.BacktestConfig` as JSON, so a gate can re-run it."""
+PARITY_BARS_PARAM = "parity_bars"
+PARITY_BARS = 20
+"""Bars the backtest/live parity check steps through by default."""
 SHARPE_VARIANCE_METRIC = "oos_sharpe_variance"
 """Variance of the annualised ``oos_sharpe`` across a sweep's trials (logged by sweeps)."""
 
@@ -293,14 +311,51 @@ def log_backtest(
     tags: dict[str, str] | None = None,
     trials: int = 1,
     sheet: go.Figure | None = None,
+    parity_bars: int = PARITY_BARS,
 ) -> dict[str, float]:
     """Log a backtest into the active run and return its metrics.
 
+    Everything :func:`log_backtest_evidence` logs (what the promotion gates recompute from),
+    plus the equity PNG and the tear sheet (HTML and PNG).
+    """
+    metrics = log_backtest_evidence(
+        strategy, bars, result, symbols, oos_start, tags, trials, parity_bars
+    )
+    title = f"{strategy.name} on {', '.join(symbols)}"
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder)
+        mlflow.log_artifact(str(save_equity_png(result.equity, title, out / "equity_curve.png")))
+        figure = (
+            sheet if sheet is not None else backtest_tear_sheet(strategy, bars, result, symbols)
+        )
+        mlflow.log_artifact(str(write_tear_sheet(figure, result.trades, out / "tear_sheet.html")))
+        picture = write_tear_sheet_png(figure, out / "tear_sheet.png")
+        if picture is not None:
+            mlflow.log_artifact(str(picture))
+    return metrics
+
+
+def log_backtest_evidence(
+    strategy: Strategy,
+    bars: pd.DataFrame,
+    result: BacktestResult,
+    symbols: list[str],
+    oos_start: pd.Timestamp | None = None,
+    tags: dict[str, str] | None = None,
+    trials: int = 1,
+    parity_bars: int = PARITY_BARS,
+    signature: ModelSignature | None = None,
+) -> dict[str, float]:
+    """Log what the promotion gates recompute a backtest from into the active run; return its
+    metrics (``signature`` replaces the model's inferred one).
+
     Metrics: the whole period's (``sharpe``, ``max_drawdown``, ``n_trades``, …), ``trials``
     (parameter combinations tried to get here) and, with ``oos_start``, the in-sample
-    (``is_*``) and out-of-sample (``oos_*``) segments'. Tags: the data's and ``tags`` (the
-    look-ahead and parity checks, the data gate). Artifacts: equity PNG, tear sheet, trades
-    and equity as Parquet, and the strategy as a pyfunc model.
+    (``is_*``) and out-of-sample (``oos_*``) segments'. Parameters: the strategy, the bars'
+    symbols, timeframe and span, the out-of-sample start (``oos_start_time``, UTC), the
+    backtest's configuration (``backtest_config``, JSON) and the parity check's window.
+    Tags: the data's and ``tags`` (the look-ahead and parity checks, the data gate).
+    Artifacts: trades and equity as Parquet, and the strategy as a pyfunc model.
     """
     timeframe = str(bars["timeframe"].iloc[0])
     metrics = {**report(result, timeframe), "trials": float(trials)}
@@ -311,55 +366,70 @@ def log_backtest(
             "strategy": strategy.name,
             **{f"strategy.{k}": v for k, v in strategy_params(strategy).items()},
             "symbols": ",".join(symbols),
+            "timeframe": timeframe,
             "start": str(bars["time"].min().date()),
             "end": str(bars["time"].max().date()),
             "oos_start": "" if oos_start is None else str(oos_start.date()),
+            "oos_start_time": "" if oos_start is None else pd.Timestamp(oos_start).isoformat(),
             "capital": result.config.capital,
             "commission_bps": result.config.commission_bps,
             "slippage_bps": result.config.slippage_bps,
+            BACKTEST_CONFIG_PARAM: json.dumps(dataclasses.asdict(result.config), sort_keys=True),
+            PARITY_BARS_PARAM: parity_bars,
             "data_hash": data_hash(bars),
             "n_bars": len(bars),
         }
     )
     mlflow.log_metrics(metrics)
     log_data(bars, tags)
-    title = f"{strategy.name} on {', '.join(symbols)}"
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)
-        mlflow.log_artifact(str(save_equity_png(result.equity, title, out / "equity_curve.png")))
         result.trades.to_parquet(out / TRADES_ARTIFACT, index=False)
         result.equity.rename("equity").rename_axis("time").reset_index().to_parquet(
             out / EQUITY_ARTIFACT, index=False
         )
         mlflow.log_artifact(str(out / TRADES_ARTIFACT))
         mlflow.log_artifact(str(out / EQUITY_ARTIFACT))
-        figure = (
-            sheet if sheet is not None else backtest_tear_sheet(strategy, bars, result, symbols)
-        )
-        mlflow.log_artifact(str(write_tear_sheet(figure, result.trades, out / "tear_sheet.html")))
-        picture = write_tear_sheet_png(figure, out / "tear_sheet.png")
-        if picture is not None:
-            mlflow.log_artifact(str(picture))
-    log_strategy_model(strategy, bars)
+    log_strategy_model(strategy, bars, signature)
     return metrics
 
 
-def log_strategy_model(strategy: Strategy, bars: pd.DataFrame) -> ModelInfo:
-    """Log ``strategy`` as the run's pyfunc model, with a signature and an input example
-    taken from the newest bars of ``bars``; tag the run with the model's URI."""
-    model = StrategyModel(strategy.name, strategy_params(strategy))
-    example = example_bars(bars)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=model,
-            signature=strategy_signature(model, example),
-            input_example=example,
-            pip_requirements=PIP_REQUIREMENTS,
-        )
-    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+def log_strategy_model(
+    strategy: Strategy, bars: pd.DataFrame, signature: ModelSignature | None = None
+) -> ModelInfo:
+    """Log ``strategy`` as the run's pyfunc model, with a signature (``signature``, or one
+    inferred from the newest bars of ``bars``, also its input example) and the source of the
+    code it runs (the ``code`` artifact, :mod:`prism.strategies.code`); tag the run with the
+    model's URI and code hash."""
+    with tempfile.TemporaryDirectory() as folder:
+        code_dir = Path(folder) / CODE_ARTIFACT
+        manifest = copy_sources(strategy_modules(type(strategy)), code_dir)
+        model = StrategyModel(strategy.name, strategy_params(strategy), manifest)
+        example = example_bars(bars)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=model,
+                artifacts={CODE_ARTIFACT: str(code_dir)},
+                signature=signature or strategy_signature(model, example),
+                input_example=example if signature is None else None,
+                pip_requirements=pinned_requirements(),
+            )
+    mlflow.set_tags({MODEL_URI_TAG: info.model_uri, CODE_HASH_TAG: model.code_sha256})
     return info
+
+
+def pinned_requirements() -> list[str]:
+    """Return :data:`PIP_REQUIREMENTS`, each pinned to its installed version (unpinned when
+    the distribution is not installed)."""
+    pinned = []
+    for name in PIP_REQUIREMENTS:
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pinned.append(name)
+    return pinned
 
 
 def log_params(params: dict[str, Any]) -> None:

@@ -1,13 +1,17 @@
 """A strategy packaged as an ``mlflow.pyfunc`` model, so the runner loads any promoted strategy
 the same way: ``mlflow.pyfunc.load_model("models:/NAME@champion").predict(bars)``.
 
-The model stores only the strategy's name and parameters; ``predict`` rebuilds it from
-:mod:`prism.strategies` and returns its target weights. :func:`strategy_signature` describes
+The model stores the strategy's name and parameters; ``predict`` rebuilds it from
+:mod:`prism.strategies` and returns its target weights. It also carries the source of the code
+it was gated with (the ``code`` artifact, see :mod:`prism.strategies.code`) and that code's
+manifest and hash: :meth:`StrategyModel.code_problems` says whether the code this environment
+would run is still that code. :func:`strategy_signature` describes
 its input (a bar frame) and output (a weight frame) for MLflow, inferred from a few real bars.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,8 +20,16 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from prism.data.bars import BAR_COLUMNS
-from prism.strategies import make_strategy
+from prism.strategies import Strategy, make_strategy
+from prism.strategies.code import (
+    changed_modules,
+    code_hash,
+    folder_manifest,
+    installed_manifest,
+)
 
+CODE_ARTIFACT = "code"
+"""The model artifact holding the strategy's source files."""
 EXAMPLE_BARS = 3
 """Bars per symbol in a logged model's input example."""
 
@@ -29,9 +41,62 @@ class StrategyModel(PythonModel):
     # this class attribute is how MLflow's own ChatModel opts out of that validation.
     _skip_type_hint_validation = True
 
-    def __init__(self, strategy: str, params: dict[str, Any]) -> None:
+    def __init__(
+        self, strategy: str, params: dict[str, Any], code: dict[str, str] | None = None
+    ) -> None:
         self.strategy = strategy
         self.params = dict(params)
+        self.code = dict(code or {})
+        self.code_dir: str | None = None
+
+    @property
+    def code_sha256(self) -> str:
+        """Return the hash of the code the model was logged with ('' when it carries none)."""
+        manifest = getattr(self, "code", {})
+        return code_hash(manifest) if manifest else ""
+
+    def load_context(self, context: Any) -> None:
+        """Remember where MLflow put the ``code`` artifact of the loaded model."""
+        artifacts = getattr(context, "artifacts", None) or {}
+        self.code_dir = artifacts.get(CODE_ARTIFACT)
+
+    def logged_code_sha256(self) -> str:
+        """Return the hash of the source files in the model's ``code`` artifact, as stored now
+        ('' when the model carries none or was not loaded through MLflow)."""
+        manifest = getattr(self, "code", {})
+        folder = getattr(self, "code_dir", None)
+        if not manifest or not folder:
+            return ""
+        return code_hash(folder_manifest(Path(folder), sorted(manifest)))
+
+    def code_problems(self) -> list[str]:
+        """Return why the code this environment would run is not the code the model was
+        logged with (the model's manifest against its stored sources and the installed
+        files); none means it is."""
+        manifest = getattr(self, "code", {})
+        if not manifest:
+            return [
+                "the model carries no strategy code (logged before code pinning); re-run its "
+                "notebook and promote the new run"
+            ]
+        problems = []
+        if self.code_dir and self.logged_code_sha256() != self.code_sha256:
+            problems.append(
+                "the source files stored with the model do not match its code manifest "
+                f"({self.code_sha256[:12]}); the model's artifacts were altered"
+            )
+        changed = changed_modules(manifest, installed_manifest(sorted(manifest)))
+        if changed:
+            problems.append(
+                f"the installed strategy code differs from the code the model was logged with "
+                f"(code hash {self.code_sha256[:12]}) in {', '.join(changed)}; check out the "
+                "run's commit, or re-run the notebook on this code and promote that run"
+            )
+        return problems
+
+    def build(self) -> Strategy:
+        """Return the strategy the model wraps."""
+        return make_strategy(self.strategy, self.params)
 
     @property
     def warmup(self) -> int:

@@ -16,7 +16,7 @@ from prism.registry import promotion
 from prism.registry.lineage import STEPS, aliases_at, order_lineage
 from prism.research import tracking
 from prism.strategies import SmaCrossover
-from tests.integration.registry.test_registry import LENIENT, model_run
+from tests.integration.runner_support import LENIENT, research_run
 
 NOTEBOOK = "notebooks/02_backtest_strategy.ipynb"
 
@@ -54,10 +54,11 @@ def test_an_order_traces_back_to_its_decision_model_run_and_notebook(
 ):
     ingest(engine, ArchBarSource())
     data_hash = tracking.data_hash(bundled_bars)
-    run_id = model_run(
+    run_id = research_run(
         lineage_settings,
         SmaCrossover(fast=5, slow=20),
-        tags={"prism.notebook": NOTEBOOK, "prism.data_hash": data_hash},
+        bundled_bars,
+        tags={"prism.notebook": NOTEBOOK},
     )
     mlflow.tracking.MlflowClient().log_param(run_id, "notebook.fast", "5")
     promotion.promote(
@@ -85,7 +86,8 @@ def test_an_order_traces_back_to_its_decision_model_run_and_notebook(
     assert found[("model version", "reason")] == "lineage test"
     assert found[("MLflow run", "run id")] == run_id
     assert found[("MLflow run", "status")] == "FINISHED"
-    assert "oos_sharpe=1.1" in found[("MLflow run", "metrics")]
+    logged = mlflow.tracking.MlflowClient().get_run(run_id).data.metrics["oos_sharpe"]
+    assert f"oos_sharpe={logged:.4g}" in found[("MLflow run", "metrics")]
     assert found[("notebook", "path")] == NOTEBOOK
     assert found[("notebook", "git commit")] == tracking.git_state()["git_commit"]
     assert found[("notebook", "data hash")] == data_hash

@@ -6,6 +6,8 @@ goes on trading (or, with none, nothing trades)."""
 
 from __future__ import annotations
 
+import importlib
+
 import mlflow
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from prism.live import cycle, deployments
 from prism.live.replay import replay_times
@@ -20,6 +23,7 @@ from prism.registry import promotion
 from prism.research import tracking
 from prism.strategies import SmaCrossover, strategy_params
 from prism.strategies.pyfunc import StrategyModel, example_bars, strategy_signature
+from tests.integration.registry.strategies import register
 from tests.integration.runner_support import (
     LENIENT,
     SYMBOLS,
@@ -139,3 +143,64 @@ def test_a_version_whose_signature_rejects_the_bars_is_refused_and_nothing_trade
     events = refusals(stocked)
     assert len(events) == 1 and events[0].metadata["trading_version"] is None
     assert deployments.get_deployment(stocked, "checked").last_model_version is None
+
+
+PINNED_SOURCE = '''
+from dataclasses import dataclass
+from typing import ClassVar
+
+from prism.strategies import SmaCrossover
+
+
+@dataclass(frozen=True)
+class PinnedCrossover(SmaCrossover):
+    """An SMA crossover defined in a researcher's module of its own."""
+
+    name: ClassVar[str] = "pinned_crossover"
+'''
+
+
+def test_a_strategy_edited_after_promotion_is_refused_with_a_critical_alert(
+    stocked, store, bundled_bars, tmp_path, monkeypatch
+):
+    module = tmp_path / "research_pinned" / "pinned_strategy.py"
+    module.parent.mkdir()
+    module.write_text(PINNED_SOURCE)
+    monkeypatch.syspath_prepend(str(module.parent))
+    pinned = importlib.import_module("pinned_strategy")
+    register(monkeypatch, pinned.PinnedCrossover)
+    run_id = research_run(store, pinned.PinnedCrossover(fast=5, slow=20), bundled_bars)
+    promoted = promotion.promote(store, run_id, LENIENT, "alice", engine=stocked)
+    deploy_checked(stocked)
+    times = replay_times(stocked, list(SYMBOLS), 2)
+    edited = PINNED_SOURCE.replace("An SMA crossover", "A faster SMA crossover") + (
+        "\n    def target_weights(self, bars):\n        return super().target_weights(bars) * 0\n"
+    )
+    module.write_text(edited)
+    compile(edited, str(module), "exec")
+
+    reports = [cycle.run_cycle(stocked, store, "checked", as_of=t) for t in times]
+
+    assert promoted.promoted and len(promoted.code_sha256) == 64
+    assert [(r.outcome, r.orders, r.model_version) for r in reports] == [("refused", 0, None)] * 2
+    assert all("installed strategy code differs" in r.reason for r in reports)
+    assert all("pinned_strategy" in r.reason for r in reports)
+    events = refusals(stocked)
+    assert len(events) == 1 and events[0].severity == "critical"
+    assert rows(stocked, "SELECT count(*) FROM trading.orders") == [(0,)]
+
+
+def test_prism_models_show_prints_the_code_hash_the_approval_recorded(
+    stocked, store, bundled_bars, monkeypatch
+):
+    from prism.cli.app import app
+
+    monkeypatch.setenv("PRISM_MODEL_NAME", "checked")
+    monkeypatch.setenv("COLUMNS", "250")
+    run_id = research_run(store, SmaCrossover(fast=5, slow=20), bundled_bars)
+    promoted = promotion.promote(store, run_id, LENIENT, "alice", engine=stocked)
+
+    shown = CliRunner().invoke(app, ["models", "show", "1"])
+
+    assert shown.exit_code == 0, shown.output
+    assert "code sha256" in shown.output and promoted.code_sha256 in shown.output

@@ -1,7 +1,7 @@
 import hashlib
 import json
 import shutil
-import warnings
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -12,24 +12,25 @@ from typer.testing import CliRunner
 
 from prism.backtest.engine import BacktestConfig, run_backtest
 from prism.core.errors import ConfigError, DataUnavailable
-from prism.core.settings import GateSettings
 from prism.registry import promotion, versions
-from prism.registry.gates import load_gates_file
+from prism.registry.gates import Overrides, load_gates_file
 from prism.research import tracking
-from prism.strategies import SmaCrossover, make_strategy, strategy_params
-from prism.strategies.pyfunc import StrategyModel
+from prism.research.evaluation import validation_tags
+from prism.strategies import SmaCrossover, make_strategy
+from tests.integration.registry.strategies import TomorrowsClose, register
+from tests.integration.runner_support import LENIENT, research_run
 
-LENIENT = GateSettings(min_sharpe=0.0, max_drawdown=0.9, min_trades=1, min_deflated_sharpe=0.0)
-EVIDENCE = {
-    "oos_sharpe": 1.1,
-    "oos_max_drawdown": 0.12,
-    "oos_n_trades": 12.0,
-    "oos_skew": -0.2,
-    "oos_kurtosis": 4.0,
-    "oos_n_periods": 500.0,
-    "trials": 1.0,
-}
-CHECKS = {"prism.lookahead_check": "passed", "prism.parity_check": "passed"}
+PEEKING = TomorrowsClose()
+FORGED = {"prism.lookahead_check": "passed", "prism.parity_check": "passed"}
+"""Check tags a notebook could write by hand whatever its strategy does."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def peeking_registered():
+    """The peeking strategy is known by name while this module's tests run."""
+    with pytest.MonkeyPatch.context() as patch:
+        register(patch, TomorrowsClose)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +45,18 @@ def store(settings, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(store, bundled_bars) -> dict[str, str]:
-    """Research runs: two that pass, one whose checks failed or were not recorded, and one of
-    a strategy registered by research/."""
-    bad = model_run(store, SmaCrossover(fast=5, slow=20), tags={"prism.parity_check": "failed"})
-    MlflowClient().delete_tag(bad, "prism.lookahead_check")
+def runs(store, bundled_bars, peeking_registered) -> dict[str, str]:
+    """Research runs on the stored bars: two honest ones, a peeking one whose check tags were
+    forged, one of a strategy registered by research/, and one whose Sharpe was edited."""
+    edited = research_run(store, SmaCrossover(fast=10, slow=40), bundled_bars)
+    MlflowClient().log_metric(edited, "oos_sharpe", 3.5)
     momentum = make_strategy("time_series_momentum", {"lookback": 63})
     return {
         "good": logged_run(store, bundled_bars)[0],
-        "second": model_run(store, SmaCrossover(fast=20, slow=100)),
-        "bad": bad,
-        "momentum": model_run(store, momentum),
+        "second": research_run(store, SmaCrossover(fast=20, slow=100), bundled_bars),
+        "bad": research_run(store, PEEKING, bundled_bars, tags=FORGED),
+        "momentum": research_run(store, momentum, bundled_bars),
+        "edited": edited,
     }
 
 
@@ -65,37 +67,24 @@ def registry_settings(store, request, monkeypatch):
     return store.model_copy(update={"model_name": name})
 
 
-def logged_run(
-    settings, bars, strategy=None, metrics=None, tags=None
-) -> tuple[str, dict[str, float]]:
-    """A backtest logged as a research run, plus the out-of-sample metrics and check tags the
-    research notebooks record (logged here directly: these tests judge the gates, not the
-    notebooks)."""
+def logged_run(settings, bars, strategy=None) -> tuple[str, dict[str, float]]:
+    """A backtest logged in full (tear sheet included) as a research run, on the stored bars
+    before 2010, with its checks run and an out-of-sample segment from 2006."""
     strategy = strategy or SmaCrossover(fast=10, slow=50)
     bars = bars[bars["time"] < pd.Timestamp("2010-01-01", tz="UTC")]
-    result = run_backtest(bars, strategy, BacktestConfig())
+    config = BacktestConfig()
+    result = run_backtest(bars, strategy, config)
+    checks = validation_tags(strategy, bars, config)
     with tracking.research_run(settings) as run_id:
-        logged = tracking.log_backtest(strategy, bars, result, ["SPX", "NDX"])
-        mlflow.log_metrics({**EVIDENCE, **(metrics or {})})
-        mlflow.set_tags({**CHECKS, **(tags or {})})
+        logged = tracking.log_backtest(
+            strategy,
+            bars,
+            result,
+            ["SPX", "NDX"],
+            pd.Timestamp("2006-01-03", tz="UTC"),
+            {**checks, "git_dirty": "false"},
+        )
     return run_id, logged
-
-
-def model_run(settings, strategy, metrics=None, tags=None) -> str:
-    """A research run with only what promotion reads: the gates' metrics and tags and the
-    strategy as a pyfunc model (no tear sheet: rendering one takes seconds)."""
-    with tracking.research_run(settings) as run_id:
-        mlflow.log_metrics({"max_drawdown": 0.2, "n_trades": 40.0, **EVIDENCE, **(metrics or {})})
-        mlflow.set_tags({**CHECKS, **(tags or {})})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            info = mlflow.pyfunc.log_model(
-                name=tracking.MODEL_ARTIFACT,
-                python_model=StrategyModel(strategy.name, strategy_params(strategy)),
-                pip_requirements=tracking.PIP_REQUIREMENTS,
-            )
-        mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
-    return run_id
 
 
 def registry_snapshot(settings, engine) -> dict:
@@ -131,9 +120,9 @@ def _versions(settings) -> list[str]:
     return [v.version for v in versions.list_versions(settings) if v.name == settings.model_name]
 
 
-def test_a_run_that_passes_the_gates_becomes_champion_once(registry_settings, engine, runs):
-    first = promotion.promote(registry_settings, runs["good"], LENIENT, "alice", engine=engine)
-    again = promotion.promote(registry_settings, runs["good"], LENIENT, "alice", engine=engine)
+def test_a_run_that_passes_the_gates_becomes_champion_once(registry_settings, stocked, runs):
+    first = promotion.promote(registry_settings, runs["good"], LENIENT, "alice", engine=stocked)
+    again = promotion.promote(registry_settings, runs["good"], LENIENT, "alice", engine=stocked)
 
     assert first.promoted and first.version == again.version == "1"
     champion = versions.champion(registry_settings)
@@ -142,11 +131,11 @@ def test_a_run_that_passes_the_gates_becomes_champion_once(registry_settings, en
 
 
 def test_a_promotion_records_who_when_why_and_the_gates_file(
-    registry_settings, engine, runs, tmp_path
+    registry_settings, stocked, runs, tmp_path
 ):
     gates_file = tmp_path / "gates.toml"
     gates_file.write_text(
-        "version = 4\n[gates]\nmin_sharpe = 0.0\nmax_drawdown = 0.9\nmin_trades = 1\n"
+        "version = 4\n[gates]\nmin_sharpe = -100.0\nmax_drawdown = 1.0\nmin_trades = 1\n"
         "min_deflated_sharpe = 0.0\n"
     )
     gates = load_gates_file(gates_file)
@@ -158,7 +147,7 @@ def test_a_promotion_records_who_when_why_and_the_gates_file(
         "alice",
         alias="challenger",
         reason="beats v0",
-        engine=engine,
+        engine=stocked,
     )
 
     sha = hashlib.sha256(gates_file.read_bytes()).hexdigest()
@@ -168,15 +157,21 @@ def test_a_promotion_records_who_when_why_and_the_gates_file(
     assert version.tags["approval_reason"] == "beats v0"
     assert (version.tags["gates_version"], version.tags["gates_sha256"]) == ("4", sha)
     assert {g["gate"] for g in json.loads(version.tags["gate_results"])} >= {
+        "evidence",
+        "logged metrics",
         "out-of-sample Sharpe",
         "deflated Sharpe",
+        "look-ahead check",
         "parity check",
+        "clean tree",
+        "data gaps",
     }
-    with engine.connect() as conn:
+    assert version.tags["code_sha256"] == outcome.code_sha256 and len(outcome.code_sha256) == 64
+    with stocked.connect() as conn:
         approval = conn.execute(
             text(
                 "SELECT action, version, alias, decided_by, reason, gates_version, gates_sha256, "
-                "jsonb_array_length(gate_results), decided_at FROM models.approvals"
+                "jsonb_array_length(gate_results), decided_at, code_sha256 FROM models.approvals"
             )
         ).one()
         mirror = conn.execute(
@@ -186,25 +181,26 @@ def test_a_promotion_records_who_when_why_and_the_gates_file(
             )
         ).one()
     assert approval[:7] == ("promote", "1", "challenger", "alice", "beats v0", 4, sha)
-    assert approval[7] == 6 and approval[8] is not None
+    assert approval[7] == 10 and approval[8] is not None
+    assert approval[9] == outcome.code_sha256
     assert tuple(mirror) == ("1", "challenger", runs["good"], "alice", sha)
 
 
-def test_a_refused_promotion_leaves_the_registry_exactly_as_it_was(registry_settings, engine, runs):
-    promotion.promote(registry_settings, runs["good"], LENIENT, "alice", engine=engine)
+def test_a_refused_promotion_leaves_the_registry_exactly_as_it_was(
+    registry_settings, stocked, runs
+):
+    promotion.promote(registry_settings, runs["good"], LENIENT, "alice", engine=stocked)
     strict = LENIENT.model_copy(update={"min_sharpe": 5.0})
-    before = registry_snapshot(registry_settings, engine)
+    before = registry_snapshot(registry_settings, stocked)
 
-    outcome = promotion.promote(registry_settings, runs["bad"], strict, "bob", engine=engine)
+    outcome = promotion.promote(registry_settings, runs["bad"], strict, "bob", engine=stocked)
 
     assert not outcome.promoted
     failed = {g.gate: g for g in outcome.failed()}
-    assert set(failed) == {"out-of-sample Sharpe", "look-ahead check", "parity check"}
-    assert failed["out-of-sample Sharpe"].actual == "1.1"
-    assert failed["look-ahead check"].note == "not recorded"
-    assert failed["parity check"].actual == "failed"
-    assert registry_snapshot(registry_settings, engine) == before
-    with engine.connect() as conn:
+    assert {"look-ahead check", "parity check"} <= set(failed)
+    assert failed["look-ahead check"].actual == "failed"
+    assert registry_snapshot(registry_settings, stocked) == before
+    with stocked.connect() as conn:
         actions = conn.execute(
             text("SELECT action, version, mlflow_run_id FROM models.approvals ORDER BY id")
         ).all()
@@ -215,25 +211,25 @@ def test_a_refused_promotion_leaves_the_registry_exactly_as_it_was(registry_sett
 
 
 def test_rollback_returns_champion_to_the_previous_version_and_records_it(
-    registry_settings, engine, runs
+    registry_settings, stocked, runs
 ):
     first, second = runs["good"], runs["second"]
-    promotion.promote(registry_settings, first, LENIENT, "alice", engine=engine)
+    promotion.promote(registry_settings, first, LENIENT, "alice", engine=stocked)
     promotion.promote(
-        registry_settings, second, LENIENT, "alice", alias="challenger", engine=engine
+        registry_settings, second, LENIENT, "alice", alias="challenger", engine=stocked
     )
-    promotion.promote(registry_settings, second, LENIENT, "alice", engine=engine)
+    promotion.promote(registry_settings, second, LENIENT, "alice", engine=stocked)
     assert versions.champion(registry_settings).version == "2"
     assert versions.champion(registry_settings).aliases == ["champion"]
 
-    done = promotion.rollback(registry_settings, "carol", "live drawdown", engine=engine)
+    done = promotion.rollback(registry_settings, "carol", "live drawdown", engine=stocked)
 
     assert (done.from_version, done.to_version) == ("2", "1")
     live = versions.champion(registry_settings)
     assert (live.version, live.run_id) == ("1", first)
     assert live.tags["rolled_back_by"] == "carol"
     assert live.tags["rolled_back_from"] == "2"
-    with engine.connect() as conn:
+    with stocked.connect() as conn:
         mirror = dict(conn.execute(text("SELECT version, alias FROM models.versions")).all())
         last = conn.execute(
             text(
@@ -244,33 +240,93 @@ def test_rollback_returns_champion_to_the_previous_version_and_records_it(
     assert mirror == {"1": "champion", "2": None}
     assert tuple(last) == ("rollback", "1", "2", "carol", "live drawdown")
     with pytest.raises(ConfigError, match="no earlier champion to roll back to"):
-        promotion.rollback(registry_settings, "carol", engine=engine)
+        promotion.rollback(registry_settings, "carol", engine=stocked)
 
-    forward = promotion.rollback(registry_settings, "carol", "v2 fixed", to="2", engine=engine)
-    back = promotion.rollback(registry_settings, "carol", engine=engine)
+    forward = promotion.rollback(registry_settings, "carol", "v2 fixed", to="2", engine=stocked)
+    back = promotion.rollback(registry_settings, "carol", engine=stocked)
 
     assert (forward.to_version, back.from_version, back.to_version) == ("2", "2", "1")
     assert versions.champion(registry_settings).version == "1"
     with pytest.raises(ConfigError, match="has no version 9;"):
-        promotion.rollback(registry_settings, "carol", to="9", engine=engine)
+        promotion.rollback(registry_settings, "carol", to="9", engine=stocked)
 
 
-def test_the_cli_prints_the_failed_gates_and_exits_1(registry_settings, engine, runs):
+def test_a_peeking_strategy_tagged_as_checked_by_hand_is_refused_with_the_look_ahead_table(
+    registry_settings, stocked, runs
+):
+    from prism.cli.app import app
+
+    tags = MlflowClient().get_run(runs["bad"]).data.tags
+    result = CliRunner().invoke(app, ["models", "promote", "--run", runs["bad"], "--reason", "x"])
+
+    assert (tags["prism.lookahead_check"], tags["prism.parity_check"]) == ("passed", "passed")
+    assert result.exit_code == 1, result.output
+    assert "look-ahead check" in result.output and "FAIL" in result.output
+    assert "weight(s) changed when history was cut" in result.output
+    assert "full history" in result.output and "SPX" in result.output
+    assert "registry is unchanged" in result.output
+    assert _versions(registry_settings) == []
+
+
+def test_a_run_whose_logged_sharpe_was_edited_is_refused_naming_the_metric(
+    registry_settings, stocked, runs
+):
+    outcome = promotion.promote(registry_settings, runs["edited"], LENIENT, "eve", engine=stocked)
+
+    assert not outcome.promoted
+    failed = [(g.gate, g.metric, g.actual) for g in outcome.failed()]
+    assert failed == [("logged metric", "oos_sharpe", "3.5")]
+    assert _versions(registry_settings) == []
+
+
+def test_a_run_from_a_dirty_tree_needs_a_waiver_with_a_reason_which_the_approval_keeps(
+    registry_settings, stocked, store, bundled_bars
+):
+    run_id = research_run(store, SmaCrossover(fast=5, slow=30), bundled_bars)
+    MlflowClient().set_tag(run_id, "git_dirty", "true")
+    waiver = Overrides(dirty_tree=True, reason="reviewed diff, bob")
+
+    refused = promotion.promote(registry_settings, run_id, LENIENT, "eve", engine=stocked)
+    with pytest.raises(ConfigError, match="needs a reason"):
+        promotion.promote(
+            registry_settings,
+            run_id,
+            LENIENT,
+            "eve",
+            engine=stocked,
+            overrides=Overrides(dirty_tree=True),
+        )
+    waived = promotion.promote(
+        registry_settings, run_id, LENIENT, "eve", engine=stocked, overrides=waiver
+    )
+
+    assert [g.gate for g in refused.failed()] == ["clean tree"]
+    assert waived.promoted
+    with stocked.connect() as conn:
+        last = conn.execute(
+            text("SELECT action, waived, waiver_reason FROM models.approvals ORDER BY id")
+        ).all()
+    assert [tuple(row) for row in last] == [
+        ("refuse", [], ""),
+        ("promote", ["clean tree"], "reviewed diff, bob"),
+    ]
+
+
+def test_the_cli_prints_the_failed_gates_and_exits_1(registry_settings, stocked, runs):
     from prism.cli.app import app
 
     result = CliRunner().invoke(app, ["models", "promote", "--run", runs["bad"], "--reason", "x"])
 
     assert result.exit_code == 1
     assert "parity check" in result.output and "FAIL" in result.output
-    assert "not recorded" in result.output
     assert "registry is unchanged" in result.output
     assert _versions(registry_settings) == []
 
 
 def test_the_champion_loads_as_a_pyfunc_that_returns_the_strategys_weights(
-    registry_settings, engine, runs, bundled_bars
+    registry_settings, stocked, runs, bundled_bars
 ):
-    promotion.promote(registry_settings, runs["good"], LENIENT, "carol", engine=engine)
+    promotion.promote(registry_settings, runs["good"], LENIENT, "carol", engine=stocked)
 
     info, model = versions.load_champion(registry_settings)
     weights = model.predict(bundled_bars)
@@ -281,9 +337,9 @@ def test_the_champion_loads_as_a_pyfunc_that_returns_the_strategys_weights(
 
 
 def test_a_strategy_registered_by_research_round_trips_through_the_registry(
-    registry_settings, engine, runs, bundled_bars
+    registry_settings, stocked, runs, bundled_bars
 ):
-    promotion.promote(registry_settings, runs["momentum"], LENIENT, "erin", engine=engine)
+    promotion.promote(registry_settings, runs["momentum"], LENIENT, "erin", engine=stocked)
 
     _, model = versions.load_champion(registry_settings)
 
@@ -291,6 +347,20 @@ def test_a_strategy_registered_by_research_round_trips_through_the_registry(
     pd.testing.assert_frame_equal(
         model.predict(bundled_bars).reset_index(drop=True), strategy.target_weights(bundled_bars)
     )
+
+
+def test_the_logged_model_carries_its_code_and_pinned_requirements(store, runs, tmp_path):
+    model = mlflow.artifacts.download_artifacts(
+        f"runs:/{runs['good']}/{tracking.MODEL_ARTIFACT}", dst_path=str(tmp_path)
+    )
+    requirements = (Path(model) / "requirements.txt").read_text().split()
+    code = sorted(p.name for p in (Path(model) / "artifacts" / "code").iterdir())
+    tags = MlflowClient().get_run(runs["good"]).data.tags
+
+    assert {r.split("==")[0] for r in requirements} >= {"mlflow", "pandas", "numpy", "prism-quant"}
+    assert all("==" in r for r in requirements if not r.startswith("cloudpickle"))
+    assert {"prism.strategies.technical.py", "prism.features.indicators.py"} <= set(code)
+    assert len(tags[tracking.CODE_HASH_TAG]) == 64
 
 
 def test_the_run_records_its_provenance(store, runs):
@@ -306,20 +376,34 @@ def test_the_run_records_its_provenance(store, runs):
     assert {"sharpe", "win_rate", "profit_factor", "exposure", "turnover"} <= set(run.data.metrics)
 
 
-def test_promoting_an_unknown_run_says_where_run_ids_come_from(registry_settings, engine):
+def test_promoting_an_unknown_run_says_where_run_ids_come_from(registry_settings, stocked):
     with pytest.raises(ConfigError, match="no MLflow run with id 'nope'"):
-        promotion.promote(registry_settings, "nope", LENIENT, "dave", engine=engine)
+        promotion.promote(registry_settings, "nope", LENIENT, "dave", engine=stocked)
 
 
-def test_a_sweeps_parent_run_is_refused_with_where_its_children_are(registry_settings, engine):
+def test_a_sweeps_parent_run_is_refused_with_where_its_children_are(registry_settings, stocked):
     with tracking.research_run(registry_settings) as run_id:
         mlflow.set_tag("prism.sweep", "parent")
 
     with pytest.raises(ConfigError, match=r"is a sweep's parent .* promote one of its child runs"):
-        promotion.promote(registry_settings, run_id, LENIENT, "dave", engine=engine)
+        promotion.promote(registry_settings, run_id, LENIENT, "dave", engine=stocked)
 
 
 def test_a_missing_alias_says_how_to_set_it(registry_settings):
     mlflow.set_tracking_uri(registry_settings.mlflow_tracking_uri)
     with pytest.raises(DataUnavailable, match="promote a run first: `prism models promote"):
         versions.champion(registry_settings)
+
+
+def test_the_trial_count_counts_finished_runs_and_reports_failed_ones_apart(store):
+    client = MlflowClient()
+    experiment = client.create_experiment("trial-count")
+    for status in ("FINISHED", "FINISHED", "FAILED", "KILLED", "RUNNING"):
+        run = client.create_run(experiment)
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status=status)
+    swept = client.create_run(experiment)
+    client.log_metric(swept.info.run_id, "trials", 12.0)
+    client.set_terminated(swept.info.run_id, status="FINISHED")
+
+    assert promotion.experiment_trials(client, experiment) == (14, 2)

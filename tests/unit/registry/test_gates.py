@@ -1,13 +1,18 @@
 import hashlib
 import math
 
+import pandas as pd
 import pytest
 from scipy.stats import norm
 
+from prism.backtest.validation import Violation
 from prism.core.errors import ConfigError
 from prism.core.settings import GateSettings
 from prism.registry.gates import (
     NOT_RECORDED,
+    Mismatch,
+    Overrides,
+    Recomputed,
     RunEvidence,
     deflated_oos_sharpe,
     evaluate,
@@ -31,10 +36,18 @@ def _by_gate(evidence: RunEvidence, gates: GateSettings = GATES) -> dict:
     return {result.gate: result for result in evaluate(evidence, gates)}
 
 
-def test_threshold_gates_compare_the_runs_metrics_inclusively():
-    evidence = RunEvidence(
-        {"oos_sharpe": 0.3, "max_drawdown": 0.3500001, "n_trades": 5.0, **OOS}, PASSED
-    )
+CLEAN = Recomputed(lookahead=(), parity=True, git_dirty="false", code_sha256="c0de", problems=())
+"""Recomputed evidence with both checks passed, a clean tree and no gaps."""
+
+
+def _recomputed(metrics: dict, **changes) -> RunEvidence:
+    """A run whose logged metrics equal the recomputed ``metrics``."""
+    fields = {**CLEAN.__dict__, "metrics": metrics, **changes}
+    return RunEvidence(dict(metrics), PASSED, recomputed=Recomputed(**fields))
+
+
+def test_threshold_gates_compare_the_recomputed_metrics_inclusively():
+    evidence = _recomputed({"oos_sharpe": 0.3, "max_drawdown": 0.3500001, "n_trades": 5.0, **OOS})
 
     results = _by_gate(evidence)
 
@@ -42,21 +55,63 @@ def test_threshold_gates_compare_the_runs_metrics_inclusively():
     assert not results["max drawdown"].passed
     assert results["max drawdown"].required == "<= 0.35"
     assert results["trades"].passed and results["trades"].actual == "5"
+    assert results["logged metrics"].passed and results["evidence"].passed
 
 
-def test_a_missing_metric_or_tag_fails_its_gate_as_not_recorded():
+def test_what_a_run_logged_and_tagged_about_itself_passes_nothing_without_recomputation():
     evidence = RunEvidence(
-        {"max_drawdown": 0.1, "n_trades": 50.0}, {"prism.parity_check": "failed"}
+        {"oos_sharpe": 3.0, "max_drawdown": 0.01, "n_trades": 500.0, **OOS}, PASSED
     )
 
     results = _by_gate(evidence)
 
+    assert not results["evidence"].passed
     assert results["out-of-sample Sharpe"].note == NOT_RECORDED
-    assert results["look-ahead check"].note == NOT_RECORDED
-    assert not results["parity check"].passed and results["parity check"].actual == "failed"
+    assert not results["look-ahead check"].passed and results["look-ahead check"].note == "not run"
+    assert not results["parity check"].passed
     assert results["deflated Sharpe"].note.startswith(NOT_RECORDED)
-    assert "oos_sharpe" in results["deflated Sharpe"].note
-    assert results["max drawdown"].passed and results["trades"].passed
+    assert not results["clean tree"].passed
+
+
+def test_a_logged_metric_its_equity_does_not_give_fails_naming_the_metric():
+    evidence = _recomputed(
+        {"oos_sharpe": 0.4, "max_drawdown": 0.1, "n_trades": 50.0, **OOS},
+        mismatches=(Mismatch("oos_sharpe", 2.5, 0.4),),
+    )
+
+    failed = [r for r in evaluate(evidence, GATES) if not r.passed]
+
+    assert [(r.gate, r.metric, r.actual, r.required) for r in failed] == [
+        ("logged metric", "oos_sharpe", "2.5", "= 0.4")
+    ]
+
+
+def test_a_recomputed_look_ahead_violation_fails_the_check_whatever_the_tag_says():
+    t = pd.Timestamp("2018-01-02", tz="UTC")
+    evidence = _recomputed(
+        {"oos_sharpe": 1.0, "max_drawdown": 0.1, "n_trades": 50.0, **OOS},
+        lookahead=(Violation(t, t, "SPX", 1.0, 0.0),),
+    )
+
+    result = _by_gate(evidence)["look-ahead check"]
+
+    assert evidence.tags["prism.lookahead_check"] == "passed"
+    assert not result.passed and result.actual == "failed" and "1 weight" in result.note
+
+
+def test_a_dirty_tree_and_gaps_fail_unless_waived_with_a_reason():
+    metrics = {"oos_sharpe": 1.0, "max_drawdown": 0.1, "n_trades": 50.0, **OOS}
+    evidence = _recomputed(metrics, git_dirty="true", allow_gaps=True)
+    waiver = Overrides(dirty_tree=True, data_gaps=True, reason="hotfix, reviewed by bob")
+
+    refused = _by_gate(evidence)
+    waived = {r.gate: r for r in evaluate(evidence, GATES, waiver)}
+
+    assert not refused["clean tree"].passed and not refused["data gaps"].passed
+    assert waived["clean tree"].passed and "hotfix, reviewed by bob" in waived["clean tree"].note
+    assert waived["data gaps"].actual == "overridden"
+    with pytest.raises(ConfigError, match="needs a reason"):
+        Overrides(dirty_tree=True).check()
 
 
 def test_checks_that_are_not_required_are_not_gates():
@@ -179,3 +234,13 @@ def test_the_repositorys_gates_file_loads():
     loaded = load_gates_file(project_root() / "research" / "gates.toml")
 
     assert loaded.version >= 1
+
+
+def test_failed_runs_are_reported_apart_from_the_trials():
+    metrics = {"oos_sharpe": 1.0, **OOS}
+
+    value, how = deflated_oos_sharpe(
+        RunEvidence(metrics, PASSED, experiment_trials=3, failed_trials=2)
+    )
+
+    assert value is not None and how.startswith("3 trials") and "2 failed run(s) not counted" in how

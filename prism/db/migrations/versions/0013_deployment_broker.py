@@ -1,15 +1,15 @@
 """A deployment names the broker it trades through (``paper``, ``alpaca`` or
 ``ccxt:<exchange>``) and, optionally, the account there; existing deployments stay on paper.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-05
 """
 
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -8,15 +8,15 @@ deployment over the global defaults.
 - ``config.deployment_risk_limits`` overrides one limit of ``config.risk_limits`` for one
   deployment; a deployment without a row trades under the global value.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-05
 """
 
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
