@@ -98,6 +98,23 @@ def session_processes(session: int) -> list[int]:
     return sorted(found)
 
 
+def flow_run_processes() -> list[int]:
+    """Return this process's descendants in its own session: the flow-run processes of a
+    Prefect runner here (a local server started here has a session of its own)."""
+    me, session = os.getpid(), os.getsid(0)
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and fields[0] != "Z" and int(fields[3]) == session:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], list(children.get(me, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return sorted(found)
+
+
 def _signal(pid: int, signum: int) -> None:
     with suppress(ProcessLookupError):
         os.kill(pid, signum)
@@ -304,6 +321,7 @@ def serve_runner(
                     env={**env, "PREFECT_API_URL": api_url},
                     cwd=cwd,
                     start_new_session=True,
+                    preexec_fn=_stop_with_parent,
                 )
                 try:
                     code = _supervise(runner, signals, settings.runner_stop_seconds, out)
@@ -335,6 +353,16 @@ def serve_runner(
         )
         return 0
     return code if code is not None else 1
+
+
+def _stop_with_parent() -> None:
+    """In the runner's process before it runs: have Linux send it SIGTERM (its ordinary stop)
+    when the supervisor dies, so a SIGKILLed ``prism runner serve`` leaves no runner behind
+    (its server is stopped at the next start)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _supervise(
@@ -369,9 +397,10 @@ def serve_deployments(deployments: Sequence[Any], stop_seconds: float) -> str:
     any still running, and return a line saying how it ended.
 
     Prefect's own ``serve`` cancels running flow runs at once on a stop (and its SIGTERM
-    handler exits from inside a signal handler); this drains them instead. It uses three
-    attributes of Prefect 3.8's ``Runner`` (pinned below 3.9): ``_scheduled_run_poller``,
-    ``_loops_task_group`` and ``_flow_run_process_map``."""
+    handler exits from inside a signal handler); this drains them instead: runs already started
+    finish, runs picked up but not yet started are left Scheduled. It uses private attributes of
+    Prefect 3.8's ``Runner`` (pinned below 3.9): ``_scheduled_run_poller`` (and its
+    ``_state_proposer`` and ``_submitting_flow_run_ids``) and ``_loops_task_group``."""
     return asyncio.run(_serve(deployments, stop_seconds))
 
 
@@ -397,9 +426,15 @@ async def _serve(deployments: Sequence[Any], stop_seconds: float) -> str:
         stopping.cancel()
         serving.result()
         return "the runner stopped by itself"
-    running = len(runner._flow_run_process_map)
+    poller = runner._scheduled_run_poller
+    poller.stopping = True
     runner.stopping = True
-    runner._scheduled_run_poller.stopping = True
+
+    async def refuse(flow_run: Any) -> bool:
+        return False  # a run picked up but not yet Pending stays Scheduled, and is not started
+
+    poller._state_proposer.propose_pending = refuse  # type: ignore[method-assign]
+    running = len(poller._submitting_flow_run_ids)  # from Pending until the process exits
     loops = getattr(runner, "_loops_task_group", None)
     if loops is None:
         serving.cancel()
@@ -408,13 +443,19 @@ async def _serve(deployments: Sequence[Any], stop_seconds: float) -> str:
     try:
         await asyncio.wait_for(asyncio.shield(serving), stop_seconds)
     except TimeoutError:
-        left = len(runner._flow_run_process_map)
-        await runner.cancel_all()
+        # SIGTERM ends a flow-run process quietly and Prefect marks its run Crashed; Prefect's
+        # own cancel_all cancels inside the engine, which prints tracebacks from each process
+        left = flow_run_processes()
+        for pid in left:
+            _signal(pid, signal.SIGTERM)
         await asyncio.wait_for(serving, RUNNER_STOP_MARGIN)
-        return f"{left} flow run(s) still running after {stop_seconds:g} s were cancelled"
+        return (
+            f"{len(left)} flow-run process(es) still running after {stop_seconds:g} s were "
+            "stopped; Prefect marks their runs Crashed and the next cycle settles their orders"
+        )
     except asyncio.CancelledError:
         pass
-    return f"{running} running flow run(s) finished; no new ones were started"
+    return f"{running} flow run(s) in flight finished; no new ones were started"
 
 
 def ensure_process_pool(name: str) -> bool:
