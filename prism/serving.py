@@ -140,13 +140,16 @@ def stop_session(session: int, grace: float) -> list[int]:
 @dataclass(frozen=True)
 class ServerRecord:
     """A local Prefect server started by :func:`local_prefect_server`: its pid (also its
-    session), port and start time, and the process that started it (and its start time)."""
+    session), port and start time, the process that started it (and its start time), and the
+    runner served against it, if any."""
 
     pid: int
     port: int
     started: int | None
     owner: int
     owner_started: int | None
+    runner: int | None = None
+    """The runner process ``prism runner serve`` started against this server (its session)."""
 
     @property
     def api_url(self) -> str:
@@ -182,16 +185,20 @@ def stop_stale_server(settings: Settings) -> str | None:
             f"another process (pid {record.owner}) serves this workspace with the Prefect "
             f"server at {record.api_url}; stop it first (Ctrl-C there, or kill {record.owner})"
         )
+    runner = session_processes(record.runner) if record.runner else []
+    stopped_runner = stop_session(record.runner, 5.0) if record.runner and runner else []
     leader_alive = record.started is not None and start_time(record.pid) == record.started
     members = session_processes(record.pid)
     if not leader_alive:
         members = [pid for pid in members if b"prefect" in _cmdline(pid)]
     stopped = stop_session(record.pid, SERVER_STOP_SECONDS) if members else []
     path.unlink(missing_ok=True)
-    if stopped:
+    also = f" and its runner ({len(stopped_runner)} process(es))" if stopped_runner else ""
+    if stopped or stopped_runner:
         return (
             f"stopped a Prefect server left behind by an earlier run (pid {record.pid}, port "
-            f"{record.port}, {len(stopped)} process(es)); its owner, pid {record.owner}, is gone"
+            f"{record.port}, {len(stopped)} process(es)){also}; its owner, pid {record.owner}, "
+            "is gone"
         )
     if _healthy(record.api_url):
         return f"port {record.port} of an earlier Prefect server still answers, not from it"
@@ -262,8 +269,18 @@ def local_prefect_server(
         os.environ.pop("PREFECT_API_URL", None)
         stop_session(server.pid, SERVER_STOP_SECONDS)
         server.wait()
-        if read_record(settings) == record:
+        current = read_record(settings)
+        if current is not None and (current.pid, current.owner) == (record.pid, record.owner):
             (settings.prefect_home / RECORD).unlink(missing_ok=True)
+
+
+def record_runner(settings: Settings, runner: int) -> None:
+    """Add the runner process served against the workspace's local server to its record, so a
+    run killed before it could stop its runner has it stopped at the next start too."""
+    record = read_record(settings)
+    if record is not None and record.owner == os.getpid():
+        path = settings.prefect_home / RECORD
+        path.write_text(json.dumps({**asdict(record), "runner": runner}))
 
 
 class StopSignals:
@@ -323,6 +340,7 @@ def serve_runner(
                     start_new_session=True,
                     preexec_fn=_stop_with_parent,
                 )
+                record_runner(settings, runner.pid)
                 try:
                     code = _supervise(runner, signals, settings.runner_stop_seconds, out)
                 finally:
