@@ -191,8 +191,9 @@ def test_serve_stops_cleanly_and_leaves_nothing_running(served, stocked, setting
         after_stop = log_file.read().decode(errors="replace")
     # the only traceback the server may log is SQLite's lock contention under load, which it
     # logs while running too (its scheduler against state writes), not the stop
-    for block in after_stop.split("Traceback (most recent call last):")[1:]:
-        assert "database is locked" in block.split("\n\n")[0] or "database is locked" in block
+    for block in re.split(r"^Traceback \(most recent call last\):$", after_stop, flags=re.M)[1:]:
+        error = re.split(r"^\d\d:\d\d:\d\d\.\d+ \|", block, maxsplit=1, flags=re.M)[0]
+        assert "database is locked" in error, error[-3000:]
     assert processes_of(home) == []
     assert not (home / "prefect" / "server.json").exists()
     assert ledger(stocked, "served") == uninterrupted(stocked, served)
