@@ -10,9 +10,9 @@ same schedules (:func:`runner.schedules.runner_schedules`), their code read from
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
+from typing import cast
 
 from prism.core.settings import export_service_environment, load_settings, project_root
 
@@ -25,23 +25,26 @@ from runner.schedules import runner_schedules  # noqa: E402
 DEFAULT_POOL = "prism"
 
 
-async def deploy_runner(pool: str) -> list[str]:
+def deploy_runner(pool: str) -> list[str]:
     """Register every scheduled runner flow on ``pool`` from this checkout's source; return
     one line per deployment: its full name and schedule.
 
-    Each deployment is applied directly rather than through ``prefect.deploy``, which only
-    adds image building (none for a process pool) and, in Prefect 3.8, a worker query the
-    server rejects (``limit: null``)."""
+    Each deployment is applied on its own (``RunnerDeployment.apply``), so the first one that
+    fails stops the command with its error; ``prefect.deploy`` would only add image building
+    (none for a process pool) and report a failure as a row of a table."""
     from prefect import Flow
+    from prefect.deployments.runner import RunnerDeployment
 
     root = project_root()
     described = []
     for item in runner_schedules(load_settings()):
-        flow = await Flow.afrom_source(source=root, entrypoint=f"runner/flows.py:{item.flow}")
-        deployment = await flow.ato_deployment(
-            name=item.name, interval=item.interval, cron=item.cron
+        # called outside an event loop, Prefect's dual sync/async methods run synchronously
+        flow = cast(Flow, Flow.from_source(source=root, entrypoint=f"runner/flows.py:{item.flow}"))
+        deployment = cast(
+            RunnerDeployment,
+            flow.to_deployment(name=item.name, interval=item.interval, cron=item.cron),
         )
-        await deployment.aapply(work_pool_name=pool)
+        deployment.apply(work_pool_name=pool)
         when = (
             f"every {item.interval:g} s" if item.interval is not None else f"cron {item.cron} UTC"
         )
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if ensure_process_pool(args.pool):
         print(f"created process work pool {args.pool}")
-    for line in asyncio.run(deploy_runner(args.pool)):
+    for line in deploy_runner(args.pool):
         print(f"registered {line}")
 
 

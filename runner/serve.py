@@ -1,18 +1,20 @@
-"""``python -m runner.serve``: serve every runner flow on its schedule with Prefect's ``serve``.
+"""``python -m runner.serve``: serve every runner flow on its schedule with Prefect.
 
-``prism runner serve`` runs this. With ``PREFECT_API_URL`` unset it first starts a local Prefect
-server (its database under the workspace, see :func:`prism.live.serving.local_prefect_server`) and
-stops it on exit; in Docker Compose ``PREFECT_API_URL`` points at the compose file's server.
-The schedules are :func:`runner.schedules.runner_schedules`, shared with ``runner.deploy`` (the
-work-pool alternative Docker Compose uses).
+``prism runner serve`` runs this with ``PREFECT_API_URL`` set to the server it started
+(:func:`prism.live.serving.serve_runner`), so this process and every flow-run process under it talk
+to that server. Run on its own with ``PREFECT_API_URL`` unset, it starts a local server itself
+(:func:`prism.live.serving.local_prefect_server`) before Prefect is imported, and stops it on exit;
+in Docker Compose ``PREFECT_API_URL`` points at the compose file's server. SIGINT or SIGTERM
+stops it: no new flow runs, running ones get ``PRISM_RUNNER_STOP_SECONDS`` to finish
+(:func:`prism.live.serving.serve_deployments`). The schedules are
+:func:`runner.schedules.runner_schedules`, shared with ``runner.deploy`` (the work-pool
+alternative Docker Compose uses).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from types import FrameType
 from typing import Any
 
 from prism.core.settings import export_service_environment, load_settings
@@ -20,7 +22,7 @@ from prism.core.settings import export_service_environment, load_settings
 export_service_environment()
 
 from prism.core.errors import PrismError  # noqa: E402
-from prism.live.serving import local_prefect_server  # noqa: E402
+from prism.live.serving import local_prefect_server, serve_deployments  # noqa: E402
 
 
 def deployments_to_serve() -> list[Any]:
@@ -37,29 +39,24 @@ def deployments_to_serve() -> list[Any]:
     ]
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
-    """Serve the flows until interrupted (SIGINT or SIGTERM); a local Prefect server is
-    started if needed and stopped on the way out. A bad alert URL stops it before anything
+    """Serve the flows until SIGINT or SIGTERM. A bad alert URL stops it before anything
     starts (:func:`prism.live.alerts.check_alert_urls`)."""
-    from prefect import serve
-
     from prism.live.alerts import check_alert_urls
 
     settings = load_settings()
     check_alert_urls(settings)
-    signal.signal(signal.SIGTERM, _stop)
     with local_prefect_server(settings) as api_url:
+        # Prefect reads PREFECT_API_URL once, when first imported: only from here on
         print(
             f"Prefect API at {api_url}; serving the runner's flows. Prefect UI: "
             f"{api_url.removesuffix('/api')} (for `prefect` commands in another shell: "
             f"export PREFECT_API_URL={api_url})",
             file=sys.stderr,
+            flush=True,
         )
-        serve(*deployments_to_serve(), pause_on_shutdown=False)
+        ended = serve_deployments(deployments_to_serve(), settings.runner_stop_seconds)
+        print(f"runner stopped: {ended}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

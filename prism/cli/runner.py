@@ -247,19 +247,17 @@ def reconcile_command(name: Annotated[str, typer.Argument(help="deployment")]) -
 def serve_command() -> None:
     """Serve ingest, trade (every enabled deployment), reconcile, daily_report and maintenance
     flows on their schedules with Prefect (a local Prefect server is started when
-    PREFECT_API_URL is unset, and stopped on exit). Ctrl-C stops it."""
+    PREFECT_API_URL is unset, and stopped on exit). Ctrl-C or SIGTERM stops it cleanly: no new
+    flow runs, running ones get PRISM_RUNNER_STOP_SECONDS to finish; Ctrl-C twice forces it."""
     import os
-    import subprocess
     import sys
 
     from prism.core.settings import project_root, service_environment
+    from prism.live.serving import serve_runner
 
     settings = load_settings()
     env = {**os.environ, **service_environment(settings), "PRISM_HOME": str(settings.home)}
-    try:
-        code = subprocess.call([sys.executable, "-m", "runner.serve"], env=env, cwd=project_root())
-    except KeyboardInterrupt:
-        code = 0
+    code = serve_runner(settings, [sys.executable, "-m", "runner.serve"], project_root(), env)
     raise typer.Exit(code)
 
 

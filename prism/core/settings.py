@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     runner_ingest_seconds: float = Field(
         60.0, description="how often `prism runner serve` ingests and heals bars"
     )
+    runner_stop_seconds: float = Field(
+        60.0,
+        description="on Ctrl-C or SIGTERM, how long `prism runner serve` lets running flow runs "
+        "finish before cancelling them",
+    )
     compress_1m: str = Field("1 month", description="compress 1m bars older than this")
     retention_1m: str = Field("6 months", description="keep 1m bars this long ('forever': all)")
     compress_5m: str = Field("3 months", description="compress 5m bars older than this")

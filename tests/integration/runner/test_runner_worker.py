@@ -6,8 +6,10 @@ one of them to completion from this checkout's source."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,61 @@ def test_deploy_registers_the_runner_on_a_work_pool_and_a_worker_runs_a_flow(
             worker.stderr[-3000:],
         )
     assert os.environ.get("PREFECT_API_URL") is None
+
+
+@pytest.mark.timeout(600)
+def test_a_worker_stops_cleanly_on_sigterm_and_leaves_no_flow_run_process(
+    settings, tmp_path, monkeypatch
+):
+    from tests.integration.runner.test_runner_stop import processes_of
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    with local_prefect_server(settings) as api_url, temporary_settings({PREFECT_API_URL: api_url}):
+        env = worker_environment(settings, home, api_url)
+        deployed = subprocess.run(
+            [sys.executable, "-m", "runner.deploy", "--pool", POOL],
+            env=env,
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        run = run_deployment("reconcile/reconcile", timeout=0)
+        log = tmp_path / "worker.log"
+        with log.open("wb") as out:
+            worker = subprocess.Popen(
+                [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", POOL],
+                env=env,
+                cwd=tmp_path,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+            )
+        try:
+            deadline = time.monotonic() + 400
+            state = None
+            while time.monotonic() < deadline and worker.poll() is None:
+                with get_client(sync_client=True) as client:
+                    state = client.read_flow_run(run.id).state
+                if state is not None and state.is_final():
+                    break
+                time.sleep(1)
+            assert state is not None and state.is_completed(), (state, log.read_text()[-3000:])
+
+            began = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            code = worker.wait(timeout=90)
+            took = time.monotonic() - began
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+        output = log.read_text(errors="replace")
+        print(f"worker: exit {code} after {took:.1f} s")
+        assert code in (0, -signal.SIGTERM, 128 + signal.SIGTERM), output[-3000:]
+        assert took < 30, output[-3000:]
+        assert "Traceback" not in output, output[-6000:]
+        assert processes_of(home) == []
