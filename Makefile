@@ -4,10 +4,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+# TimescaleDB's source for the build into the embedded server (prism.db.timescale_build): the
+# shared copy beside the checkout when there is one, else the release is downloaded (checksummed).
+TSDB_VENDOR := ../shared/vendor/timescaledb-2.29.2.tar.gz
+ifneq ($(wildcard $(TSDB_VENDOR)),)
+export PRISM_TIMESCALEDB_SOURCE ?= $(abspath $(TSDB_VENDOR))
+endif
 
 .PHONY: install demo test test-unit test-integration test-notebooks test-e2e lab dashboard bench lint lock clean
 
+# After the pinned environment: TimescaleDB into the embedded server's pginstall, built once per
+# machine and cached in ~/.cache/prism/timescaledb/ (a copy of a second when cached; a no-op when
+# installed; a missing gcc/cmake prints what to install and Prism runs in PostgreSQL mode).
 install: $(STAMP)
+	@$(PY) -m prism.db.timescale_build
 
 $(STAMP):
 	@test -x $(PY) || python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
