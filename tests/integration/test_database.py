@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,16 +44,9 @@ def test_ohlcv_allows_one_row_per_symbol_timeframe_and_time(migrated_engine):
     assert key["constrained_columns"] == ["symbol", "timeframe", "time"]
 
 
-@pytest.mark.skipif(
-    not os.environ.get("PRISM_TEST_TIMESCALE_URL"),
-    reason="PRISM_TEST_TIMESCALE_URL is not set (no TimescaleDB server here)",
-)
-def test_on_timescaledb_ohlcv_and_snapshots_are_hypertables():
-    from sqlalchemy import create_engine
-
-    engine = create_engine(sqlalchemy_url(os.environ["PRISM_TEST_TIMESCALE_URL"]))
-    upgrade(engine)
-    with engine.connect() as conn:
+@pytest.mark.timescaledb
+def test_on_timescaledb_ohlcv_and_snapshots_are_hypertables(timescale_engine):
+    with timescale_engine.connect() as conn:
         tables = {
             r[0]
             for r in conn.execute(
@@ -64,8 +56,11 @@ def test_on_timescaledb_ohlcv_and_snapshots_are_hypertables():
                 )
             )
         }
+        version = conn.execute(
+            text("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        ).scalar()
     assert {"market_data.ohlcv", "trading.portfolio_snapshots"} <= tables
-    assert database_mode(engine) == "timescaledb"
+    assert version == "2.29.2"
 
 
 def test_an_unreachable_database_url_names_the_url_and_the_fix(monkeypatch):
