@@ -138,19 +138,41 @@ def empty_tables(engine: Engine) -> None:
             time.sleep(0.5)
 
 
-def _empty_tables_once(engine: Engine) -> None:
+def _pause_jobs(engine: Engine) -> bool:
+    """Unschedule Prism's TimescaleDB jobs and wait until none runs; return whether the
+    database is on TimescaleDB."""
     with engine.begin() as conn:
-        timescale = conn.execute(
+        if not conn.execute(
             text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
-        ).scalar()
+        ).scalar():
+            return False
+        paused = conn.execute(
+            text(
+                "SELECT count(*) FROM timescaledb_information.jobs j, "
+                "LATERAL alter_job(j.job_id, scheduled => false) "
+                "WHERE j.job_id >= 1000 AND j.scheduled"
+            )
+        ).scalar_one()
+    deadline = time.monotonic() + 60
+    while paused and time.monotonic() < deadline:
+        with engine.connect() as conn:
+            running = conn.execute(
+                text(
+                    "SELECT count(*) FROM timescaledb_information.job_stats "
+                    "WHERE job_status = 'Running'"
+                )
+            ).scalar_one()
+        if not running:
+            break
+        time.sleep(0.2)
+    return True
+
+
+def _empty_tables_once(engine: Engine) -> None:
+    timescale = _pause_jobs(engine)
+    with engine.begin() as conn:
         views: list[str] = []
         if timescale:
-            conn.execute(
-                text(
-                    "SELECT alter_job(job_id, scheduled => false) "
-                    "FROM timescaledb_information.jobs WHERE job_id >= 1000 AND scheduled"
-                )
-            )
             views = list(
                 conn.execute(
                     text(
