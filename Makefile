@@ -11,7 +11,7 @@ ifneq ($(wildcard $(TSDB_VENDOR)),)
 export PRISM_TIMESCALEDB_SOURCE ?= $(abspath $(TSDB_VENDOR))
 endif
 
-.PHONY: install demo test test-unit test-integration test-notebooks test-e2e lab dashboard bench lint lock clean
+.PHONY: install demo test test-postgres-mode test-unit test-integration test-notebooks test-e2e lab dashboard bench lint lock clean
 
 # After the pinned environment: TimescaleDB into the embedded server's pginstall, built once per
 # machine and cached in ~/.cache/prism/timescaledb/ (a copy of a second when cached; a no-op when
@@ -29,9 +29,24 @@ $(STAMP):
 demo: install
 	$(VENV)/bin/prism demo
 
+# Both database modes on every run: the whole suite on TimescaleDB (the embedded default), then
+# the tests whose outcome depends on the database's mode again in plain PostgreSQL mode
+# (PG_MODE_TESTS: schema and migrations, ingest and rollups, retention, gaps, data health,
+# monitoring reads, the reader role, the trade cycle's writes), without the tests marked
+# `timescaledb`. The rest of the integration suite runs the same SQL through the same helpers.
+PG_MODE_TESTS := tests/integration/test_database.py tests/integration/test_platform_schema.py \
+	tests/integration/test_rollup_retention.py tests/integration/test_ingest.py \
+	tests/integration/test_ingest_rules.py tests/integration/test_gaps.py \
+	tests/integration/test_data_health.py tests/integration/test_monitoring.py \
+	tests/integration/test_reader_role.py tests/integration/test_runner_cycle.py
+
 test: install
 	$(PY) -m pytest tests
+	PRISM_TIMESCALEDB=off $(PY) -m pytest -m "not timescaledb" $(PG_MODE_TESTS)
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+test-postgres-mode: install
+	PRISM_TIMESCALEDB=off $(PY) -m pytest -m "not timescaledb" tests/integration
 
 test-unit: install
 	$(PY) -m pytest tests/unit

@@ -44,10 +44,12 @@ TIMESCALE_SETTINGS = {
     "timescaledb.telemetry_level": "off",
     "max_worker_processes": "32",
     "timescaledb.max_background_workers": "16",
+    "max_locks_per_transaction": "256",
 }
 """What a cluster with TimescaleDB needs: the library preloaded, no telemetry, and enough
 background workers that the refresh, compression and retention jobs start (with PostgreSQL's
-default of 8 worker processes policy jobs fail with "failed to start job")."""
+default of 8 worker processes policy jobs fail with "failed to start job"), and lock slots
+for statements that touch every chunk of a hypertable (a TRUNCATE of long history)."""
 
 
 def _quiet_import() -> None:
