@@ -256,7 +256,8 @@ def stop(pgdata: Path) -> bool:
     was_running = status(pgdata).running
     if was_running:
         user = _SYSTEM_USER if os.geteuid() == 0 and _user_exists(_SYSTEM_USER) else None
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        # -t: the shutdown checkpoint after a busy session can take minutes on a loaded disk
+        pg_ctl(["-w", "-t", "600", "-m", "fast", "stop"], pgdata=pgdata, user=user)
     handles = pgdata / ".handle_pids.json"
     if handles.exists():
         handles.write_text(json.dumps([]))

@@ -69,7 +69,8 @@ class TimescaleSupport:
     available: bool
     """The extension's files are installed (``pg_available_extensions``)."""
     preloaded: bool
-    """``shared_preload_libraries`` names it, so ``CREATE EXTENSION`` can work."""
+    """``shared_preload_libraries`` names it, so ``CREATE EXTENSION`` can work (taken as true
+    when the role may not read the setting)."""
     version: str | None
     """The version the server would install (or has installed in this database)."""
 
@@ -82,10 +83,14 @@ def timescale_support(conn: Connection) -> TimescaleSupport:
             "WHERE name = 'timescaledb'"
         )
     ).first()
-    preload = str(conn.execute(text("SELECT current_setting('shared_preload_libraries')")).scalar())
+    # pg_settings hides shared_preload_libraries from roles without pg_read_all_settings
+    # (current_setting would raise): unknown then, and taken as preloaded.
+    preload = conn.execute(
+        text("SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'")
+    ).scalar()
     return TimescaleSupport(
         available=row is not None,
-        preloaded="timescaledb" in preload,
+        preloaded=preload is None or "timescaledb" in str(preload),
         version=str(row[0]) if row is not None else None,
     )
 
