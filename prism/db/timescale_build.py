@@ -159,6 +159,11 @@ def missing_tools() -> list[str]:
     return missing
 
 
+def _listed(names: list[str]) -> str:
+    """Return ``a``, ``a and b`` or ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def sha256_of(path: Path) -> str:
     """Return the hex SHA-256 of a file."""
     digest = hashlib.sha256()
@@ -369,7 +374,7 @@ def ensure_timescaledb(root: Path | None = None, say: Progress = _say) -> BuildS
                 False,
                 VERSION,
                 "unavailable",
-                f"cannot build TimescaleDB {VERSION}: {' and '.join(missing)} not found; "
+                f"cannot build TimescaleDB {VERSION}: {_listed(missing)} not found; "
                 f"install {' '.join(missing)} (e.g. apt-get install {' '.join(missing)}) and "
                 "run `make install` again",
             )
