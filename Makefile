@@ -4,10 +4,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+# TimescaleDB's source for the build into the embedded server (prism.db.timescale_build): the
+# shared copy beside the checkout when there is one, else the release is downloaded (checksummed).
+TSDB_VENDOR := ../shared/vendor/timescaledb-2.29.2.tar.gz
+ifneq ($(wildcard $(TSDB_VENDOR)),)
+export PRISM_TIMESCALEDB_SOURCE ?= $(abspath $(TSDB_VENDOR))
+endif
 
-.PHONY: install demo test test-unit test-integration test-notebooks test-e2e lab dashboard bench lint lock clean
+.PHONY: install demo test test-postgres-mode test-unit test-integration test-notebooks test-e2e lab dashboard bench lint lock clean
 
+# After the pinned environment: TimescaleDB into the embedded server's pginstall, built once per
+# machine and cached in ~/.cache/prism/timescaledb/ (a copy of a second when cached; a no-op when
+# installed; a missing gcc/cmake prints what to install and Prism runs in PostgreSQL mode).
 install: $(STAMP)
+	@$(PY) -m prism.db.timescale_build
 
 $(STAMP):
 	@test -x $(PY) || python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
@@ -19,9 +29,23 @@ $(STAMP):
 demo: install
 	$(VENV)/bin/prism demo
 
+# Both database modes on every run: the whole suite on TimescaleDB (the embedded default), then
+# the tests whose outcome depends on the database's mode again in plain PostgreSQL mode
+# (PG_MODE_TESTS: schema and migrations, ingest and rollups, retention, gaps, data health,
+# monitoring reads, the reader role, the trade cycle's writes), without the tests marked
+# `timescaledb`. The rest of the integration suite runs the same SQL through the same helpers.
+PG_MODE_TESTS := tests/integration/db tests/integration/data \
+	tests/integration/monitoring/test_monitoring.py tests/integration/monitoring/test_reader_role.py \
+	tests/integration/live/test_runner_cycle.py tests/integration/live/test_high_water_mark.py \
+	tests/integration/live/test_forming_bars.py
+
 test: install
 	$(PY) -m pytest tests
+	PRISM_TIMESCALEDB=off $(PY) -m pytest -m "not timescaledb" $(PG_MODE_TESTS)
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+test-postgres-mode: install
+	PRISM_TIMESCALEDB=off $(PY) -m pytest -m "not timescaledb" tests/integration
 
 test-unit: install
 	$(PY) -m pytest tests/unit

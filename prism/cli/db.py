@@ -122,6 +122,7 @@ def db_info(
         print(json.dumps(info.as_dict(), indent=2, default=str))
         return
     console.print(f"mode: {info.mode}, schema revision {info.revision}")
+    console.print(f"server: {info.server}")
     console.print(f"hypertables: {', '.join(info.hypertables) or '(none: plain PostgreSQL)'}")
     for rollup in info.rollups:
         console.print(f"rollup: {rollup['name']} ({rollup['kind']} of {rollup['source']})")
@@ -129,8 +130,18 @@ def db_info(
     for p in info.policies:
         policies.add_row(p["timeframe"], p["compress_after"] or "-", p["keep"], p["applied_by"])
     console.print(policies)
-    for job in info.jobs:
-        console.print(f"job {job['job_id']}: {job['proc_name']} {job['target']} {job['config']}")
+    if info.jobs:
+        jobs = folding_table("job", "procedure", "target", "every", "scheduled", "config")
+        for job in info.jobs:
+            jobs.add_row(
+                str(job["job_id"]),
+                job["proc_name"],
+                job["target"] or "-",
+                job["schedule"],
+                "yes" if job["scheduled"] else "paused",
+                job["config"] or "",
+            )
+        console.print(jobs)
     counts = folding_table("table", "rows")
     for table, rows in info.row_counts.items():
         counts.add_row(table, f"{rows:,}")

@@ -26,6 +26,7 @@ def demo(
     started = time.perf_counter()
     report = run_demo(settings, bars, console)
     table = Table("stage", "result", title=f"Prism demo ({time.perf_counter() - started:.0f}s)")
+    table.add_row("database", report.database)
     table.add_row("bars ingested", f"{report.ingest.received:,} ({report.ingest.inserted:,} new)")
     table.add_row("MLflow run", report.run_id)
     table.add_row(

@@ -43,6 +43,8 @@ class DemoReport:
     metrics: dict[str, float]
     model_version: str
     replay: dict[str, object]
+    database: str = ""
+    """What the database runs on (TimescaleDB and its version, or why plain PostgreSQL)."""
 
 
 def reset_deployment(engine: Engine, deployment: str) -> None:
@@ -91,7 +93,13 @@ def run_demo(settings: Settings, bars: int, console: Console) -> DemoReport:
     """Run the demo's stages and return their figures."""
     with console.status("starting PostgreSQL and migrating the schema"):
         engine = open_database(settings)
-    console.print(f"[green]✓[/] database ready ({engine.url.render_as_string(hide_password=True)})")
+    from prism.db.info import describe_server
+
+    database = describe_server(engine, settings)
+    console.print(
+        f"[green]✓[/] database ready: {database} "
+        f"({engine.url.render_as_string(hide_password=True)})"
+    )
 
     with console.status("ingesting the bundled S&P 500 and NASDAQ daily bars (COPY)"):
         ingested = ingest(engine, ArchBarSource())
@@ -139,7 +147,9 @@ def run_demo(settings: Settings, bars: int, console: Console) -> DemoReport:
         f"[green]✓[/] paper trading: {replayed['orders']} orders, "
         f"{replayed['fills']} fills, final equity {replayed['final_equity']:,.2f}"
     )
-    return DemoReport(ingested, run.run_id, run.metrics, str(promoted.version), replayed)
+    return DemoReport(
+        ingested, run.run_id, run.metrics, str(promoted.version), replayed, database
+    )
 
 
 def serve_dashboard(settings: Settings, port: int = 8501) -> int:

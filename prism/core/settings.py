@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     )
     database_url: SecretStr | None = Field(
         None, description="PostgreSQL URL; unset means the embedded server under the workspace"
+    )
+    timescaledb: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="TimescaleDB mode for a new database: auto (when the server has the "
+        "extension preloaded), on (required: fail otherwise), off (plain PostgreSQL mode)",
     )
     feature_dir: Path = Field(
         default_factory=lambda values: values["home"] / "features",

@@ -34,7 +34,7 @@ def database_url(settings: Settings) -> str:
     """Return the libpq URL of the configured database, starting the embedded one if needed."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    return embedded.start(settings.pgdata)
+    return embedded.start(settings.pgdata, timescaledb=settings.timescaledb != "off")
 
 
 def connect(settings: Settings) -> Engine:

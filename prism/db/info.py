@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from prism.core.settings import Settings
-from prism.db.migrate import current_revision, database_mode
+from prism.db.migrate import current_revision, database_mode, timescale_support
 from prism.db.rollups import ROLLUPS, configured_policies
 
 COUNTED_TABLES = (
@@ -42,6 +42,9 @@ class DatabaseInfo:
 
     mode: str
     revision: str | None
+    server: str
+    """What the database runs on, e.g. ``TimescaleDB 2.29.2 on PostgreSQL 18.6``, or in plain
+    PostgreSQL mode why TimescaleDB is not used."""
     hypertables: list[str]
     rollups: list[dict[str, str]]
     policies: list[dict[str, Any]]
@@ -51,6 +54,49 @@ class DatabaseInfo:
     def as_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready values."""
         return asdict(self)
+
+
+def _postgres_version(conn: Connection) -> str:
+    return str(conn.execute(text("SHOW server_version")).scalar()).split()[0]
+
+
+def why_not_timescaledb(conn: Connection, settings: Settings) -> str:
+    """Return why a database in PostgreSQL mode does not use TimescaleDB (one line)."""
+    if settings.timescaledb == "off":
+        return "PRISM_TIMESCALEDB=off"
+    support = timescale_support(conn)
+    if support.available and support.preloaded:
+        return (
+            "this database was created in PostgreSQL mode before TimescaleDB was available, "
+            "and the mode is fixed when the schema is created (a new database or workspace "
+            "gets TimescaleDB)"
+        )
+    if support.available:
+        return "TimescaleDB is installed on the server but not in shared_preload_libraries"
+    if settings.database_url is None:
+        from prism.db.timescale_build import read_status
+
+        return read_status().reason or "TimescaleDB is not built into the embedded server"
+    return "the server has no TimescaleDB extension"
+
+
+def server_description(conn: Connection, mode: str, settings: Settings) -> str:
+    """Return e.g. ``TimescaleDB 2.29.2 on PostgreSQL 18.6``, or ``PostgreSQL 18.6 (plain
+    PostgreSQL mode: <why>)``."""
+    postgres = _postgres_version(conn)
+    if mode == "timescaledb":
+        version = conn.execute(
+            text("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        ).scalar()
+        return f"TimescaleDB {version} on PostgreSQL {postgres}"
+    return f"PostgreSQL {postgres} (plain PostgreSQL mode: {why_not_timescaledb(conn, settings)})"
+
+
+def describe_server(engine: Engine, settings: Settings) -> str:
+    """Return :func:`server_description` of ``engine``'s database."""
+    mode = database_mode(engine)
+    with engine.connect() as conn:
+        return server_description(conn, mode, settings)
 
 
 def _hypertables(conn: Connection) -> list[str]:
@@ -84,7 +130,7 @@ def _jobs(conn: Connection) -> list[dict[str, Any]]:
     rows = conn.execute(
         text(
             "SELECT job_id, proc_name, coalesce(hypertable_schema || '.' || hypertable_name, '') "
-            "AS target, CAST(schedule_interval AS text) AS schedule, "
+            "AS target, CAST(schedule_interval AS text) AS schedule, scheduled, "
             "CAST(config AS text) AS config "
             "FROM timescaledb_information.jobs WHERE job_id >= 1000 ORDER BY job_id"
         )
@@ -131,6 +177,7 @@ def describe(engine: Engine, settings: Settings) -> DatabaseInfo:
         return DatabaseInfo(
             mode=mode,
             revision=revision,
+            server=server_description(conn, mode, settings),
             hypertables=_hypertables(conn) if timescale else [],
             rollups=_rollups(conn, mode),
             policies=_policies(settings, mode),

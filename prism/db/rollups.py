@@ -17,7 +17,16 @@ migration 0005 in the mode recorded for the database:
   runs it daily). Compression has no plain-PostgreSQL equivalent.
 
 In both modes a bucket outlives the 1m bars it was computed from, so 1h/1d history reaches back
-further than 1m retention.
+further than 1m retention. A refresh therefore never reaches behind retention: each retention
+run records how far it deleted 1m bars (``retention_cutoff_1m`` in ``config.database_info``,
+only ever moving forward), and :func:`refresh_rollups` starts no earlier than the first whole
+bucket after that cutoff. Without that, a continuous aggregate refreshed over a range whose raw
+rows are gone deletes those buckets (and a plain-PostgreSQL upsert shrinks the bucket the cutoff
+falls in). The TimescaleDB refresh policies look back less far than 1m retention for the same
+reason.
+
+:func:`install_timescale_policies` is what migration 0010 runs, so that ``prism db upgrade``
+leaves a TimescaleDB database with its compression, retention and refresh jobs installed.
 """
 
 from __future__ import annotations
@@ -100,6 +109,56 @@ ON CONFLICT (symbol, time) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.h
 
 WIDTHS = {"market_data.ohlcv_1h": "1 hour", "market_data.ohlcv_1d": "1 day"}
 
+REFRESH_POLICIES = {
+    "market_data.ohlcv_1h": ("3 days", "1 hour", "30 minutes"),
+    "market_data.ohlcv_1d": ("7 days", "1 day", "1 hour"),
+}
+"""start_offset, end_offset and schedule_interval of each continuous aggregate's refresh job
+(start_offset is shortened to the 1m retention when that is shorter)."""
+
+CUTOFF_KEY = "retention_cutoff_{timeframe}"
+"""Key in ``config.database_info``: bars of the timeframe older than this were deleted."""
+
+RECORD_CUTOFF = """
+INSERT INTO config.database_info AS info (key, value)
+VALUES (:key, CAST(CAST(:cutoff AS timestamptz) AS text))
+ON CONFLICT (key) DO UPDATE SET value = CASE
+    WHEN CAST(EXCLUDED.value AS timestamptz) > CAST(info.value AS timestamptz)
+    THEN EXCLUDED.value ELSE info.value END
+"""
+
+
+def retention_cutoff(conn: Connection, timeframe: str = "1m") -> datetime | None:
+    """Return the time before which retention has deleted ``timeframe`` bars, if it ever ran."""
+    value = conn.execute(
+        text("SELECT CAST(value AS timestamptz) FROM config.database_info WHERE key = :key"),
+        {"key": CUTOFF_KEY.format(timeframe=timeframe)},
+    ).scalar()
+    return value if isinstance(value, datetime) else None
+
+
+def _refresh_start(conn: Connection, width: str, start: datetime | None) -> datetime | None:
+    """Return where a refresh of ``width`` buckets may start: ``start``, but not before the
+    first whole bucket after the 1m retention cutoff."""
+    cutoff = retention_cutoff(conn)
+    if cutoff is None:
+        return start
+    first_whole = conn.execute(
+        text(
+            f"SELECT CASE WHEN date_bin(CAST(:w AS interval), :c, {ORIGIN}) = :c THEN :c "
+            f"ELSE date_bin(CAST(:w AS interval), :c, {ORIGIN}) + CAST(:w AS interval) END"
+        ),
+        {"w": width, "c": cutoff},
+    ).scalar_one()
+    bucket_start = (
+        None
+        if start is None
+        else conn.execute(
+            text(f"SELECT date_bin(CAST(:w AS interval), :s, {ORIGIN})"), {"w": width, "s": start}
+        ).scalar_one()
+    )
+    return first_whole if bucket_start is None or bucket_start < first_whole else start
+
 
 def _window(symbols: list[str] | None, start: datetime | None, end: datetime | None) -> str:
     """Return the WHERE clause limiting a refresh to the whole buckets holding the changes."""
@@ -125,12 +184,17 @@ def refresh_rollups(
     """Bring the 1h and 1d rollups up to date with the 1m bars stored now.
 
     Only the buckets of ``symbols`` between ``start`` and ``end`` (the bars an ingest just
-    changed) are recomputed; without them, every bucket. Raises
+    changed) are recomputed; without them, every bucket, but never a bucket behind the 1m
+    retention cutoff (whose raw bars are gone, see the module's docstring). Raises
     :class:`~prism.core.errors.TransientError` naming the rollup that failed; the bars themselves
     are already committed, so running ``prism db refresh`` later repairs it.
     """
     mode = database_mode(engine)
     for view, width in WIDTHS.items():
+        with engine.connect() as conn:
+            window_start = _refresh_start(conn, width, start)
+        if window_start is not None and end is not None and window_start > end:
+            continue
         try:
             if mode == "timescaledb":
                 autocommit = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -142,17 +206,17 @@ def refresh_rollups(
                             f"date_bin(CAST(:width AS interval), :end, {ORIGIN}) "
                             "+ CAST(:width AS interval))"
                         ),
-                        {"width": width, "start": start, "end": end},
+                        {"width": width, "start": window_start, "end": end},
                     )
             else:
                 with engine.begin() as conn:
                     conn.execute(
                         text(
                             INCREMENTAL_ROLLUP.format(
-                                view=view, origin=ORIGIN, where=_window(symbols, start, end)
+                                view=view, origin=ORIGIN, where=_window(symbols, window_start, end)
                             )
                         ),
-                        {"width": width, "symbols": symbols, "start": start, "end": end},
+                        {"width": width, "symbols": symbols, "start": window_start, "end": end},
                     )
         except SQLAlchemyError as err:
             reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
@@ -169,7 +233,8 @@ def apply_retention(
     timeframe (timeframes kept forever are left out).
 
     ``now`` defaults to the database's clock; tests pass a fixed one. Works in both modes;
-    on TimescaleDB the jobs :func:`apply_policies` installs do the same every day.
+    on TimescaleDB the jobs :func:`apply_policies` installs do the same every day. Each
+    timeframe's cutoff is recorded, so that later refreshes do not reach behind it.
     """
     policies = configured_policies(settings)
     deleted: dict[str, int] = {}
@@ -178,13 +243,17 @@ def apply_retention(
         for policy in policies:
             if policy.keep is None:
                 continue
+            cutoff = conn.execute(
+                text("SELECT COALESCE(CAST(:now AS timestamptz), now()) - CAST(:keep AS interval)"),
+                {"keep": policy.keep, "now": now},
+            ).scalar_one()
+            conn.execute(
+                text(RECORD_CUTOFF),
+                {"key": CUTOFF_KEY.format(timeframe=policy.timeframe), "cutoff": cutoff},
+            )
             result = conn.execute(
-                text(
-                    "DELETE FROM market_data.ohlcv WHERE timeframe = :tf "
-                    "AND time < COALESCE(CAST(:now AS timestamptz), now()) "
-                    "- CAST(:keep AS interval)"
-                ),
-                {"tf": policy.timeframe, "keep": policy.keep, "now": now},
+                text("DELETE FROM market_data.ohlcv WHERE timeframe = :tf AND time < :cutoff"),
+                {"tf": policy.timeframe, "cutoff": cutoff},
             )
             deleted[policy.timeframe] = result.rowcount
     return deleted
@@ -255,6 +324,29 @@ def _timescale_retention(conn: Connection, policies: list[Policy]) -> list[str]:
     return done
 
 
+def _timescale_refresh(conn: Connection, policies: list[Policy]) -> list[str]:
+    """(Re)install each continuous aggregate's refresh job, looking back no further than the
+    1m retention (a refresh behind it would delete buckets whose raw bars are gone)."""
+    keep_1m = next(p.keep for p in policies if p.timeframe == "1m")
+    done = []
+    for view, (start, end, every) in REFRESH_POLICIES.items():
+        if keep_1m is not None and _seconds(conn, keep_1m) < _seconds(conn, start):
+            start = keep_1m
+        conn.execute(
+            text(f"SELECT remove_continuous_aggregate_policy('{view}', if_exists => true)")
+        )
+        conn.execute(
+            text(
+                f"SELECT add_continuous_aggregate_policy('{view}', "
+                "start_offset => CAST(:start AS interval), end_offset => CAST(:end AS interval), "
+                "schedule_interval => CAST(:every AS interval))"
+            ),
+            {"start": start, "end": end, "every": every},
+        )
+        done.append(f"refresh {view} every {every} over [now - {start}, now - {end}]")
+    return done
+
+
 def _seconds(conn: Connection, interval: str) -> float:
     return float(
         conn.execute(
@@ -274,7 +366,17 @@ def apply_policies(engine: Engine, settings: Settings) -> list[str]:
     """
     if database_mode(engine) != "timescaledb":
         return []
-    policies = configured_policies(settings)
     with engine.begin() as conn:
-        check_policies(conn, policies)
-        return _timescale_compression(conn, policies) + _timescale_retention(conn, policies)
+        return install_timescale_policies(conn, settings)
+
+
+def install_timescale_policies(conn: Connection, settings: Settings) -> list[str]:
+    """Install compression, retention and refresh jobs from ``settings`` on a TimescaleDB
+    database through ``conn`` (replacing those there); return what was installed."""
+    policies = configured_policies(settings)
+    check_policies(conn, policies)
+    return (
+        _timescale_compression(conn, policies)
+        + _timescale_retention(conn, policies)
+        + _timescale_refresh(conn, policies)
+    )

@@ -32,6 +32,7 @@ from prism.ledger.orders import (
     pending_orders,
     record_decision,
     record_decisions,
+    record_signals,
     set_order_status,
     set_order_statuses,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "pending_orders",
     "record_decision",
     "record_decisions",
+    "record_signals",
     "record_snapshot",
     "set_order_status",
     "set_order_statuses",

@@ -193,6 +193,29 @@ def record_decisions(conn: Connection, decisions: list[dict[str, Any]]) -> None:
     )
 
 
+def record_signals(conn: Connection, signals: list[dict[str, Any]]) -> None:
+    """Write one cycle's signals to ``trading.signals`` (time, deployment, symbol, strategy,
+    model_name, model_version, value: the strategy's weight, target_weight: after the leverage
+    cap) in one statement; a cycle run again for the same bar overwrites its rows."""
+    if not signals:
+        return
+    conn.execute(
+        text(
+            "INSERT INTO trading.signals (time, deployment, symbol, strategy, model_name, "
+            "model_version, value, target_weight) "
+            "SELECT r.time, r.deployment, r.symbol, r.strategy, r.model_name, r.model_version, "
+            "r.value, r.target_weight FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r("
+            "time timestamptz, deployment text, symbol text, strategy text, model_name text, "
+            "model_version text, value double precision, target_weight double precision, "
+            "n bigint) ORDER BY r.n "
+            "ON CONFLICT (deployment, symbol, time) DO UPDATE SET strategy = EXCLUDED.strategy, "
+            "model_name = EXCLUDED.model_name, model_version = EXCLUDED.model_version, "
+            "value = EXCLUDED.value, target_weight = EXCLUDED.target_weight, created_at = now()"
+        ),
+        {"rows": _records(signals)},
+    )
+
+
 def set_order_statuses(conn: Connection, changes: list[tuple[str, str, str | None]]) -> None:
     """Move each order (client order id, status, broker order id or None) through the order
     state machine, all in two statements; an illegal move or an unknown order raises before

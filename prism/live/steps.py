@@ -254,6 +254,22 @@ def decide(
             decisions.append(context.decision(symbol, order, check, skip))
         recorded = ledger.insert_orders(conn, orders, status="pending")
         ledger.record_decisions(conn, decisions)
+        ledger.record_signals(
+            conn,
+            [
+                {
+                    "time": as_of,
+                    "deployment": config.deployment,
+                    "symbol": symbol,
+                    "strategy": strategy.strategy,
+                    "model_name": strategy.model_name,
+                    "model_version": strategy.model_version,
+                    "value": float(weights.get(symbol, 0.0)),
+                    "target_weight": targets[symbol],
+                }
+                for symbol in names
+            ],
+        )
     checkpoint("after_record_pending")
     if not recorded:
         return recorded

@@ -76,6 +76,12 @@ def test_the_demo_fills_the_database_with_bars_orders_fills_and_positions(demo):
     assert count["trading.portfolio_snapshots"] == 60
     assert count["audit.decisions"] == 120
     assert f"{float(last_equity):,.2f}" in output
+    from prism.db.timescale_build import VERSION, read_status
+
+    if read_status().installed and env.get("PRISM_TIMESCALEDB") != "off":
+        assert f"TimescaleDB {VERSION} on PostgreSQL" in output
+    else:
+        assert "plain PostgreSQL mode:" in output
 
 
 def test_the_demo_promotes_its_run_to_champion_with_the_executed_notebook(demo):

@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,16 +44,9 @@ def test_ohlcv_allows_one_row_per_symbol_timeframe_and_time(migrated_engine):
     assert key["constrained_columns"] == ["symbol", "timeframe", "time"]
 
 
-@pytest.mark.skipif(
-    not os.environ.get("PRISM_TEST_TIMESCALE_URL"),
-    reason="PRISM_TEST_TIMESCALE_URL is not set (no TimescaleDB server here)",
-)
-def test_on_timescaledb_ohlcv_and_snapshots_are_hypertables():
-    from sqlalchemy import create_engine
-
-    engine = create_engine(sqlalchemy_url(os.environ["PRISM_TEST_TIMESCALE_URL"]))
-    upgrade(engine)
-    with engine.connect() as conn:
+@pytest.mark.timescaledb
+def test_on_timescaledb_ohlcv_and_snapshots_are_hypertables(timescale_engine):
+    with timescale_engine.connect() as conn:
         tables = {
             r[0]
             for r in conn.execute(
@@ -64,8 +56,11 @@ def test_on_timescaledb_ohlcv_and_snapshots_are_hypertables():
                 )
             )
         }
+        version = conn.execute(
+            text("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        ).scalar()
     assert {"market_data.ohlcv", "trading.portfolio_snapshots"} <= tables
-    assert database_mode(engine) == "timescaledb"
+    assert version == "2.29.2"
 
 
 def test_an_unreachable_database_url_names_the_url_and_the_fix(monkeypatch):
@@ -140,3 +135,61 @@ def test_db_stop_stops_a_server_whose_starting_process_was_killed(tmp_path: Path
 
     assert not embedded.status(pgdata).running
     assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
+
+
+def _show(url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+
+
+@pytest.mark.timescaledb
+def test_each_timescaledb_case_has_one_clear_result(timescale_engine, tmp_path: Path):
+    """A cluster without the preload (as every workspace before TimescaleDB was): the migration
+    refuses with one line naming the setting, PRISM_TIMESCALEDB=off gives PostgreSQL mode, and
+    the next start adds the preload (one restart) so a new database gets TimescaleDB mode."""
+    from sqlalchemy import create_engine
+
+    from prism.db.migrate import NOT_PRELOADED, timescale_support
+
+    pgdata = tmp_path / "postgres"
+    try:
+        url = embedded.start(pgdata, timescaledb=False)
+        assert "timescaledb" not in _show(url, "shared_preload_libraries")
+        legacy = create_engine(sqlalchemy_url(url))
+        with legacy.connect() as conn:
+            support = timescale_support(conn)
+        assert support.available and not support.preloaded
+
+        with pytest.raises(ConfigError) as refused:
+            upgrade(legacy, Settings(database_url=url, timescaledb="auto"))
+        assert str(refused.value) == NOT_PRELOADED
+        assert "\n" not in str(refused.value)
+        assert "shared_preload_libraries = 'timescaledb'" in str(refused.value)
+        assert current_revision(legacy) is None
+
+        assert upgrade(legacy, Settings(database_url=url, timescaledb="off")) == head_revision()
+        assert database_mode(legacy) == "postgresql"
+        legacy.dispose()
+        pid = embedded.status(pgdata).pid
+
+        url = embedded.start(pgdata)  # a workspace from before: preload added, one restart
+        assert embedded.status(pgdata).pid != pid
+        assert "timescaledb" in _show(url, "shared_preload_libraries")
+        assert _show(url, "timescaledb.telemetry_level") == "off"
+        assert int(_show(url, "max_worker_processes")) >= 32
+        pid = embedded.status(pgdata).pid
+        embedded.start(pgdata)
+        assert embedded.status(pgdata).pid == pid  # no second restart
+
+        import psycopg
+
+        with psycopg.connect(url.replace("/prism?", "/postgres?"), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE fresh")
+        fresh = create_engine(sqlalchemy_url(url.replace("/prism?", "/fresh?")))
+        upgrade(fresh, Settings(database_url=url, timescaledb="on"))
+        assert database_mode(fresh) == "timescaledb"
+        fresh.dispose()
+    finally:
+        embedded.stop(pgdata)

@@ -2,14 +2,13 @@
 of 1m bars, retention by timeframe, ``prism db info``, and downgrading past it."""
 
 import json
-import os
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 from alembic import command
-from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
@@ -18,7 +17,6 @@ from prism.core.errors import ConfigError
 from prism.core.events import SEVERITIES, recent_events, record_event
 from prism.data.sources import Asset
 from prism.data.store import ingest, upsert_bars
-from prism.db.engine import sqlalchemy_url
 from prism.db.migrate import _alembic_config, current_revision, head_revision, upgrade
 from prism.db.rollups import apply_retention, refresh_rollups
 
@@ -278,7 +276,9 @@ def test_db_info_json_reports_the_mode_the_rollups_and_the_policies(engine):
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     with engine.connect() as conn:
-        mode = conn.execute(text("SELECT value FROM config.database_info")).scalar()
+        mode = conn.execute(
+            text("SELECT value FROM config.database_info WHERE key = 'mode'")
+        ).scalar()
     assert info["mode"] == mode
     assert info["revision"] == head_revision()
     names = {r["name"] for r in info["rollups"]}
@@ -300,23 +300,22 @@ def test_migrations_downgrade_to_0003_and_upgrade_again(migrated_engine):
     assert "system_events" in inspect(migrated_engine).get_table_names(schema="audit")
 
 
-@pytest.mark.skipif(
-    not os.environ.get("PRISM_TEST_TIMESCALE_URL"),
-    reason="PRISM_TEST_TIMESCALE_URL is not set (no TimescaleDB server here)",
-)
-def test_on_timescaledb_the_rollups_are_continuous_aggregates_with_policies():
-    from prism.core.settings import Settings
+@pytest.mark.timescaledb
+def test_on_timescaledb_the_rollups_are_continuous_aggregates_with_policies(
+    timescale_engine, settings
+):
     from prism.db.info import describe
-    from prism.db.rollups import apply_policies
 
-    engine = create_engine(sqlalchemy_url(os.environ["PRISM_TEST_TIMESCALE_URL"]))
-    upgrade(engine)
-    installed = apply_policies(engine, Settings())
-    refresh_rollups(engine)
+    refresh_rollups(timescale_engine)
 
-    info = describe(engine, Settings())
+    info = describe(timescale_engine, settings)
     assert info.mode == "timescaledb"
     assert {"trading.signals", "trading.risk_snapshots"} <= set(info.hypertables)
     assert {r["kind"] for r in info.rollups} == {"continuous aggregate"}
-    assert "delete 1m bars older than 6 months" in installed
-    assert {j["proc_name"] for j in info.jobs} >= {"policy_refresh_continuous_aggregate"}
+    procs = [j["proc_name"] for j in info.jobs]
+    assert procs.count("policy_refresh_continuous_aggregate") == 2
+    assert procs.count("policy_compression") == 3
+    assert procs.count("policy_retention") == 1
+    retention = [j["config"] for j in info.jobs if j["proc_name"] == "delete_old_bars"]
+    assert len(retention) == 3
+    assert any('"keep": "6 months"' in c and '"timeframe": "1m"' in c for c in retention)

@@ -106,6 +106,15 @@ def test_every_cycle_records_a_decision_per_symbol_and_a_risk_snapshot(stocked, 
     assert traded and all(d.action in ("buy", "sell") for d in traded)
     assert all(d.risk_check["outcome"] == "pass" for d in traded)
     assert all("target_weight" in d.signals and "equity" in d.signals for d in decisions)
+    signals = rows(
+        stocked,
+        "SELECT time, symbol, strategy, value, target_weight FROM trading.signals "
+        "WHERE deployment = 'dec'",
+    )
+    assert len(signals) == 2 * len(times)
+    decided = {(d.time, d.symbol): float(d.signals["target_weight"]) for d in decisions}
+    assert {(g.time, g.symbol): g.target_weight for g in signals} == pytest.approx(decided)
+    assert {g.strategy for g in signals} == {"sma_crossover"}
     statuses = rows(stocked, "SELECT DISTINCT status FROM trading.orders WHERE deployment='dec'")
     assert {s for (s,) in statuses} <= {"sent", "filled", "cancelled"}
     snaps = rows(

@@ -1,6 +1,7 @@
 """Initial schema: market data, trading state, audit, and the database's mode.
 
-Runs on plain PostgreSQL; when the TimescaleDB extension is available it is enabled and
+Runs on plain PostgreSQL; when TimescaleDB is available and preloaded (and not switched off by
+``PRISM_TIMESCALEDB=off``; see :func:`prism.db.migrate.choose_mode`) it is enabled and
 ``market_data.ohlcv`` and ``trading.portfolio_snapshots`` become hypertables. The mode is
 recorded once, here, in ``config.database_info``.
 
@@ -9,8 +10,10 @@ Revises:
 Create Date: 2026-11-22
 """
 
-from alembic import op
+from alembic import context, op
 from sqlalchemy import text
+
+from prism.db.migrate import choose_mode
 
 revision = "0001"
 down_revision = None
@@ -156,13 +159,11 @@ HYPERTABLES = {
 
 
 def upgrade() -> None:
+    settings = context.config.attributes.get("settings")
+    setting = settings.timescaledb if settings is not None else "auto"
+    mode = choose_mode(op.get_bind(), setting)
     op.execute(SCHEMA)
-    bind = op.get_bind()
-    available = bind.execute(
-        text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-    ).scalar()
-    mode = "timescaledb" if available else "postgresql"
-    if available:
+    if mode == "timescaledb":
         op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         for table, column in HYPERTABLES.items():
             op.execute(
