@@ -15,6 +15,9 @@ flow runs and gives the running ones ``PRISM_RUNNER_STOP_SECONDS`` to finish (th
 in Prefect; the next cycle's pending-order recovery settles what they left), the server is
 stopped, any process left in either session is killed and named, and the command exits 0; a
 second signal forces the stop and exits 130.
+
+Longer than most modules (about 530 lines) because starting, recording, draining and stopping
+the server and the runner are one lifecycle whose steps share the process bookkeeping.
 """
 
 from __future__ import annotations

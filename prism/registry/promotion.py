@@ -12,6 +12,9 @@ registry and the mirror stay exactly as they were; the refusal is kept in ``mode
 ``rollback`` moves ``champion`` back to the version it pointed at before the current one (read
 from the approvals history) and records that too. The runner resolves the alias every cycle
 (:func:`champion`), so moving an alias is how a model goes live or is withdrawn.
+
+About 500 lines: promotion and rollback share the approval record and the registry mirror they
+both write; reading versions lives apart in :mod:`prism.registry.versions`.
 """
 
 from __future__ import annotations
