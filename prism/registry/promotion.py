@@ -1,4 +1,4 @@
-"""The model registry: promotion through the gates, aliases, rollback, and loading a model.
+"""The model registry: promotion through the gates, aliases and rollback.
 
 A promotion recomputes the run's evidence from its model, its logged equity and trades and the
 stored bars (:mod:`prism.registry.evidence`) and :mod:`prism.registry.gates` judges it. The
@@ -11,7 +11,8 @@ registry and the mirror stay exactly as they were; the refusal is kept in ``mode
 
 ``rollback`` moves ``champion`` back to the version it pointed at before the current one (read
 from the approvals history) and records that too. The runner resolves the alias every cycle
-(:func:`champion`), so moving an alias is how a model goes live or is withdrawn.
+(:func:`prism.registry.versions.champion`), so moving an alias is how a model goes live or is
+withdrawn.
 
 About 500 lines: promotion and rollback share the approval record and the registry mirror they
 both write; reading versions lives apart in :mod:`prism.registry.versions`.
