@@ -147,9 +147,7 @@ def run_demo(settings: Settings, bars: int, console: Console) -> DemoReport:
         f"[green]✓[/] paper trading: {replayed['orders']} orders, "
         f"{replayed['fills']} fills, final equity {replayed['final_equity']:,.2f}"
     )
-    return DemoReport(
-        ingested, run.run_id, run.metrics, str(promoted.version), replayed, database
-    )
+    return DemoReport(ingested, run.run_id, run.metrics, str(promoted.version), replayed, database)
 
 
 def serve_dashboard(settings: Settings, port: int = 8501) -> int:

@@ -113,7 +113,9 @@ class Settings(BaseSettings):
     commission_per_share: float = Field(0.0, description="commission per share traded")
     slippage_bps: float = Field(2.0, description="slippage per trade, basis points of price")
     runner_stale_intervals: int = Field(
-        5, description="no trading when the newest bar is older than this many bar intervals"
+        5,
+        description="no trading once this many bars the trading calendar expected are missing "
+        "(nights, weekends and holidays expect none)",
     )
     runner_db_attempts: int = Field(
         4, description="tries of a trade cycle when the database is unreachable, then a halt"

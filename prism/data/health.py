@@ -25,7 +25,15 @@ from sqlalchemy import Engine, text
 
 from prism.core.errors import DataUnavailable
 from prism.core.events import record_event
-from prism.data.gaps import ALWAYS_OPEN, STEPS, Gap, exchange_calendar, find_gaps, is_feed
+from prism.data.gaps import (
+    ALWAYS_OPEN,
+    STEPS,
+    Gap,
+    exchange_calendar,
+    expected_times,
+    find_gaps,
+    is_feed,
+)
 
 WARN_AFTER = pd.Timedelta(minutes=5)
 """A live intraday symbol silent this long (in trading time) is a warning."""
@@ -150,6 +158,31 @@ def _newest(engine: Engine, symbols: list[str], timeframe: str) -> list[SeriesSt
         )
         for symbol, time, source, calendar in rows
     ]
+
+
+def missed_bars(
+    engine: Engine, symbols: list[str], timeframe: str, newest: datetime, now: datetime
+) -> int:
+    """Return how many ``timeframe`` bars after ``newest`` the symbols' trading calendars
+    expected to have closed by ``now`` (the most any one calendar expects; a symbol without an
+    asset row trades on XNYS). Zero over a night, a weekend or a holiday, when no bar was due,
+    so a runner judging staleness by it raises nothing while the market is closed."""
+    with engine.connect() as conn:
+        calendars = set(
+            conn.execute(
+                text(
+                    "SELECT coalesce(a.calendar, 'XNYS') "
+                    "FROM unnest(CAST(:s AS text[])) AS s(symbol) "
+                    "LEFT JOIN market_data.assets a USING (symbol)"
+                ),
+                {"s": symbols},
+            ).scalars()
+        )
+    step = pd.Timedelta(STEPS[timeframe])
+    first, last = pd.Timestamp(newest) + step, pd.Timestamp(now) - step
+    if timeframe == "1d":
+        first, last = first.normalize(), last.normalize()
+    return max((len(expected_times(c, timeframe, first, last)) for c in calendars), default=0)
 
 
 def last_completed_session(calendar: str, now: pd.Timestamp) -> pd.Timestamp | None:

@@ -33,6 +33,7 @@ from prism.core.errors import DataUnavailable, TransientError
 from prism.core.events import record_event
 from prism.core.settings import Settings
 from prism.data.bars import INTERVALS
+from prism.data.health import missed_bars
 from prism.live import deployments, risk, steps
 from prism.live.alerts import send_alert
 from prism.live.sources import CheckedSource, StrategySource, registry_source
@@ -266,12 +267,12 @@ def _cycle(
         steps.record_skip(engine, config, model_name, version, as_of, reason, checks)
         return report("breaker", fills, 0, equity, reason)
     if now is not None:
-        silent = pd.Timestamp(now) - pd.Timestamp(as_of)
-        allowed = INTERVALS[config.timeframe].to_pytimedelta() * settings.runner_stale_intervals
-        if silent > allowed:
+        missed = missed_bars(engine, list(config.symbols), config.timeframe, as_of, now)
+        if missed >= settings.runner_stale_intervals:
             reason = (
-                f"stale data: the newest {config.timeframe} bar is from {as_of}, "
-                f"{silent} ago (more than {settings.runner_stale_intervals} bars); not trading"
+                f"stale data: the newest {config.timeframe} bar is from {as_of}, and {missed} "
+                "bars the trading calendar expected since have not arrived (the limit is "
+                f"{settings.runner_stale_intervals}); not trading"
             )
             alert(
                 engine, settings, "stale_data", "error", f"{name}: {reason}", {"deployment": name}

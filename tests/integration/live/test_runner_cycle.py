@@ -239,7 +239,8 @@ def test_the_kill_switch_halts_and_flattens(stocked, settings):
 def test_stale_data_means_no_trading(stocked, settings):
     deploy(stocked, "stale")
     newest = replay_times(stocked, list(SYMBOLS), 1)[-1]
-    now = newest + timedelta(days=settings.runner_stale_intervals + 1)
+    assert newest.date().isoformat() == "2018-12-31"
+    now = newest + timedelta(days=10)  # six NYSE sessions (2-4 and 7-9 January) never arrived
     report = cycle.run_cycle(stocked, settings, "stale", now=now, source=FixedSource())
     assert (report.outcome, report.orders) == ("stale", 0)
     assert "stale data" in report.reason

@@ -42,9 +42,11 @@ $$
 def upgrade() -> None:
     op.execute(FUNCTION)
     op.execute("REVOKE ALL ON FUNCTION audit.record_login_failure(text, text) FROM PUBLIC")
-    exists = op.get_bind().execute(
-        text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": ROLE}
-    ).scalar()
+    exists = (
+        op.get_bind()
+        .execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": ROLE})
+        .scalar()
+    )
     if exists:
         op.execute(f"GRANT EXECUTE ON FUNCTION audit.record_login_failure(text, text) TO {ROLE}")
 
