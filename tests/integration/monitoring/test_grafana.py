@@ -183,4 +183,7 @@ def test_compose_provisions_grafana_and_turns_the_dashboard_login_on():
     assert mounted["./dashboards/grafana/provisioning"] == "/etc/grafana/provisioning"
     assert "PRISM_READER_PASSWORD" in grafana["environment"]
     assert dashboard["environment"]["PRISM_DASHBOARD_AUTH"] == "password"
-    assert dashboard["environment"]["PRISM_DATABASE_URL"].endswith("@db:5432/prism")
+    reader_url = dashboard["environment"]["PRISM_DASHBOARD_DATABASE_URL"]
+    assert reader_url.startswith("postgresql://prism_reader:")
+    assert reader_url.endswith("@db:5432/prism")
+    assert "PRISM_DATABASE_URL" not in dashboard["environment"], "the dashboard has no owner URL"
