@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import pwd
+import shutil
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -229,7 +230,8 @@ def start(pgdata: Path, timescaledb: bool | None = None) -> str:
     if socket_dir is None:
         raise ConfigError(f"the embedded server in {pgdata} has no Unix socket")
     _ensure_database(libpq_url(socket_dir, "postgres"))
-    _require_password_for(pgdata, libpq_url(socket_dir, "postgres"), READER_ROLES)
+    with _start_lock(pgdata):
+        _require_password_for(pgdata, libpq_url(socket_dir, "postgres"), READER_ROLES)
     return libpq_url(socket_dir)
 
 
@@ -246,7 +248,15 @@ def _require_password_for(pgdata: Path, admin_url: str, roles: tuple[str, ...]) 
     missing = [line for line in wanted if line not in current.splitlines()]
     if not missing:
         return
-    hba.write_text("\n".join(missing) + "\n" + current)
+    # Replaced whole, never rewritten in place: a server reloading while another process
+    # starts must read the old file or the new one, not a truncated one that refuses everybody.
+    staged = hba.with_name(hba.name + ".prism")
+    staged.write_text("\n".join(missing) + "\n" + current)
+    owner = hba.stat()
+    shutil.copymode(hba, staged)
+    if os.geteuid() == 0:
+        os.chown(staged, owner.st_uid, owner.st_gid)
+    os.replace(staged, hba)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("SELECT pg_reload_conf()")
 

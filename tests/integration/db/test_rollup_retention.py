@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from prism.cli import app
+from prism.cli.app import app
 from prism.core.settings import Settings
 from prism.data.store import ingest
 from prism.db.migrate import database_mode
