@@ -20,12 +20,9 @@ import pandas as pd
 BAR_COLUMNS = ["time", "symbol", "timeframe", "open", "high", "low", "close", "volume", "source"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 TIMEFRAMES = ("1m", "5m", "1h", "1d")
-INTERVALS = {
-    "1m": pd.Timedelta(minutes=1),
-    "5m": pd.Timedelta(minutes=5),
-    "1h": pd.Timedelta(hours=1),
-    "1d": pd.Timedelta(days=1),
-}
+STEPS = {"1m": "1min", "5m": "5min", "1h": "1h", "1d": "1D"}
+"""Prism timeframe → pandas frequency of its bar grid."""
+INTERVALS = {timeframe: pd.Timedelta(freq) for timeframe, freq in STEPS.items()}
 """How long one bar of each timeframe lasts: a bar stamped ``t`` is closed once ``t + interval``
 has passed."""
 

@@ -28,13 +28,11 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from prism.core.errors import ConfigError, PrismError
-from prism.data.bars import TIMEFRAMES, empty_bars
+from prism.data.bars import STEPS, TIMEFRAMES, empty_bars
 from prism.data.sources import Asset, BarSource
 from prism.data.store import IngestReport, ingest
 
 ALWAYS_OPEN = "24/7"
-STEPS = {"1m": "1min", "5m": "5min", "1h": "1h", "1d": "1D"}
-"""Prism timeframe → pandas frequency of its bar grid."""
 CALENDAR_START = "1970-01-01"
 
 

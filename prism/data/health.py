@@ -25,9 +25,9 @@ from sqlalchemy import Engine, text
 
 from prism.core.errors import DataUnavailable
 from prism.core.events import record_event
+from prism.data.bars import INTERVALS
 from prism.data.gaps import (
     ALWAYS_OPEN,
-    STEPS,
     Gap,
     exchange_calendar,
     expected_times,
@@ -178,7 +178,7 @@ def missed_bars(
                 {"s": symbols},
             ).scalars()
         )
-    step = pd.Timedelta(STEPS[timeframe])
+    step = INTERVALS[timeframe]
     first, last = pd.Timestamp(newest) + step, pd.Timestamp(now) - step
     if timeframe == "1d":
         first, last = first.normalize(), last.normalize()
@@ -197,7 +197,7 @@ def last_completed_session(calendar: str, now: pd.Timestamp) -> pd.Timestamp | N
 
 def silence(status: SeriesStatus, now: pd.Timestamp) -> pd.Timedelta:
     """Return the trading time since the last bar of an intraday series closed."""
-    closed = status.last + pd.Timedelta(STEPS[status.timeframe])
+    closed = status.last + INTERVALS[status.timeframe]
     if now <= closed:
         return pd.Timedelta(0)
     if status.calendar == ALWAYS_OPEN:

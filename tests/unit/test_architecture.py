@@ -77,29 +77,24 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path: Path) -> set[str]:
+def imported_modules(path: Path, candidates: set[str] | None = None) -> set[str]:
     """Return what ``path`` imports, at any depth of its code: the module of each ``import`` or
-    ``from … import`` statement, and for ``from prism import x`` the module ``prism.x``."""
+    ``from … import`` statement, and for ``from prism import x`` the module ``prism.x``. With
+    ``candidates`` (the modules of the import graph), ``from package import module`` counts
+    that module too, and only candidates are returned."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            named = {f"{node.module}.{alias.name}" for alias in node.names}
             if node.module == "prism":
-                found.update(f"prism.{alias.name}" for alias in node.names)
+                found.update(named)
             else:
                 found.add(node.module)
-    return found
-
-
-def imported_submodules(path: Path, modules: set[str]) -> set[str]:
-    """Return the modules of ``modules`` that ``path`` imports, ``from package import module``
-    included (the edges of the import graph)."""
-    found = imported_modules(path)
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found & modules
+                if candidates is not None:
+                    found.update(named)
+    return found if candidates is None else found & candidates
 
 
 def prism_modules() -> dict[str, Path]:
@@ -131,9 +126,7 @@ def violations(modules: dict[str, Path]) -> list[str]:
 
 def cycles(modules: dict[str, Path]) -> list[list[str]]:
     """Return the import cycles between modules of ``prism`` (each as a list of names)."""
-    graph = {
-        name: imported_submodules(path, set(modules)) - {name} for name, path in modules.items()
-    }
+    graph = {name: imported_modules(path, set(modules)) - {name} for name, path in modules.items()}
     found: list[list[str]] = []
     state: dict[str, int] = {}
     stack: list[str] = []
