@@ -15,6 +15,10 @@
 - ``maintenance``: rollups refreshed and retention applied (:mod:`prism.db.rollups`).
 
 ``replay`` runs ``trade_cycle`` once per bar over the newest stored bars (the demo uses it).
+
+The trading flows (cycles, feeds, reconciliation, alerts) connect as the runner's login
+``prism_runner`` (:func:`prism.db.engine.open_runner_database`), which may write only what a
+cycle writes; maintenance, reports and the replay's deployment set-up connect as the owner.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from sqlalchemy import Engine
 
 from prism.core.errors import PrismError
 from prism.core.settings import load_settings
-from prism.db.engine import open_database
+from prism.db.engine import open_database, open_runner_database
 from prism.live import cycle, deployments
 from prism.live.replay import ReplaySummary, replay_times
 from prism.live.replay import replay as live_replay
@@ -40,6 +44,13 @@ DEFAULT_SYMBOLS = ("SPX", "NDX")
 
 @lru_cache(maxsize=1)
 def _engine() -> Engine:
+    """The trading flows' engine, logged in as the runner's role."""
+    return open_runner_database(load_settings())
+
+
+@lru_cache(maxsize=1)
+def _owner_engine() -> Engine:
+    """The engine of maintenance, reports and deployment set-up, logged in as the owner."""
     return open_database(load_settings())
 
 
@@ -147,7 +158,7 @@ async def daily_report(report_date: date | None = None) -> list[str]:
     day = report_date or datetime.now(UTC).date()
     return [
         str(run_daily_report(settings, day, d.name))
-        for d in deployments.list_deployments(_engine(), enabled_only=True)
+        for d in deployments.list_deployments(_owner_engine(), enabled_only=True)
     ]
 
 
@@ -156,7 +167,7 @@ async def maintenance() -> dict[str, int]:
     """Refresh the 1h/1d rollups and apply the retention policies."""
     from prism.db.rollups import apply_retention, refresh_rollups
 
-    engine = _engine()
+    engine = _owner_engine()
     refresh_rollups(engine)
     return apply_retention(engine, load_settings())
 
@@ -173,7 +184,7 @@ def replay(
     from prism.registry.versions import champion
 
     settings = load_settings()
-    engine = _engine()
+    engine = _owner_engine()
     chosen = tuple(symbols or DEFAULT_SYMBOLS)
     deployments.upsert_deployment(
         engine,

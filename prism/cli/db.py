@@ -90,21 +90,26 @@ def db_url(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the Alembic migrations up to the newest revision, and give the read-only login
-    prism_reader its password."""
+    """Apply the Alembic migrations up to the newest revision, and give Prism's logins
+    (the dashboard's prism_reader, the runner's prism_runner) their passwords."""
     from prism.db.engine import connect
     from prism.db.migrate import database_mode, upgrade
-    from prism.db.roles import ensure_reader_login
+    from prism.db.roles import ensure_logins
 
     settings = load_settings()
     engine = connect(settings)
     revision = upgrade(engine)
-    reader = ensure_reader_login(engine, settings)
+    logins = ensure_logins(engine, settings)
     console.print(f"schema at revision {revision} ({database_mode(engine)} mode)")
-    if not reader:
+    if not logins.get(settings.dashboard_role):
         console.print(
             f"the read-only login {settings.dashboard_role or '(none)'} was not set up: this "
             "user may not alter roles; the dashboard needs PRISM_DASHBOARD_DATABASE_URL"
+        )
+    if not logins.get(settings.runner_role):
+        console.print(
+            f"the runner's login {settings.runner_role or '(none)'} was not set up: the "
+            "runner will trade as this user"
         )
 
 

@@ -279,7 +279,7 @@ def limits_list(deployment: Deployment = None) -> None:
     if deployment is not None:
         deployments.get_deployment(engine, deployment)
     with engine.begin() as conn:
-        risk.load_limits(conn)
+        risk.seed_default_limits(conn)
         rows = conn.execute(
             text(
                 "SELECT g.key, coalesce(d.value, g.value), g.description, "

@@ -184,6 +184,16 @@ class Settings(BaseSettings):
         description="password of the read-only login dashboard_role; unset: one generated "
         "into the workspace (reader.password) when the schema is migrated",
     )
+    runner_role: str = Field(
+        "prism_runner",
+        description="login the live runner's flows trade as (only the writes of a trade "
+        "cycle); empty: the runner uses the main database URL",
+    )
+    runner_password: SecretStr | None = Field(
+        None,
+        description="password of runner_role; unset: one generated into the workspace "
+        "(runner.password) when the schema is migrated",
+    )
     dashboard_auth: str = Field(
         "none", description="dashboard login: none, password (dashboard_password) or oidc"
     )

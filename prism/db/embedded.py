@@ -231,11 +231,11 @@ def start(pgdata: Path, timescaledb: bool | None = None) -> str:
         raise ConfigError(f"the embedded server in {pgdata} has no Unix socket")
     _ensure_database(libpq_url(socket_dir, "postgres"))
     with _start_lock(pgdata):
-        _require_password_for(pgdata, libpq_url(socket_dir, "postgres"), READER_ROLES)
+        _require_password_for(pgdata, libpq_url(socket_dir, "postgres"), PASSWORD_ROLES)
     return libpq_url(socket_dir)
 
 
-READER_ROLES = ("prism_reader",)
+PASSWORD_ROLES = ("prism_reader", "prism_runner")
 """Logins the server asks a password of (initdb lets every local connection in unasked)."""
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings, mask_url
 from prism.db import embedded
-from prism.db.roles import ensure_reader_login
+from prism.db.roles import can_log_in, ensure_logins, runner_login, runner_url
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -60,5 +60,18 @@ def open_database(settings: Settings) -> Engine:
 
     engine = connect(settings)
     upgrade(engine)
-    ensure_reader_login(engine, settings)
+    ensure_logins(engine, settings)
     return engine
+
+
+def open_runner_database(settings: Settings) -> Engine:
+    """Return an engine logged in as the runner's role (``prism_runner``: the writes of a trade
+    cycle only), after migrating as the owner; the owner's engine when the role could not be set
+    up (an owner without CREATEROLE on a managed server) or ``PRISM_RUNNER_ROLE`` is empty."""
+    owner = open_database(settings)
+    if not can_log_in(owner, runner_login(settings).role):
+        return owner
+    owner.dispose()
+    return create_engine(
+        sqlalchemy_url(runner_url(settings, database_url(settings))), pool_pre_ping=True
+    )

@@ -1,40 +1,71 @@
-"""The read-only login ``prism_reader``: its password, and the URL the dashboard connects with.
+"""Prism's own logins: ``prism_reader`` (the dashboard) and ``prism_runner`` (the live runner).
 
-Migration 0008 creates the role with ``SELECT`` on Prism's schemas. After every migration the
-owner side (:func:`ensure_reader_login`, called by :func:`prism.db.engine.open_database`) gives
-it ``LOGIN`` with its password: ``PRISM_READER_PASSWORD`` when set (docker compose, a managed
-server), else one generated once into the workspace (``reader.password``, mode 0600). The
-embedded server asks that role for its password (``pg_hba.conf``, see
-:mod:`prism.db.embedded`); :func:`reader_url` is the main database's URL logged in as the role,
-which is all the dashboard gets: it never connects as the owner and never migrates.
+Migration 0008 creates the reader role with ``SELECT`` on Prism's schemas; migration 0015 the
+runner role with ``SELECT`` and the writes of a trade cycle only. After every migration the owner
+side (:func:`ensure_logins`, called by :func:`prism.db.engine.open_database`) gives each role
+``LOGIN`` with its password: the setting (``PRISM_READER_PASSWORD``, ``PRISM_RUNNER_PASSWORD``;
+docker compose, a managed server) when set, else one generated once into the workspace
+(``reader.password``, ``runner.password``; mode 0600). The embedded server asks these roles for
+their password (``pg_hba.conf``, see :mod:`prism.db.embedded`). :func:`reader_url` and
+:func:`runner_url` are the main database's URL logged in as the role: all the dashboard gets, and
+what the runner's flows trade through. Neither role can migrate.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings
 
-PASSWORD_FILE = "reader.password"
+
+@dataclass(frozen=True)
+class Login:
+    """One of Prism's logins: its role, its password when a setting gives one, the workspace
+    file a generated password is kept in, and the environment variable of that setting."""
+
+    role: str
+    password: SecretStr | None
+    file: str
+    password_variable: str
 
 
-def password_file(settings: Settings) -> Path:
-    """Return where the workspace keeps the generated reader password."""
-    return settings.home / PASSWORD_FILE
+def reader_login(settings: Settings) -> Login:
+    """Return the dashboard's read-only login."""
+    return Login(
+        settings.dashboard_role,
+        settings.reader_password,
+        "reader.password",
+        "PRISM_READER_PASSWORD",
+    )
 
 
-def reader_password(settings: Settings, create: bool = False) -> str | None:
-    """Return the reader's password: the setting, else the workspace's (generated when
+def runner_login(settings: Settings) -> Login:
+    """Return the live runner's login."""
+    return Login(
+        settings.runner_role, settings.runner_password, "runner.password", "PRISM_RUNNER_PASSWORD"
+    )
+
+
+def password_file(settings: Settings, login: Login | None = None) -> Path:
+    """Return where the workspace keeps the generated password of ``login`` (the reader's by
+    default)."""
+    return settings.home / (login or reader_login(settings)).file
+
+
+def login_password(settings: Settings, login: Login, create: bool = False) -> str | None:
+    """Return ``login``'s password: the setting, else the workspace's (generated when
     ``create`` and missing, atomically, so concurrent processes agree), else None."""
-    if settings.reader_password is not None and settings.reader_password.get_secret_value():
-        return settings.reader_password.get_secret_value()
-    path = password_file(settings)
+    if login.password is not None and login.password.get_secret_value():
+        return login.password.get_secret_value()
+    path = password_file(settings, login)
     if path.exists():
         return path.read_text().strip() or None
     if not create:
@@ -49,11 +80,10 @@ def reader_password(settings: Settings, create: bool = False) -> str | None:
     return path.read_text().strip()
 
 
-def ensure_reader_login(engine: Engine, settings: Settings) -> bool:
-    """Give the reader role LOGIN with its password and no other attribute, when the role
+def ensure_login(engine: Engine, settings: Settings, login: Login) -> bool:
+    """Give ``login``'s role LOGIN with its password and no other attribute, when the role
     exists and the owner may alter roles; return whether it did."""
-    role = settings.dashboard_role
-    if not role:
+    if not login.role:
         return False
     with engine.begin() as conn:
         allowed = conn.execute(
@@ -61,13 +91,13 @@ def ensure_reader_login(engine: Engine, settings: Settings) -> bool:
                 "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :r) AND "
                 "(SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user)"
             ),
-            {"r": role},
+            {"r": login.role},
         ).scalar()
         if not allowed:
             return False
-        password = reader_password(settings, create=True)
+        password = login_password(settings, login, create=True)
         quoted = conn.execute(
-            text("SELECT quote_ident(:r), quote_literal(:p)"), {"r": role, "p": password}
+            text("SELECT quote_ident(:r), quote_literal(:p)"), {"r": login.role, "p": password}
         ).one()
         conn.execute(
             text(
@@ -78,18 +108,45 @@ def ensure_reader_login(engine: Engine, settings: Settings) -> bool:
     return True
 
 
-def reader_url(settings: Settings, main_url: str) -> str:
-    """Return ``main_url`` (the main database's libpq URL) logged in as the reader role."""
-    role = settings.dashboard_role
-    password = reader_password(settings)
-    if not role or password is None:
+def can_log_in(engine: Engine, role: str) -> bool:
+    """Return whether ``role`` exists with LOGIN on ``engine``'s server."""
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text("SELECT rolcanlogin FROM pg_roles WHERE rolname = :r"), {"r": role}
+            ).scalar()
+        )
+
+
+def ensure_logins(engine: Engine, settings: Settings) -> dict[str, bool]:
+    """Set up the reader's and the runner's logins; return, per role, whether it was."""
+    return {
+        login.role: ensure_login(engine, settings, login)
+        for login in (reader_login(settings), runner_login(settings))
+    }
+
+
+def login_url(settings: Settings, main_url: str, login: Login) -> str:
+    """Return ``main_url`` (the main database's libpq URL) logged in as ``login``'s role."""
+    password = login_password(settings, login)
+    if not login.role or password is None:
         raise ConfigError(
-            f"no password for the read-only login {role or '(PRISM_DASHBOARD_ROLE is empty)'}: "
-            "set PRISM_READER_PASSWORD (or PRISM_DASHBOARD_DATABASE_URL), or migrate once with "
-            "`prism db upgrade`, which generates one into the workspace"
+            f"no password for the login {login.role or '(no role configured)'}: set "
+            f"{login.password_variable}, or migrate once with `prism db upgrade`, which "
+            f"generates one into the workspace ({login.file})"
         )
     return (
         make_url(main_url)
-        .set(username=role, password=password)
+        .set(username=login.role, password=password)
         .render_as_string(hide_password=False)
     )
+
+
+def reader_url(settings: Settings, main_url: str) -> str:
+    """Return ``main_url`` logged in as the dashboard's read-only role."""
+    return login_url(settings, main_url, reader_login(settings))
+
+
+def runner_url(settings: Settings, main_url: str) -> str:
+    """Return ``main_url`` logged in as the runner's role."""
+    return login_url(settings, main_url, runner_login(settings))

@@ -5,7 +5,9 @@ min low, last close, summed volume, and the number of 1m bars in the bucket) are
 migration 0005 in the mode recorded for the database:
 
 - TimescaleDB: continuous aggregates with refresh policies. :func:`refresh_rollups` refreshes
-  them at once as well, so a bar ingested a moment ago shows up without waiting for the job.
+  them at once as well, so a bar ingested a moment ago shows up without waiting for the job,
+  when the connected user may (only an aggregate's owner may refresh it: the runner's login
+  ``prism_runner`` may not, and its ingests rely on the policy and on real-time aggregation).
   :func:`apply_policies` installs compression and retention per timeframe from the settings
   (``PRISM_COMPRESS_1M`` ... ``PRISM_RETENTION_1D``); run it through ``prism db retention``
   after changing them.
@@ -175,6 +177,20 @@ def _window(symbols: list[str] | None, start: datetime | None, end: datetime | N
     return " ".join(clauses)
 
 
+def _owns_rollups(engine: Engine) -> bool:
+    """Return whether the connected user may refresh every continuous aggregate (owns them)."""
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT bool_and(pg_has_role(current_user, c.relowner, 'USAGE')) "
+                    "FROM pg_class c WHERE c.oid = ANY(CAST(:views AS regclass[]))"
+                ),
+                {"views": list(WIDTHS)},
+            ).scalar()
+        )
+
+
 def refresh_rollups(
     engine: Engine,
     symbols: list[str] | None = None,
@@ -190,6 +206,8 @@ def refresh_rollups(
     are already committed, so running ``prism db refresh`` later repairs it.
     """
     mode = database_mode(engine)
+    if mode == "timescaledb" and not _owns_rollups(engine):
+        return
     for view, width in WIDTHS.items():
         with engine.connect() as conn:
             window_start = _refresh_start(conn, width, start)

@@ -26,6 +26,7 @@ from prism.brokers.port import Broker
 from prism.brokers.venues import PAPER, check_spec, open_broker
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings
+from prism.live.risk import seed_default_limits
 from prism.live.steps import LiveConfig
 
 TIMEFRAMES = ("1m", "5m", "1h", "1d")
@@ -165,9 +166,11 @@ def validate(deployment: Deployment) -> Deployment:
 
 
 def upsert_deployment(engine: Engine, deployment: Deployment) -> Deployment:
-    """Create or update a deployment's definition (its halt state is left as it is)."""
+    """Create or update a deployment's definition (its halt state is left as it is), and write
+    the default risk limits it trades under if they are not stored yet."""
     validate(deployment)
     with engine.begin() as conn:
+        seed_default_limits(conn)
         conn.execute(
             text(
                 "INSERT INTO config.strategies (deployment, strategy, model_name, model_alias, "
@@ -199,15 +202,14 @@ def upsert_deployment(engine: Engine, deployment: Deployment) -> Deployment:
 
 
 def halt(conn: Connection, name: str, reason: str, by: str) -> bool:
-    """Halt deployment ``name``; return False when it was already halted (first reason kept)."""
+    """Halt deployment ``name``; return False when it was already halted (first reason kept).
+
+    Through ``config.halt_deployment`` (migration 0015), the one way the runner's login may
+    change a halt: it can set one, never clear one."""
     get_deployment(conn, name)
     changed = conn.execute(
-        text(
-            "UPDATE config.strategies SET halted = true, halt_reason = :r, halted_at = now(), "
-            "halted_by = :by, updated_at = now() WHERE deployment = :d AND NOT halted"
-        ),
-        {"d": name, "r": reason, "by": by},
-    ).rowcount
+        text("SELECT config.halt_deployment(:d, :r, :by)"), {"d": name, "r": reason, "by": by}
+    ).scalar_one()
     return bool(changed)
 
 

@@ -2,7 +2,7 @@
 the circuit breaker, and the per-cycle risk snapshot.
 
 Limits live in the database so a person can change them while the runner runs; every cycle
-reads them again (:func:`load_limits`, which seeds :data:`DEFAULTS` on first use). An order that
+reads them again (:func:`load_limits`: :data:`DEFAULTS` for a key never stored). An order that
 would breach a position or exposure limit is trimmed to what the limit leaves room for, rounded
 down to the lot, or rejected when nothing is left; an order that only reduces a position is
 never cut. A loss since the previous close beyond ``daily_loss_limit``, or a fall from peak
@@ -71,9 +71,9 @@ class RiskLimits:
         return cls(**{k: float(v) for k, v in values.items()})
 
 
-def load_limits(conn: Connection, deployment: str | None = None) -> RiskLimits:
-    """Return the limits in ``config.risk_limits`` (first seeding any missing default), with
-    ``deployment``'s own overrides from ``config.deployment_risk_limits`` on top."""
+def seed_default_limits(conn: Connection) -> None:
+    """Write any default limit missing from ``config.risk_limits`` (the owner's side: a
+    deployment's creation and ``prism runner limits``; the runner's login may not write it)."""
     for key, (value, description) in DEFAULTS.items():
         conn.execute(
             text(
@@ -82,8 +82,14 @@ def load_limits(conn: Connection, deployment: str | None = None) -> RiskLimits:
             ),
             {"k": key, "v": value, "d": description},
         )
+
+
+def load_limits(conn: Connection, deployment: str | None = None) -> RiskLimits:
+    """Return the limits in ``config.risk_limits`` (a default for any key not stored), with
+    ``deployment``'s own overrides from ``config.deployment_risk_limits`` on top. Reads only."""
+    values = {key: value for key, (value, _) in DEFAULTS.items()}
     rows = conn.execute(text("SELECT key, value FROM config.risk_limits")).all()
-    values = {key: float(value) for key, value in rows}
+    values |= {key: float(value) for key, value in rows}
     if deployment is not None:
         own = conn.execute(
             text("SELECT key, value FROM config.deployment_risk_limits WHERE deployment = :d"),
@@ -99,7 +105,7 @@ def set_limit(
     """Change one limit, globally or for ``deployment`` only (the next cycle trades under it)."""
     RiskLimits.from_values({key: value})
     if deployment is not None:
-        load_limits(conn)
+        seed_default_limits(conn)
         conn.execute(
             text(
                 "INSERT INTO config.deployment_risk_limits (deployment, key, value, updated_by) "

@@ -130,7 +130,7 @@ def test_every_cycle_records_a_decision_per_symbol_and_a_risk_snapshot(stocked, 
         "daily_loss_limit",
         "max_drawdown",
     }
-    # the limits were seeded on first use
+    # the limits were seeded when the deployment was created
     assert len(rows(stocked, "SELECT key FROM config.risk_limits")) == len(risk.DEFAULTS)
 
 
