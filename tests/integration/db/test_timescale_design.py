@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from prism.data.store import _NEWEST, RECENT, newest_time, upsert_bars
+from prism.db.rollups import refresh_rollups
+from tests.integration.db.test_platform_schema import minute_bars, resampled, stored_rollup
 
 pytestmark = pytest.mark.timescaledb
 
@@ -77,3 +79,23 @@ def test_the_newest_bar_before_a_cutoff_far_back_falls_back_to_the_whole_series(
         == bars.loc[bars["time"] <= upto, "time"].max()
     )
     assert newest_time(timescale_engine, ["ZZZ"], "1d") is None
+
+
+def test_a_bar_stored_after_the_last_refresh_shows_in_the_hourly_rollup(timescale_engine):
+    start = pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=6)
+    bars = minute_bars(start, days=1, seed=5)
+    bars = bars[bars["time"] < start + pd.Timedelta(hours=4)]
+    refreshed = bars[bars["time"] < start + pd.Timedelta(hours=3)]
+    upsert_bars(timescale_engine, refreshed)
+    refresh_rollups(timescale_engine)
+    before = stored_rollup(timescale_engine, "ohlcv_1h")
+    upsert_bars(timescale_engine, bars)
+
+    hourly = stored_rollup(timescale_engine, "ohlcv_1h")
+    expected = resampled(bars, "1h")
+
+    assert before["time"].max() == start + pd.Timedelta(hours=2)
+    assert hourly["time"].max() == start + pd.Timedelta(hours=3)
+    assert hourly[["symbol", "time"]].equals(expected[["symbol", "time"]])
+    for column in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_allclose(hourly[column], expected[column], rtol=1e-12)
