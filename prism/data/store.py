@@ -8,6 +8,8 @@ table filled by ``COPY`` and one ``INSERT ... ON CONFLICT``. COPY buffers are CS
 polars (the fastest builder measured here: pandas' ``to_csv`` is 20x slower). Rows identical to
 the stored ones are filtered out before the upsert and left untouched, so ingesting the same
 data twice leaves exactly the same rows, down to ``ingested_at``.
+On TimescaleDB a backfill into compressed chunks (older bars, corrections) takes the same
+path: TimescaleDB inserts and updates compressed chunks directly and they stay compressed.
 
 Writing and reading stay in one module (about 470 lines) because both follow the same table
 layout and batch rules; the sources and validation live beside it in :mod:`prism.data`.

@@ -8,9 +8,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from prism.data.store import _NEWEST, RECENT, newest_time, upsert_bars
+from prism.data.store import _NEWEST, RECENT, ingest, newest_time, read_bars, upsert_bars
 from prism.db.rollups import refresh_rollups
-from tests.integration.db.test_platform_schema import minute_bars, resampled, stored_rollup
+from tests.integration.db.test_platform_schema import (
+    FrameSource,
+    minute_bars,
+    resampled,
+    stored_rollup,
+)
 
 pytestmark = pytest.mark.timescaledb
 
@@ -99,3 +104,49 @@ def test_a_bar_stored_after_the_last_refresh_shows_in_the_hourly_rollup(timescal
     assert hourly[["symbol", "time"]].equals(expected[["symbol", "time"]])
     for column in ("open", "high", "low", "close", "volume"):
         np.testing.assert_allclose(hourly[column], expected[column], rtol=1e-12)
+
+
+def compressed_chunks(engine: Engine) -> list[bool]:
+    """Return whether each chunk of market_data.ohlcv is compressed."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT is_compressed FROM timescaledb_information.chunks "
+                    "WHERE hypertable_schema = 'market_data' AND hypertable_name = 'ohlcv'"
+                )
+            ).scalars()
+        )
+
+
+def test_a_backfill_into_compressed_chunks_stores_corrected_older_and_newer_bars(
+    timescale_engine,
+):
+    start = pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=10)
+    bars = minute_bars(start, days=1, seed=6)
+    stored, older = bars[bars["time"] >= start + pd.Timedelta(hours=6)], bars
+    older = older[older["time"] < start + pd.Timedelta(hours=6)]
+    stored, newer = stored[stored["time"] < start + pd.Timedelta(hours=20)], stored
+    newer = newer[newer["time"] >= start + pd.Timedelta(hours=20)]
+    ingest(timescale_engine, FrameSource(stored))
+    with timescale_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("SELECT compress_chunk(c) FROM show_chunks('market_data.ohlcv') c"))
+    assert compressed_chunks(timescale_engine) and all(compressed_chunks(timescale_engine))
+    corrected = stored.sample(n=200, random_state=1).copy()
+    corrected["close"] = corrected[["close", "high"]].mean(axis=1)
+
+    report = ingest(timescale_engine, FrameSource(pd.concat([older, corrected, newer])))
+
+    expected = (
+        pd.concat([older, stored.drop(corrected.index), corrected, newer])
+        .sort_values(["symbol", "time"])
+        .reset_index(drop=True)
+    )
+    got = read_bars(timescale_engine, ["AAA", "BBB"], timeframe="1m").reset_index(drop=True)
+    assert (report.inserted, report.updated) == (len(older) + len(newer), len(corrected))
+    assert got[["symbol", "time"]].equals(expected[["symbol", "time"]])
+    for column in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_allclose(got[column], expected[column], rtol=1e-12)
+    assert compressed_chunks(timescale_engine) and all(compressed_chunks(timescale_engine))
+    hourly = stored_rollup(timescale_engine, "ohlcv_1h")
+    np.testing.assert_allclose(hourly["close"], resampled(expected, "1h")["close"], rtol=1e-12)
