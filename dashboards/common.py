@@ -60,6 +60,7 @@ QUERIES: dict[str, Callable[..., Any]] = {
     "equity": overview.equity_with_benchmark,
     "alerts": overview.recent_alerts,
     "positions": positions.positions,
+    "signals": positions.latest_signals,
     "orders": orders.orders,
     "fills": orders.fills,
     "choices": orders.filter_choices,

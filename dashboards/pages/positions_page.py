@@ -1,5 +1,6 @@
 """Positions: quantity, average and last price, market value, weight, unrealized and realized
-P&L, per deployment and in total."""
+P&L, per deployment and in total; and the target weights of each deployment's newest cycle
+(``trading.signals``)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,17 @@ def body() -> None:
         figure.update_yaxes(tickformat=".0%")
         figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
         st.plotly_chart(figure, width="stretch")
+    targets = query("signals", deployment)
+    if not targets.empty:
+        st.subheader("Target weights of the newest cycle")
+        st.dataframe(
+            targets,
+            hide_index=True,
+            column_config={
+                "value": st.column_config.NumberColumn(format="%.4f"),
+                "target_weight": st.column_config.NumberColumn(format="percent"),
+            },
+        )
 
 
 body()

@@ -59,12 +59,15 @@ class SeriesStatus:
     quarantined: int = 0
     staleness: str = "static"
     silent_for: str | None = None
+    rollup_from: pd.Timestamp | None = None
+    rollup_days: int = 0
     open_gaps: list[Gap] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the status as JSON-ready values (times in ISO 8601, gaps as ranges)."""
         out = asdict(self)
         out["first"], out["last"] = self.first.isoformat(), self.last.isoformat()
+        out["rollup_from"] = None if self.rollup_from is None else self.rollup_from.isoformat()
         out["open_gaps"] = [gap.as_dict() for gap in self.open_gaps]
         return out
 
@@ -86,6 +89,13 @@ _SERIES = text(
     """
 )
 
+_ROLLUP_SPAN = text(
+    "SELECT symbol, min(time) AS first, count(*) AS days FROM market_data.ohlcv_1d "
+    "WHERE CAST(:symbols AS text[]) IS NULL OR symbol = ANY(CAST(:symbols AS text[])) "
+    "GROUP BY symbol"
+)
+"""The daily rollup's span per symbol: 1m history outlives 1m retention there."""
+
 _QUARANTINED = text(
     "SELECT symbol, coalesce(raw->>'timeframe', '') AS timeframe, count(*) AS n "
     "FROM market_data.quarantine WHERE symbol IS NOT NULL GROUP BY 1, 2"
@@ -101,15 +111,29 @@ def _now(now: datetime | None) -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC") if now is None else _utc(now)
 
 
+def _rollup_span(row: Any) -> dict[str, Any]:
+    """Return the rollup_from and rollup_days of a 1m series from its row of the daily
+    rollup (none when the series is not 1m or has no bucket)."""
+    if row is None:
+        return {}
+    return {"rollup_from": pd.Timestamp(row.first).tz_convert("UTC"), "rollup_days": int(row.days)}
+
+
 def series_status(
     engine: Engine, symbols: list[str] | None = None, timeframe: str | None = None
 ) -> list[SeriesStatus]:
     """Return every stored series (or those of ``symbols`` / ``timeframe``) with its span,
-    count, source and quarantined rows."""
+    count, source and quarantined rows; a 1m series also with the span of its daily rollup
+    (``market_data.ohlcv_1d``), which reaches back further than 1m retention."""
     params = {"symbols": symbols, "timeframe": timeframe}
     with engine.connect() as conn:
         rows = conn.execute(_SERIES, params).mappings().all()
         quarantined = {(r.symbol, r.timeframe): int(r.n) for r in conn.execute(_QUARANTINED)}
+        rollups = (
+            {r.symbol: r for r in conn.execute(_ROLLUP_SPAN, {"symbols": symbols})}
+            if timeframe in (None, "1m")
+            else {}
+        )
     return [
         SeriesStatus(
             symbol=row["symbol"],
@@ -120,6 +144,7 @@ def series_status(
             last=pd.Timestamp(row["last"]).tz_convert("UTC"),
             bars=int(row["bars"]),
             quarantined=quarantined.get((row["symbol"], row["timeframe"]), 0),
+            **_rollup_span(rollups.get(row["symbol"]) if row["timeframe"] == "1m" else None),
         )
         for row in rows
     ]

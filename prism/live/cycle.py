@@ -34,6 +34,7 @@ from prism.core.events import record_event
 from prism.core.settings import Settings
 from prism.data.bars import INTERVALS
 from prism.data.health import missed_bars
+from prism.data.store import newest_time
 from prism.live import deployments, risk, steps
 from prism.live.alerts import send_alert
 from prism.live.sources import CheckedSource, StrategySource, registry_source
@@ -68,21 +69,14 @@ def newest_bar(
     """Return the time of the newest bar stored for any of ``symbols``; with ``closed_by``, the
     newest one whose interval had ended by then (a bar still forming is never traded)."""
     cutoff = None if closed_by is None else closed_by - INTERVALS[timeframe].to_pytimedelta()
-    with engine.connect() as conn:
-        newest = conn.execute(
-            text(
-                "SELECT max(time) FROM market_data.ohlcv WHERE symbol = ANY(:s) "
-                "AND timeframe = :tf AND (CAST(:cutoff AS timestamptz) IS NULL OR time <= :cutoff)"
-            ),
-            {"s": symbols, "tf": timeframe, "cutoff": cutoff},
-        ).scalar()
+    newest = newest_time(engine, symbols, timeframe, cutoff)
     if newest is None:
         closed = "" if closed_by is None else f" closed by {closed_by:%Y-%m-%d %H:%M} UTC"
         raise DataUnavailable(
             f"no {timeframe} bars{closed} stored for {', '.join(symbols)}; ingest some first "
             "(`prism data ingest ...`)"
         )
-    return pd.Timestamp(newest).to_pydatetime()
+    return newest
 
 
 def _equity_history(engine: Engine, deployment: str, as_of: datetime) -> pd.Series:

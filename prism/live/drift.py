@@ -6,8 +6,9 @@ bars the runner read, from the live equity at the window's first bar, with the d
 and the model versions its decisions recorded. The gap between live and simulated P&L is then
 split, by a chain of counterfactuals each differing from the last in one cause, into:
 
-- ``signals``: the backtest fed the target weights the live decisions recorded
-  (``audit.decisions.signals.target_weight``) instead of the weights the model computes on the
+- ``signals``: the backtest fed the target weights the live cycles recorded in
+  ``trading.signals`` (``audit.decisions.signals.target_weight`` for decisions older than that
+  table's rows) instead of the weights the model computes on the
   same bars, minus the plain backtest;
 - ``risk``: where the pre-trade risk checks trimmed or rejected an order, the backtest fed the
   weight the checks allowed (the position held plus the allowed quantity, at the decision's
@@ -228,10 +229,10 @@ def activity_span(engine: Engine, deployment: str) -> tuple[pd.Timestamp, pd.Tim
 
 
 _ALLOWED_WEIGHT = (
-    "CASE WHEN risk_check->>'outcome' IN ('trim', 'reject') THEN "
-    "(CAST(signals->>'held' AS double precision) + CAST(risk_check->>'allowed' AS double "
-    "precision)) * CAST(signals->>'close' AS double precision) "
-    "/ nullif(CAST(signals->>'equity' AS double precision), 0) END"
+    "CASE WHEN d.risk_check->>'outcome' IN ('trim', 'reject') THEN "
+    "(CAST(d.signals->>'held' AS double precision) + CAST(d.risk_check->>'allowed' AS double "
+    "precision)) * CAST(d.signals->>'close' AS double precision) "
+    "/ nullif(CAST(d.signals->>'equity' AS double precision), 0) END"
 )
 """The weight a trimmed or rejected order left the position at, from the decision's record."""
 
@@ -245,11 +246,14 @@ def read_live(engine: Engine, deployment: str, start: datetime, end: datetime) -
         ).scalar()
         decisions = pd.read_sql_query(
             text(
-                "SELECT time, symbol, model_name, model_version, action, reasoning, "
-                "CAST(signals->>'target_weight' AS double precision) AS target_weight, "
-                f"risk_check->>'outcome' AS risk_outcome, {_ALLOWED_WEIGHT} AS allowed_weight "
-                "FROM audit.decisions WHERE deployment = :d AND decision_type = 'rebalance' "
-                "AND time BETWEEN :start AND :end ORDER BY time, symbol"
+                "SELECT d.time, d.symbol, d.model_name, d.model_version, d.action, d.reasoning, "
+                "COALESCE(s.target_weight, "
+                "CAST(d.signals->>'target_weight' AS double precision)) AS target_weight, "
+                f"d.risk_check->>'outcome' AS risk_outcome, {_ALLOWED_WEIGHT} AS allowed_weight "
+                "FROM audit.decisions d LEFT JOIN trading.signals s ON s.deployment = "
+                "d.deployment AND s.symbol = d.symbol AND s.time = d.time "
+                "WHERE d.deployment = :d AND d.decision_type = 'rebalance' "
+                "AND d.time BETWEEN :start AND :end ORDER BY d.time, d.symbol"
             ),
             conn,
             params={"d": deployment, "start": start, "end": end},

@@ -68,3 +68,35 @@ def totals(frame: pd.DataFrame) -> pd.DataFrame:
     per = held.groupby("deployment", as_index=False)[columns].sum()
     total = pd.DataFrame([{"deployment": "total", **per[columns].sum().to_dict()}])
     return pd.concat([per, total], ignore_index=True)
+
+
+_SIGNALS = """
+SELECT s.deployment, s.time, s.symbol, s.strategy, s.model_name, s.model_version, s.value,
+       s.target_weight
+FROM trading.signals s
+JOIN (SELECT deployment, max(time) AS time FROM trading.signals
+      WHERE CAST(:deployment AS text) IS NULL OR deployment = :deployment
+      GROUP BY deployment) n USING (deployment, time)
+ORDER BY s.deployment, s.symbol
+"""
+
+SIGNAL_COLUMNS = [
+    "deployment",
+    "time",
+    "symbol",
+    "strategy",
+    "model_name",
+    "model_version",
+    "value",
+    "target_weight",
+]
+
+
+def latest_signals(engine: Engine, deployment: str | None = None) -> pd.DataFrame:
+    """Return the target weights of each deployment's newest cycle from ``trading.signals``
+    (what the runner aims to hold, beside what it holds): deployment, time (UTC), symbol,
+    strategy, model_name, model_version, value (the strategy's weight) and target_weight
+    (after the leverage cap); empty when no cycle recorded any."""
+    frame = read_frame(engine, _SIGNALS, deployment=deployment)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame[SIGNAL_COLUMNS]

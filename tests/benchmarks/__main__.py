@@ -21,6 +21,7 @@ def main() -> None:
         bench_ingest,
         bench_minute,
         bench_sweep_store,
+        bench_timescale,
         bench_trade_cycle,
     )
 
@@ -32,6 +33,7 @@ def main() -> None:
         bench_dashboard,
         bench_sweep_store,
         bench_trade_cycle,
+        bench_timescale,
     ]
     notes: list[str] = []
     print(

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import matplotlib.image
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from sqlalchemy import Engine, text
@@ -202,6 +203,18 @@ def test_the_positions_page_values_the_book_at_the_newest_closes(on_workspace):
     assert metrics["realized P&L"] == fmt.signed_money(realized)
     totals = app.dataframe[1].value
     assert totals["deployment"].tolist() == [DEPLOYMENT, "total"]
+    with on_workspace.connect() as conn:
+        newest = pd.read_sql_query(
+            text(
+                "SELECT symbol, target_weight FROM trading.signals WHERE time = "
+                "(SELECT max(time) FROM trading.signals) ORDER BY symbol"
+            ),
+            conn,
+        )
+    targets = app.dataframe[2].value
+    assert targets["deployment"].unique().tolist() == [DEPLOYMENT]
+    assert len(newest) == 2 and targets["symbol"].tolist() == newest["symbol"].tolist()
+    assert targets["target_weight"].tolist() == newest["target_weight"].tolist()
 
 
 def test_the_orders_page_counts_every_order_and_adds_its_commission(on_workspace):
@@ -400,7 +413,7 @@ def _wait_for(url: str, seconds: float = 60) -> None:
 CHROMIUM = shutil.which("chromium")
 RENDERED = {
     "overview": ("Last alerts", 2, 1),
-    "positions": ("Per deployment and in total", 2, 1),
+    "positions": ("Target weights of the newest cycle", 3, 1),
     "orders": ("Fills", 2, 1),
     "risk": ("Risk limits", 3, 2),
     "models": ("Lineage of an order", 2, 0),

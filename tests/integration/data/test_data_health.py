@@ -231,3 +231,22 @@ def test_a_deployment_that_allows_gaps_trades_through_them(stocked, no_events):
     assert _events(stocked, "data_quality_refused") == []
     with stocked.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM audit.decisions")).scalar() == 2
+
+
+def test_status_of_a_minute_series_shows_its_daily_rollup_reaching_past_deleted_bars(engine):
+    from tests.integration.db.test_platform_schema import FrameSource, minute_bars
+
+    bars = minute_bars(pd.Timestamp("2026-03-02", tz="UTC"), days=3, seed=8)
+    ingest(engine, FrameSource(bars))
+    kept_from = pd.Timestamp("2026-03-03", tz="UTC")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM market_data.ohlcv WHERE time < :t"), {"t": kept_from})
+
+    result = CliRunner().invoke(app, ["data", "status", "--json"])
+
+    assert result.exit_code == 0, result.output
+    aaa = next(row for row in json.loads(result.output) if row["symbol"] == "AAA")
+    mine = bars[bars["symbol"] == "AAA"]
+    assert aaa["first"] == mine.loc[mine["time"] >= kept_from, "time"].min().isoformat()
+    assert aaa["rollup_from"] == mine["time"].min().floor("D").isoformat()
+    assert aaa["rollup_days"] == mine["time"].dt.floor("D").nunique()

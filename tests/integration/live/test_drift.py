@@ -327,3 +327,26 @@ def test_the_drift_command_prints_the_report_as_json(
     assert printed["live_pnl"] == pytest.approx(expected["live_pnl"], abs=1e-6)
     assert printed["gap"] == pytest.approx(expected["gap"], abs=1e-6)
     assert printed["bars"] == len(window)
+
+
+def test_drift_compares_the_model_with_the_target_weights_in_trading_signals(
+    stocked, costly, window, strategy
+):
+    source = DriftSource(strategy)
+    _replay(stocked, costly, "base", window, source)
+    bar = _traded_bar(stocked, "base", window)
+    with stocked.begin() as conn:
+        recorded = conn.execute(
+            text(
+                "UPDATE trading.signals SET target_weight = target_weight + 0.25 "
+                "WHERE deployment = 'base' AND time = :t AND symbol = 'SPX' "
+                "RETURNING target_weight"
+            ),
+            {"t": bar},
+        ).scalar_one()
+
+    report = drift.drift(stocked, costly, "base", source=source)
+
+    assert [(d.time, d.symbol) for d in report.signal_differences] == [(bar, "SPX")]
+    assert report.signal_differences[0].live_weight == pytest.approx(recorded, abs=1e-12)
+    assert report.signal_differences[0].model_weight == pytest.approx(recorded - 0.25, abs=1e-9)
