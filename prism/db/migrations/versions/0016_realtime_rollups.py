@@ -9,16 +9,16 @@ from the materialization, so buckets that outlived 1m retention are unaffected.
 
 Plain PostgreSQL's rollup tables are kept current by every ingest and need nothing.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-05
 """
 
 from alembic import op
 from sqlalchemy import text
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
