@@ -57,15 +57,38 @@ def backtest_command(
     start: Annotated[str | None, typer.Option(help="first bar (UTC date)")] = None,
     end: Annotated[str | None, typer.Option(help="last bar (UTC date)")] = None,
     param: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
-    cash: Annotated[float, typer.Option(help="starting capital")] = 1_000_000.0,
-    commission_bps: Annotated[float, typer.Option(help="commission, bps of notional")] = 1.0,
-    slippage_bps: Annotated[float, typer.Option(help="slippage, bps of price")] = 2.0,
+    cash: Annotated[float | None, typer.Option(help="starting capital [PRISM_CAPITAL]")] = None,
+    commission_bps: Annotated[
+        float | None, typer.Option(help="commission, bps of notional [PRISM_COMMISSION_BPS]")
+    ] = None,
+    commission_per_share: Annotated[
+        float | None, typer.Option(help="commission per share [PRISM_COMMISSION_PER_SHARE]")
+    ] = None,
+    slippage_bps: Annotated[
+        float | None, typer.Option(help="slippage, bps of price [PRISM_SLIPPAGE_BPS]")
+    ] = None,
+    rebalance: Annotated[
+        str | None,
+        typer.Option(
+            help="band: trade back when drifting past --band; change: only on a new target"
+        ),
+    ] = None,
+    band: Annotated[float | None, typer.Option(help="drift allowed, fraction of equity")] = None,
+    lot: Annotated[float | None, typer.Option(help="quantities in whole multiples of this")] = None,
+    size_at: Annotated[str | None, typer.Option(help="size orders at: decision or fill")] = None,
+    fill_at: Annotated[
+        str | None, typer.Option(help="fill at the next bar's open or this close")
+    ] = None,
+    leverage: Annotated[float | None, typer.Option(help="cap on the sum of |weights|")] = None,
+    trades: Annotated[Path | None, typer.Option(help="write every fill here (.csv)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     allow_gaps: AllowGaps = False,
 ) -> None:
     """Backtest a strategy on stored bars and print its metrics (no MLflow run); bars with
-    open gaps or a stale feed are refused unless --allow-gaps."""
-    from prism.backtest.engine import BacktestConfig, report, run_backtest
+    open gaps or a stale feed are refused unless --allow-gaps. Capital and costs default to
+    the settings; --rebalance change --lot 1 --size-at fill --slippage-bps 0 trades as
+    backtesting.py and vectorbt's from_signals do."""
+    from prism.backtest.engine import backtest_config, report, run_backtest
     from prism.data.store import read_bars
     from prism.db.engine import open_database
     from prism.strategies import make_strategy
@@ -75,8 +98,23 @@ def backtest_command(
     engine = open_database(load_settings())
     bars = read_bars(engine, names, start, end, timeframe)
     quality_gate(engine, names, timeframe, start, end, allow_gaps)
-    config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
-    figures = report(run_backtest(bars, chosen, config), timeframe)
+    config = backtest_config(
+        load_settings(),
+        capital=cash,
+        commission_bps=commission_bps,
+        commission_per_share=commission_per_share,
+        slippage_bps=slippage_bps,
+        rebalance=rebalance,
+        band=band,
+        lot=lot,
+        size_at=size_at,
+        fill_at=fill_at,
+        max_leverage=leverage,
+    )
+    result = run_backtest(bars, chosen, config)
+    if trades is not None:
+        result.trades.to_csv(trades, index=False)
+    figures = report(result, timeframe)
     figures["trades"] = figures.pop("n_trades")
     if as_json:
         print(
