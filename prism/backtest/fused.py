@@ -40,6 +40,7 @@ def sma_crossover_sweep(
     costs: np.ndarray,
     weight: float,
     allow_short: bool,
+    block: int = BLOCK,
 ) -> np.ndarray:
     """Return, per combination (``fast[k]``, ``slow[k]`` windows), a row of (final equity,
     first equity, fills, the sum of the equity curve's simple returns and of their squares,
@@ -47,7 +48,8 @@ def sma_crossover_sweep(
 
     ``opens`` and ``closes`` are one symbol's finite, positive prices; ``costs`` is (commission
     in bps, commission per share, slippage in bps, lot); ``weight`` the target while long
-    (after the leverage cap); shorts take ``-weight`` when ``allow_short``.
+    (after the leverage cap); shorts take ``-weight`` when ``allow_short``; ``block`` the bars
+    walked at a time.
     """
     windows = np.unique(np.concatenate((fast, slow))).astype(np.int64)
     slot = np.full(int(windows.max()) + 1, -1, dtype=np.int64)
@@ -63,6 +65,7 @@ def sma_crossover_sweep(
         costs,
         weight,
         allow_short,
+        block,
         state,
     )
     return state[:, [_PREV, _FIRST, _FILLS, _S1, _S2, _S3, _S4, _DRAWDOWN]]
@@ -78,13 +81,14 @@ def _sweep(
     costs: np.ndarray,
     weight: float,
     allow_short: bool,
+    block: int,
     state: np.ndarray,
 ) -> None:
     n = closes.size
     sums = np.zeros(windows.size)
-    averages = np.empty((windows.size, BLOCK))
-    for start in range(0, n, BLOCK):
-        stop = min(n, start + BLOCK)
+    averages = np.empty((windows.size, block))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
         for k in prange(windows.size):
             sums[k] = _averages(closes, windows[k], start, stop, sums[k], averages[k])
         for c in prange(fast.size):

@@ -31,7 +31,7 @@ from prism.core.errors import ConfigError
 from prism.core.settings import load_settings
 from prism.core.text import read_literal
 from prism.data.bars import BarPanel
-from prism.strategies import available_strategies, make_strategy
+from prism.strategies import SmaCrossover, available_strategies, make_strategy
 
 Combination = dict[str, Any]
 
@@ -181,14 +181,16 @@ def fused_sma_sweep(job: SweepJob, combos: Sequence[Combination]) -> list[dict[s
     if not fitting:
         return None
     rows: list[dict[str, Any] | None] = []
-    chosen = []
+    chosen: list[SmaCrossover] = []
     for combo in combos:
         try:
             strategy = make_strategy(job.strategy, {**job.fixed, **combo})
         except ConfigError as err:
             rows.append({**combo, "error": str(err)})
             continue
-        if strategy.on_cross or strategy.allow_short != chosen_short(chosen, strategy):
+        if not isinstance(strategy, SmaCrossover) or strategy.on_cross:
+            return None
+        if chosen and strategy.allow_short != chosen[0].allow_short:
             return None
         chosen.append(strategy)
         rows.append(None)
@@ -219,11 +221,6 @@ def fused_sma_sweep(job: SweepJob, combos: Sequence[Combination]) -> list[dict[s
             {**combo, **_figures(moments, first, last, int(fills), n_obs, job.periods_per_year)}
         )
     return table
-
-
-def chosen_short(chosen: Sequence[Any], strategy: Any) -> bool:
-    """Return whether the combinations chosen so far allow shorts (the first decides)."""
-    return bool(chosen[0].allow_short) if chosen else bool(strategy.allow_short)
 
 
 @njit(cache=True, nogil=True)
