@@ -150,7 +150,7 @@ def test_backtest_reproduces_backtesting_pys_smacross_on_goog(engine, tmp_path):
     )
 
     assert result.exit_code == 0, result.output
-    reported = json.loads(result.output)
+    reported = json.loads(result.stdout)
     assert reported["final_equity"] == pytest.approx(theirs["Equity Final [$]"], abs=0.005)
     trips = round_trips(pd.read_csv(fills, parse_dates=["time"]))
     trades = theirs["_trades"]
