@@ -10,6 +10,7 @@ order is cancelled. This matches vectorbt's cash-sharing accounting, which the t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any, Literal
@@ -50,6 +51,14 @@ class BacktestConfig(AccountConfig):
     def __post_init__(self) -> None:
         if self.rebalance not in ("band", "change"):
             raise ConfigError(f"rebalance must be 'band' or 'change', got {self.rebalance!r}")
+        for name in ("capital", "lot", "max_leverage"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        for name in ("band", "commission_bps", "commission_per_share", "slippage_bps"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
         if self.fill_at not in ("open", "close"):
             raise ConfigError(f"fill_at must be 'open' or 'close', got {self.fill_at!r}")
         if self.size_at not in ("decision", "fill"):
