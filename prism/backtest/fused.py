@@ -55,7 +55,7 @@ def sma_crossover_sweep(
     slot = np.full(int(windows.max()) + 1, -1, dtype=np.int64)
     slot[windows] = np.arange(windows.size)
     state = np.zeros((fast.size, STATE))
-    state[:, _CASH] = capital
+    state[:, [_CASH, _PREV, _PEAK, _FIRST]] = capital
     _sweep(
         np.ascontiguousarray(opens, dtype=np.float64),
         np.ascontiguousarray(closes, dtype=np.float64),
@@ -136,13 +136,16 @@ def _advance(
     allow_short: bool,
     state: np.ndarray,
 ) -> None:
-    """Advance one combination's account through bars ``start:stop``."""
+    """Advance one combination's account through bars ``start:stop``. The first bar's equity
+    is the capital (nothing fills before a decision). A drawdown is worked out only where it
+    may be a new maximum: below ``floor``, a hair above the level that would make it one."""
     commission_bps, per_share, slippage_bps, lot = costs[0], costs[1], costs[2], costs[3]
     cost_rate = (commission_bps + slippage_bps) / 10_000.0
     cash, held, target = state[_CASH], state[_HELD], state[_TARGET]
     pending, closing, prev = state[_PENDING], state[_CLOSING], state[_PREV]
     peak, drawdown, fills = state[_PEAK], state[_DRAWDOWN], state[_FILLS]
     s1, s2, s3, s4 = state[_S1], state[_S2], state[_S3], state[_S4]
+    floor = peak * (1.0 - drawdown) * (1.0 + 1e-12)
     for t in range(start, stop):
         if pending != 0.0 or closing != 0.0:
             price = opens[t]
@@ -168,10 +171,7 @@ def _advance(
                     fills += 1.0
                 pending = 0.0
         equity = cash + held * closes[t] if held != 0.0 else cash
-        if t == 0:
-            state[_FIRST] = equity
-            peak = equity
-        elif equity != prev:
+        if equity != prev:
             r = equity / prev - 1.0
             r2 = r * r
             s1 += r
@@ -180,8 +180,10 @@ def _advance(
             s4 += r2 * r2
             if equity > peak:
                 peak = equity
-            elif equity < peak:
+                floor = peak * (1.0 - drawdown) * (1.0 + 1e-12)
+            elif equity < floor:
                 drawdown = max(drawdown, 1.0 - equity / peak)
+                floor = peak * (1.0 - drawdown) * (1.0 + 1e-12)
         prev = equity
         gap_now = fast[t - start] - slow[t - start]
         wanted_weight = weight if gap_now > 0 else (-weight if gap_now < 0 and allow_short else 0.0)
