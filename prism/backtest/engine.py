@@ -10,9 +10,10 @@ order is cancelled. This matches vectorbt's cash-sharing accounting, which the t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from prism.backtest.portfolio import AccountConfig
 from prism.backtest.simulation import cap_leverage
 from prism.backtest.simulation import simulate as run_loop
 from prism.core.errors import ConfigError, DataUnavailable
+from prism.core.settings import Settings
 from prism.data.bars import BarPanel
 from prism.strategies import Strategy
 
@@ -35,17 +37,44 @@ class BacktestConfig(AccountConfig):
     that decided them (a market-on-close study; no live equivalent). ``size_at``:
     ``"decision"`` (the default, as live: the quantity is fixed at the close that decided it)
     or ``"fill"`` (the quantity is worked out at the fill price, as vectorbt and backtesting.py
-    do; an idealisation, like an order for a notional amount).
+    do; an idealisation, like an order for a notional amount). ``rebalance``: ``"band"`` (the
+    default, as live: a position drifting more than ``band`` of equity from its target is
+    traded back) or ``"change"`` (a position is traded only when its target weight changes
+    and held otherwise, as backtesting.py's ``Strategy`` and vectorbt's ``from_signals`` do;
+    a change of side is a closing fill and an opening fill).
     """
 
     fill_at: Literal["open", "close"] = "open"
     size_at: Literal["decision", "fill"] = "decision"
+    rebalance: Literal["band", "change"] = "band"
 
     def __post_init__(self) -> None:
+        if self.rebalance not in ("band", "change"):
+            raise ConfigError(f"rebalance must be 'band' or 'change', got {self.rebalance!r}")
+        for name in ("capital", "lot", "max_leverage"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        for name in ("band", "commission_bps", "commission_per_share", "slippage_bps"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
         if self.fill_at not in ("open", "close"):
             raise ConfigError(f"fill_at must be 'open' or 'close', got {self.fill_at!r}")
         if self.size_at not in ("decision", "fill"):
             raise ConfigError(f"size_at must be 'decision' or 'fill', got {self.size_at!r}")
+
+
+def backtest_config(settings: Settings, **given: Any) -> BacktestConfig:
+    """Return a :class:`BacktestConfig` from ``given`` fields (None: not given), the rest from
+    ``settings`` (capital and costs, as a paper account is charged) or the defaults."""
+    chosen = {k: v for k, v in given.items() if v is not None}
+    for name in ("capital", "commission_bps", "commission_per_share", "slippage_bps"):
+        chosen.setdefault(name, getattr(settings, name))
+    unknown = set(chosen) - {f.name for f in fields(BacktestConfig)}
+    if unknown:
+        raise ConfigError(f"unknown backtest settings: {', '.join(sorted(unknown))}")
+    return BacktestConfig(**chosen)
 
 
 @dataclass(frozen=True)
@@ -201,6 +230,7 @@ def simulate(
         config.band,
         config.fill_at == "close",
         config.size_at == "fill",
+        config.rebalance == "change",
     )
     return Simulation(first, capped, equity, held, fills)
 

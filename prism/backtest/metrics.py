@@ -135,6 +135,52 @@ def trade_statistics(trades: pd.DataFrame) -> dict[str, float]:
     }
 
 
+def round_trips(trades: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per round trip of a fills frame (as :func:`trade_statistics` reads it,
+    with ``time``): a position's life from flat back to flat, as backtesting.py's and
+    vectorbt's trade lists show it.
+
+    Columns: symbol, size (signed: + long, - short; the largest held), entry_time, exit_time,
+    entry_price and exit_price (quantity-weighted over the fills that grew and shrank the
+    position), pnl (commissions included). A position still open at the end is left out; a
+    single fill that reverses a position (band rebalancing) does not end its round trip.
+    """
+    rows: list[dict[str, object]] = []
+    for symbol, fills in trades.groupby("symbol", sort=False, observed=True):
+        held = bought = sold = bought_value = sold_value = cash = 0.0
+        size = 0.0
+        entry_time = None
+        for time, quantity, price, fee in fills[
+            ["time", "quantity", "price", "commission"]
+        ].itertuples(index=False):
+            if held == 0.0:
+                entry_time, size = time, 0.0
+                bought = sold = bought_value = sold_value = cash = 0.0
+            grows = held == 0.0 or (held > 0) == (quantity > 0)
+            if grows:
+                bought, bought_value = bought + abs(quantity), bought_value + abs(quantity) * price
+            else:
+                sold, sold_value = sold + abs(quantity), sold_value + abs(quantity) * price
+            held = round(held + quantity, 10)
+            size = held if abs(held) > abs(size) else size
+            cash -= quantity * price + fee
+            if held == 0.0:
+                rows.append(
+                    {
+                        "symbol": symbol,
+                        "size": size,
+                        "entry_time": entry_time,
+                        "exit_time": time,
+                        "entry_price": bought_value / bought,
+                        "exit_price": sold_value / sold,
+                        "pnl": cash,
+                    }
+                )
+    columns = ["symbol", "size", "entry_time", "exit_time", "entry_price", "exit_price", "pnl"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values("entry_time", kind="stable").reset_index(drop=True)
+
+
 def drawdown(equity: pd.Series) -> pd.Series:
     """Return the drawdown at each bar (0 at a new high, negative below it)."""
     return equity / equity.cummax() - 1.0

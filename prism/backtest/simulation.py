@@ -31,11 +31,12 @@ def _size_at_fill(
     last_close: np.ndarray,
     cash: float,
     costs: np.ndarray,
+    on_change: bool,
 ) -> None:
     """Re-size each pending order so it reaches its target weight of the equity marked at
     ``prices``, paying the slipped price plus commission (vectorbt's and backtesting.py's
     convention: the order knows the price it fills at)."""
-    commission_bps, per_share, slippage_bps, lot = costs[0], costs[1], costs[2], costs[3]
+    lot = costs[3]
     equity = cash
     for j in range(prices.size):
         if holdings[j] != 0.0:
@@ -47,9 +48,22 @@ def _size_at_fill(
             pending[j] = -holdings[j]
             continue
         gap = targets[j] * equity - holdings[j] * prices[j]
-        slipped = prices[j] * (1.0 + math.copysign(slippage_bps, gap) / 10_000.0)
-        unit = slipped * (1.0 + commission_bps / 10_000.0) + per_share if gap > 0 else slipped
-        pending[j] = _round_to_lot(gap / unit, lot)
+        pending[j] = _round_to_lot(
+            gap / _unit_cost(prices[j], gap, targets[j], costs, on_change), lot
+        )
+
+
+@njit(cache=True, inline="always")
+def _unit_cost(
+    price: float, gap: float, target: float, costs: np.ndarray, on_change: bool
+) -> float:
+    """Return what one unit of an order worth ``gap`` costs at ``price``: slipped, plus the
+    commission reserved when the order grows the position (buys only when rebalancing on a
+    band; buys and short sales alike when trading on target changes, as the signal engines
+    do), so that all-in orders do not overdraw."""
+    slipped = price * (1.0 + math.copysign(costs[2], gap) / 10_000.0)
+    grows = gap * target > 0 if on_change else gap > 0
+    return slipped * (1.0 + costs[0] / 10_000.0) + costs[1] if grows else slipped
 
 
 @njit(cache=True, inline="always")
@@ -161,6 +175,7 @@ def simulate(
     band: float,
     at_close: bool,
     size_at_fill: bool,
+    on_change: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step through (time × symbol) panels; return equity, holdings and fills.
 
@@ -170,16 +185,20 @@ def simulate(
     Fills are rows of (bar index filled, symbol index, quantity, price, commission, bar index
     decided). NaN opens or closes mean the symbol has no bar then.
 
+    A position is traded whenever it drifts more than ``band`` of equity from its target, or,
+    with ``on_change``, only when its target weight changes (held otherwise, as a signal engine
+    holds it): a change of side then closes the position in one fill and opens the new one in
+    another, sized from the equity left after the close.
+
     The outputs are allocated here, by numpy, whose large blocks are backed by huge pages:
     allocated inside the compiled loop, a million bars cost more in page faults than in work.
     """
     n_bars, n_symbols = opens.shape
     equity = np.empty(n_bars)
     held = np.empty((n_bars, n_symbols))
-    fills = np.empty((n_bars * n_symbols, 6))
-    n_fills = _run(
-        opens, closes, weights, capital, costs, band, at_close, size_at_fill, equity, held, fills
-    )
+    fills = np.empty(((2 if on_change else 1) * n_bars * n_symbols, 6))
+    modes = np.array([band, float(at_close), float(size_at_fill), float(on_change)])
+    n_fills = _run(opens, closes, weights, capital, costs, modes, equity, held, fills)
     return equity, held, fills[:n_fills]
 
 
@@ -190,58 +209,76 @@ def _run(
     weights: np.ndarray,
     capital: float,
     costs: np.ndarray,
-    band: float,
-    at_close: bool,
-    size_at_fill: bool,
+    modes: np.ndarray,
     equity: np.ndarray,
     held: np.ndarray,
     fills: np.ndarray,
 ) -> int:
-    """Fill :func:`simulate`'s outputs in place; return the number of fills."""
+    """Fill :func:`simulate`'s outputs in place; return the number of fills. ``modes`` is
+    (band, at close, size at fill, on change)."""
     n_bars, n_symbols = opens.shape
+    band, at_close, size_at_fill, on_change = modes[0], modes[1] > 0, modes[2] > 0, modes[3] > 0
     commission_bps, per_share, slippage_bps, lot = costs[0], costs[1], costs[2], costs[3]
     cost_rate = (commission_bps + slippage_bps) / 10_000.0
     cash = capital
     holdings = np.zeros(n_symbols)
     last_close = np.full(n_symbols, np.nan)
     pending = np.zeros(n_symbols)
+    closing = np.zeros(n_symbols)
     targets = np.zeros(n_symbols)
     decided = np.full(n_symbols, -1)
     n_fills = 0
     waiting = False
     for t in range(n_bars):
         if waiting and not at_close:
+            cash, n_fills = _execute(
+                t, opens[t], closing, decided, holdings, cash, fills, n_fills, costs
+            )
             if size_at_fill:
-                _size_at_fill(opens[t], pending, targets, holdings, last_close, cash, costs)
+                _size_at_fill(
+                    opens[t], pending, targets, holdings, last_close, cash, costs, on_change
+                )
             cash, n_fills = _execute(
                 t, opens[t], pending, decided, holdings, cash, fills, n_fills, costs
             )
-            waiting = _any_pending(pending)
+            waiting = _any_pending(pending) or _any_pending(closing)
         equity[t] = _mark(t, closes, last_close, holdings, cash)
         for j in range(n_symbols):
             price = closes[t, j]
             if not (math.isfinite(price) and price > 0):
                 continue
             weight = weights[t, j]
-            if weight == 0.0:
-                delta = -holdings[j]
-            else:
-                gap = weight * equity[t] - holdings[j] * price
-                if abs(gap) <= band * equity[t]:
+            held_now = holdings[j]
+            if on_change:
+                if weight == targets[j]:
                     continue
-                unit_cost = price * (1.0 + cost_rate) + per_share if gap > 0 else price
+                closing[j] = -held_now if held_now * weight <= 0.0 else 0.0
+                held_now += closing[j]
+            if weight == 0.0:
+                delta = -held_now
+            else:
+                gap = weight * equity[t] - held_now * price
+                if not on_change and abs(gap) <= band * equity[t]:
+                    continue
+                grows = gap * weight > 0 if on_change else gap > 0
+                unit_cost = price * (1.0 + cost_rate) + per_share if grows else price
                 delta = _round_to_lot(gap / unit_cost, lot)
-            if delta != 0.0:
+            if on_change:
+                targets[j] = weight
+            if delta != 0.0 or closing[j] != 0.0:
                 pending[j] = delta
                 targets[j] = weight
                 decided[j] = t
                 waiting = True
         if waiting and at_close:
             cash, n_fills = _execute(
+                t, closes[t], closing, decided, holdings, cash, fills, n_fills, costs
+            )
+            cash, n_fills = _execute(
                 t, closes[t], pending, decided, holdings, cash, fills, n_fills, costs
             )
             equity[t] = _mark(t, closes, last_close, holdings, cash)
-            waiting = _any_pending(pending)
+            waiting = _any_pending(pending) or _any_pending(closing)
         for j in range(n_symbols):
             held[t, j] = holdings[j]
     return n_fills

@@ -24,13 +24,14 @@ import pandas as pd
 from numba import njit
 
 from prism.backtest.engine import BacktestConfig, simulate, strategy_weights
+from prism.backtest.fused import sma_crossover_sweep
 from prism.backtest.metrics import PERIODS_PER_YEAR
 from prism.backtest.validation import deflated_sharpe_ratio
 from prism.core.errors import ConfigError
 from prism.core.settings import load_settings
 from prism.core.text import read_literal
 from prism.data.bars import BarPanel
-from prism.strategies import available_strategies, make_strategy
+from prism.strategies import SmaCrossover, available_strategies, make_strategy
 
 Combination = dict[str, Any]
 
@@ -114,19 +115,112 @@ def evaluate(job: SweepJob, combos: Sequence[Combination]) -> list[dict[str, Any
 
 
 def _metrics(equity: np.ndarray, n_trades: int, periods_per_year: float) -> dict[str, float]:
-    mean, std, skew, kurtosis, drawdown = curve_moments(equity)
+    return _figures(
+        curve_moments(equity), equity[0], equity[-1], n_trades, equity.size - 1, periods_per_year
+    )
+
+
+def _figures(
+    moments: tuple[float, float, float, float, float],
+    first: float,
+    last: float,
+    n_trades: int,
+    n_obs: int,
+    periods_per_year: float,
+) -> dict[str, float]:
+    mean, std, skew, kurtosis, drawdown = moments
     sharpe = mean / std if std > 0 else math.nan
     return {
-        "total_return": float(equity[-1] / equity[0] - 1.0),
+        "total_return": float(last / first - 1.0),
         "sharpe": float(sharpe * math.sqrt(periods_per_year)),
-        "max_drawdown": drawdown,
+        "max_drawdown": float(drawdown),
         "n_trades": float(n_trades),
-        "final_equity": float(equity[-1]),
+        "final_equity": float(last),
         "bar_sharpe": float(sharpe),
-        "skew": skew,
-        "kurtosis": kurtosis,
-        "n_obs": float(equity.size - 1),
+        "skew": float(skew),
+        "kurtosis": float(kurtosis),
+        "n_obs": float(n_obs),
     }
+
+
+def moments_from_sums(
+    n: int, s1: float, s2: float, s3: float, s4: float, drawdown: float
+) -> tuple[float, float, float, float, float]:
+    """Return :func:`curve_moments`'s figures from the sums of ``n`` returns and of their
+    squares, cubes and fourth powers (one pass instead of two; equal to rounding)."""
+    mean = s1 / n if n > 0 else math.nan
+    m2 = s2 - n * mean * mean
+    if n < 2 or m2 <= 0.0:
+        return mean, 0.0, math.nan, math.nan, drawdown
+    m3 = s3 - 3.0 * mean * s2 + 2.0 * n * mean**3
+    m4 = s4 - 4.0 * mean * s3 + 6.0 * mean * mean * s2 - 3.0 * n * mean**4
+    variance = m2 / n
+    return (
+        mean,
+        math.sqrt(m2 / (n - 1)),
+        (m3 / n) / variance**1.5,
+        (m4 / n) / variance**2,
+        drawdown,
+    )
+
+
+def fused_sma_sweep(job: SweepJob, combos: Sequence[Combination]) -> list[dict[str, Any]] | None:
+    """Return the rows of an SMA-crossover sweep from the fused parallel loop
+    (:mod:`prism.backtest.fused`), or None when the job is not one it computes: one symbol
+    with a bar at every step, trading on target changes sized and filled at the next open."""
+    config, panel = job.config, job.panel
+    fitting = (
+        job.strategy == "sma_crossover"
+        and config.rebalance == "change"
+        and config.size_at == "fill"
+        and config.fill_at == "open"
+        and len(panel.symbols) == 1
+        and len(panel.times) > 1
+        and bool(np.all(panel.open > 0) and np.all(panel.close > 0))
+    )
+    if not fitting:
+        return None
+    rows: list[dict[str, Any] | None] = []
+    chosen: list[SmaCrossover] = []
+    for combo in combos:
+        try:
+            strategy = make_strategy(job.strategy, {**job.fixed, **combo})
+        except ConfigError as err:
+            rows.append({**combo, "error": str(err)})
+            continue
+        if not isinstance(strategy, SmaCrossover) or strategy.on_cross:
+            return None
+        if chosen and strategy.allow_short != chosen[0].allow_short:
+            return None
+        chosen.append(strategy)
+        rows.append(None)
+    if not chosen:
+        return [row for row in rows if row is not None]
+    out = sma_crossover_sweep(
+        panel.open[:, 0],
+        panel.close[:, 0],
+        np.array([s.fast for s in chosen]),
+        np.array([s.slow for s in chosen]),
+        config.capital,
+        np.array(
+            [config.commission_bps, config.commission_per_share, config.slippage_bps, config.lot]
+        ),
+        min(1.0, config.max_leverage),
+        chosen[0].allow_short,
+    )
+    n_obs = len(panel.times) - 1
+    results = iter(out)
+    table = []
+    for combo, row in zip(combos, rows, strict=True):
+        if row is not None:
+            table.append(row)
+            continue
+        last, first, fills, s1, s2, s3, s4, drawdown = next(results)
+        moments = moments_from_sums(n_obs, s1, s2, s3, s4, drawdown)
+        table.append(
+            {**combo, **_figures(moments, first, last, int(fills), n_obs, job.periods_per_year)}
+        )
+    return table
 
 
 @njit(cache=True, nogil=True)
@@ -188,6 +282,11 @@ def run_sweep(
         config=config,
         periods_per_year=PERIODS_PER_YEAR.get(timeframe, 252),
     )
+    fused = fused_sma_sweep(job, combos) if executor is None else None
+    if fused is not None:
+        if on_progress:
+            on_progress(len(combos))
+        return pd.DataFrame(fused)
     size = chunk_size or max(1, math.ceil(len(combos) / (4 * (os.cpu_count() or 1))))
     chunks = [combos[k : k + size] for k in range(0, len(combos), size)]
     done: dict[int, list[dict[str, Any]]] = {}

@@ -18,7 +18,7 @@ from prism.core.errors import ConfigError
 from prism.core.settings import load_settings
 
 if TYPE_CHECKING:
-    pass
+    from prism.backtest.engine import BacktestConfig
 
 
 def strategies_command() -> None:
@@ -50,6 +50,57 @@ def parse_assignments(pairs: list[str]) -> dict[str, object]:
     return parsed
 
 
+Cash = Annotated[float | None, typer.Option(help="starting capital [PRISM_CAPITAL]")]
+CommissionBps = Annotated[
+    float | None, typer.Option(help="commission, bps of notional [PRISM_COMMISSION_BPS]")
+]
+CommissionPerShare = Annotated[
+    float | None, typer.Option(help="commission per share [PRISM_COMMISSION_PER_SHARE]")
+]
+SlippageBps = Annotated[
+    float | None, typer.Option(help="slippage, bps of price [PRISM_SLIPPAGE_BPS]")
+]
+Rebalance = Annotated[
+    str | None,
+    typer.Option(help="band: trade back when drifting past --band; change: only on a new target"),
+]
+Band = Annotated[float | None, typer.Option(help="drift allowed, fraction of equity")]
+Lot = Annotated[float | None, typer.Option(help="quantities in whole multiples of this")]
+SizeAt = Annotated[str | None, typer.Option(help="size orders at: decision or fill")]
+FillAt = Annotated[str | None, typer.Option(help="fill at the next bar's open or this close")]
+Leverage = Annotated[float | None, typer.Option(help="cap on the sum of |weights|")]
+
+
+def account_options(
+    cash: float | None,
+    commission_bps: float | None,
+    commission_per_share: float | None,
+    slippage_bps: float | None,
+    rebalance: str | None,
+    band: float | None,
+    lot: float | None,
+    size_at: str | None,
+    fill_at: str | None,
+    leverage: float | None,
+) -> BacktestConfig:
+    """Return the backtest config the account options ask for, the rest from the settings."""
+    from prism.backtest.engine import backtest_config
+
+    return backtest_config(
+        load_settings(),
+        capital=cash,
+        commission_bps=commission_bps,
+        commission_per_share=commission_per_share,
+        slippage_bps=slippage_bps,
+        rebalance=rebalance,
+        band=band,
+        lot=lot,
+        size_at=size_at,
+        fill_at=fill_at,
+        max_leverage=leverage,
+    )
+
+
 def backtest_command(
     strategy: Annotated[str, typer.Argument(help="strategy name (see `prism strategies`)")],
     symbols: Annotated[str, typer.Option(help="comma-separated symbols")] = "SPX,NDX",
@@ -57,15 +108,25 @@ def backtest_command(
     start: Annotated[str | None, typer.Option(help="first bar (UTC date)")] = None,
     end: Annotated[str | None, typer.Option(help="last bar (UTC date)")] = None,
     param: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
-    cash: Annotated[float, typer.Option(help="starting capital")] = 1_000_000.0,
-    commission_bps: Annotated[float, typer.Option(help="commission, bps of notional")] = 1.0,
-    slippage_bps: Annotated[float, typer.Option(help="slippage, bps of price")] = 2.0,
+    cash: Cash = None,
+    commission_bps: CommissionBps = None,
+    commission_per_share: CommissionPerShare = None,
+    slippage_bps: SlippageBps = None,
+    rebalance: Rebalance = None,
+    band: Band = None,
+    lot: Lot = None,
+    size_at: SizeAt = None,
+    fill_at: FillAt = None,
+    leverage: Leverage = None,
+    trades: Annotated[Path | None, typer.Option(help="write every fill here (.csv)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     allow_gaps: AllowGaps = False,
 ) -> None:
     """Backtest a strategy on stored bars and print its metrics (no MLflow run); bars with
-    open gaps or a stale feed are refused unless --allow-gaps."""
-    from prism.backtest.engine import BacktestConfig, report, run_backtest
+    open gaps or a stale feed are refused unless --allow-gaps. Capital and costs default to
+    the settings; --rebalance change --lot 1 --size-at fill --slippage-bps 0 trades as
+    backtesting.py and vectorbt's from_signals do."""
+    from prism.backtest.engine import report, run_backtest
     from prism.data.store import read_bars
     from prism.db.engine import open_database
     from prism.strategies import make_strategy
@@ -75,8 +136,22 @@ def backtest_command(
     engine = open_database(load_settings())
     bars = read_bars(engine, names, start, end, timeframe)
     quality_gate(engine, names, timeframe, start, end, allow_gaps)
-    config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
-    figures = report(run_backtest(bars, chosen, config), timeframe)
+    config = account_options(
+        cash,
+        commission_bps,
+        commission_per_share,
+        slippage_bps,
+        rebalance,
+        band,
+        lot,
+        size_at,
+        fill_at,
+        leverage,
+    )
+    result = run_backtest(bars, chosen, config)
+    if trades is not None:
+        result.trades.to_csv(trades, index=False)
+    figures = report(result, timeframe)
     figures["trades"] = figures.pop("n_trades")
     if as_json:
         print(
@@ -104,18 +179,26 @@ def sweep_command(
     start: Annotated[str | None, typer.Option(help="first bar (UTC date)")] = None,
     end: Annotated[str | None, typer.Option(help="last bar (UTC date)")] = None,
     param: Annotated[list[str] | None, typer.Option(help="fixed key=value, repeatable")] = None,
-    cash: Annotated[float, typer.Option(help="starting capital")] = 1_000_000.0,
-    commission_bps: Annotated[float, typer.Option(help="commission, bps of notional")] = 1.0,
-    slippage_bps: Annotated[float, typer.Option(help="slippage, bps of price")] = 2.0,
+    cash: Cash = None,
+    commission_bps: CommissionBps = None,
+    commission_per_share: CommissionPerShare = None,
+    slippage_bps: SlippageBps = None,
+    rebalance: Rebalance = None,
+    band: Band = None,
+    lot: Lot = None,
+    size_at: SizeAt = None,
+    fill_at: FillAt = None,
+    leverage: Leverage = None,
     top: Annotated[int, typer.Option(help="rows to print, best Sharpe first")] = 10,
     out: Annotated[Path | None, typer.Option(help="write the whole table here (.csv)")] = None,
     allow_gaps: AllowGaps = False,
 ) -> None:
     """Backtest every combination of a parameter grid in parallel (threads here, or the Dask
-    cluster at PRISM_DASK_ADDRESS) and print the best, with its deflated Sharpe ratio."""
+    cluster at PRISM_DASK_ADDRESS) and print the best, with its deflated Sharpe ratio. An
+    sma_crossover sweep of one symbol with --rebalance change --size-at fill runs fused on
+    this machine's cores (shared averages, one pass per combination)."""
     from rich.progress import Progress
 
-    from prism.backtest.engine import BacktestConfig
     from prism.backtest.sweep import best, expand_grid, parse_axis, parse_condition, run_sweep
     from prism.data.store import read_bars
     from prism.db.engine import open_database
@@ -127,7 +210,18 @@ def sweep_command(
     engine = open_database(load_settings())
     bars = read_bars(engine, names, start, end, timeframe)
     quality_gate(engine, names, timeframe, start, end, allow_gaps)
-    config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
+    config = account_options(
+        cash,
+        commission_bps,
+        commission_per_share,
+        slippage_bps,
+        rebalance,
+        band,
+        lot,
+        size_at,
+        fill_at,
+        leverage,
+    )
     with Progress(console=errors, transient=True) as progress:
         task = progress.add_task(f"{strategy}: {len(combos):,} combinations", total=len(combos))
         table = run_sweep(

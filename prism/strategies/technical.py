@@ -28,12 +28,18 @@ class SmaCrossover(SignalRule):
 
     Equity is split equally across the symbols. A tie between the averages, and the warm-up
     bars where the slow average is undefined, mean no position.
+
+    With ``on_cross`` the side changes only when the averages cross (fast from strictly below
+    to strictly above the slow, or the reverse) and is held in between, with no position
+    before the first cross: backtesting.py's ``SmaCross`` example. Its decisions then depend
+    on the history since the first cross, not on ``warmup`` bars alone.
     """
 
     name: ClassVar[str] = "sma_crossover"
     fast: int
     slow: int
     allow_short: bool = False
+    on_cross: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.fast < self.slow:
@@ -50,7 +56,17 @@ class SmaCrossover(SignalRule):
         """Return the sign of fast minus slow average."""
         gap = sma(close, self.fast)
         gap -= sma(close, self.slow)
-        return np.sign(gap, out=gap)
+        side = np.sign(gap, out=gap)
+        return held_from_crosses(side) if self.on_cross else side
+
+
+def held_from_crosses(side: np.ndarray) -> np.ndarray:
+    """Return the side (+1/-1) taken at each strict cross (from -1 to +1 or +1 to -1) of a
+    sign series, held until the next cross; 0 before the first (NaN and 0 never cross)."""
+    before = np.r_[np.nan, side[:-1]]
+    crossed = (side * before) < 0
+    last = np.maximum.accumulate(np.where(crossed, np.arange(side.size), -1))
+    return np.where(last >= 0, side[np.maximum(last, 0)], 0.0)
 
 
 @dataclass(frozen=True)

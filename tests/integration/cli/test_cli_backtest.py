@@ -112,3 +112,51 @@ def test_sweep_writes_every_combination_and_names_the_best(stocked, tmp_path):
         assert row.final_equity == pytest.approx(equity.iloc[-1], rel=1e-12)
     assert "best of 7 trials" in result.output
     assert "deflated Sharpe" in result.output
+
+
+def test_backtest_reproduces_backtesting_pys_smacross_on_goog(engine, tmp_path):
+    """backtesting.py's README example through ``prism backtest``: GOOG ingested from a CSV,
+    the commission taken from PRISM_COMMISSION_BPS, the rest from the command's options."""
+    import warnings
+
+    from backtesting import Backtest
+    from backtesting.test import GOOG
+
+    from prism.backtest.metrics import round_trips
+    from prism.data.files import FileBarSource
+    from tests.unit.backtest.test_peers import SmaCross
+
+    csv = tmp_path / "goog.csv"
+    GOOG.rename_axis("time").reset_index().to_csv(csv, index=False)
+    ingest(engine, FileBarSource(csv, symbol="GOOG", mapping={c: c.lower() for c in GOOG}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = Backtest(GOOG, SmaCross, cash=10_000, commission=0.002).run()
+    fills = tmp_path / "fills.csv"
+    options = "--rebalance change --lot 1 --size-at fill --fill-at open --slippage-bps 0"
+    result = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            "sma_crossover",
+            "--symbols",
+            "GOOG",
+            *("--param", "fast=10", "--param", "slow=20"),
+            *("--param", "allow_short=True", "--param", "on_cross=True"),
+            *("--cash", "10000", *options.split(), "--leverage", "1", "--band", "0.05"),
+            *("--allow-gaps", "--trades", str(fills), "--json"),
+        ],
+        env={"PRISM_COMMISSION_BPS": "20"},
+    )
+
+    assert result.exit_code == 0, result.output
+    reported = json.loads(result.stdout)
+    assert reported["final_equity"] == pytest.approx(theirs["Equity Final [$]"], abs=0.005)
+    trips = round_trips(pd.read_csv(fills, parse_dates=["time"]))
+    trades = theirs["_trades"]
+    assert len(trips) == len(trades) > 50
+    assert trips["size"].tolist() == trades["Size"].tolist()
+    assert trips["entry_time"].dt.date.tolist() == trades["EntryTime"].dt.date.tolist()
+    assert trips["exit_time"].dt.date.tolist() == trades["ExitTime"].dt.date.tolist()
+    assert trips["entry_price"].to_numpy() == pytest.approx(trades["EntryPrice"].to_numpy())
+    assert trips["pnl"].to_numpy() == pytest.approx(trades["PnL"].to_numpy(), abs=0.005)

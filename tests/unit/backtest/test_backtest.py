@@ -318,3 +318,32 @@ def test_zero_weights_mean_zero_trades_and_zero_costs(
     assert result.trades.empty
     assert (result.equity == config.capital).all()
     assert result.turnover.sum() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lot", 0.0),
+        ("capital", -1.0),
+        ("max_leverage", float("nan")),
+        ("band", -0.01),
+        ("commission_bps", float("inf")),
+        ("rebalance", "drift"),
+    ],
+)
+def test_an_impossible_backtest_setting_is_refused_by_name(field, value):
+    with pytest.raises(ConfigError, match=field):
+        BacktestConfig(**{field: value})
+
+
+def test_trading_on_target_changes_holds_a_position_the_band_would_top_up(bundled_bars):
+    strategy = SmaCrossover(fast=20, slow=100)
+    band = run_backtest(bundled_bars, strategy, BacktestConfig(band=0.01))
+    change = run_backtest(bundled_bars, strategy, BacktestConfig(rebalance="change"))
+    weights = change.weights.to_numpy()
+    changed = np.r_[weights[:1] != 0, np.diff(weights, axis=0) != 0].any(axis=1)
+
+    times = change.weights.index[changed]
+    decided = set(change.trades["decided_at"])
+    assert decided == set(times[times < change.weights.index[-1]])
+    assert len(band.trades) > len(change.trades)

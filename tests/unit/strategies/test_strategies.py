@@ -125,7 +125,7 @@ def test_an_unknown_strategy_name_lists_the_available_ones():
 
 
 def test_a_missing_parameter_is_named_with_the_strategys_parameters():
-    expected = "missing parameter\\(s\\) slow; its parameters are allow_short, fast, slow"
+    expected = "missing parameter\\(s\\) slow; its parameters are allow_short, fast, on_cross, slow"
     with pytest.raises(ConfigError, match=expected):
         make_strategy("sma_crossover", {"fast": 10})
 
