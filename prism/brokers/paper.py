@@ -134,6 +134,20 @@ class PaperBroker:
             )
             return {symbol: Decimal(q) for symbol, q in rows if q != 0}
 
+    def cash(self) -> Decimal:
+        """Return the account's cash by the paper broker's own fills: its capital less what
+        every fill cost (bought notional and commission) plus what sales brought."""
+        with self.engine.connect() as conn:
+            spent = conn.execute(
+                text(
+                    "SELECT coalesce(sum(CASE WHEN o.side = 'buy' THEN f.quantity * f.price "
+                    "ELSE -f.quantity * f.price END + f.commission), 0) FROM trading.paper_fills f "
+                    "JOIN trading.paper_orders o USING (client_order_id) WHERE o.deployment = :d"
+                ),
+                {"d": self.account_id},
+            ).scalar_one()
+        return money.exact(self.account.capital) - Decimal(spent)
+
     def _next_opens(
         self, conn: Connection, orders: list[OrderRow], until: datetime
     ) -> dict[str, tuple[datetime, float, float]]:

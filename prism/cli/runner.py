@@ -238,6 +238,10 @@ def reconcile_command(name: Annotated[str, typer.Argument(help="deployment")]) -
     from prism.live.reconcile import reconcile
 
     result = reconcile(_engine(), load_settings(), name)
+    table = Table("", "ledger", f"broker ({result.broker})")
+    for row in result.sides():
+        table.add_row(*row)
+    console.print(table)
     console.print(result.describe())
     if result.mismatches:
         raise typer.Exit(1)

@@ -69,7 +69,7 @@ class CcxtBarSource:
         self.since = to_millis(since)
         self.until = None if until is None else to_millis(until)
         self.limit = limit
-        self.client = _exchange(exchange, {"enableRateLimit": True, **(config or {})})
+        self.client = open_exchange(exchange, {"enableRateLimit": True, **(config or {})})
         self.requests: list[tuple[str, int]] = []
         """Each ``fetch_ohlcv`` page asked for, as (symbol, since): a record of the paging."""
 
@@ -145,8 +145,10 @@ class CcxtBarSource:
             cursor = int(page[-1][0]) + step
 
 
-def _exchange(exchange_id: str, config: dict[str, Any]) -> Any:
-    """Return a ccxt exchange instance, or a :class:`ConfigError` naming near matches."""
+def open_exchange(exchange_id: str, config: dict[str, Any]) -> Any:
+    """Return the ccxt client of ``exchange_id`` built with ``config``, or a
+    :class:`ConfigError` naming near matches (shared by the crypto bar source and the ccxt
+    broker)."""
     # Imported here: ccxt takes ~5 s to import; only exchange users need it.
     import ccxt
 

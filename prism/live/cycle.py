@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from prism import ledger
-from prism.brokers.port import Broker, submit_all
+from prism.brokers.port import Broker, submit_all, submitted
 from prism.core.errors import DataUnavailable, TransientError
 from prism.core.events import record_event
 from prism.core.settings import Settings
@@ -424,7 +424,5 @@ def flatten(engine: Engine, settings: Settings, name: str, by: str) -> list[ledg
             )
     sent = submit_all(broker, orders)
     with engine.begin() as conn:
-        ledger.set_order_statuses(
-            conn, [(o.client_order_id, "sent", sent[o.client_order_id]) for o in orders]
-        )
+        ledger.set_order_statuses(conn, submitted(sent))
     return orders

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, text
 
 from prism import ledger
 from prism.backtest.portfolio import AccountConfig, cap_leverage
-from prism.brokers.port import Broker, submit_all
+from prism.brokers.port import Broker, submit_all, submitted
 from prism.core.errors import DataUnavailable
 from prism.core.events import record_event
 from prism.core.settings import Settings
@@ -167,7 +167,7 @@ def recover_pending(engine: Engine, broker: Broker, deployment: str, as_of: date
         else:
             changes.append((order.client_order_id, "sent", known.broker_order_id))
     sent = submit_all(broker, resend)
-    changes += [(o.client_order_id, "sent", sent[o.client_order_id]) for o in resend]
+    changes += submitted(sent)
     with engine.begin() as conn:
         ledger.set_order_statuses(conn, changes)
     return len(pending)
@@ -279,9 +279,7 @@ def decide(
     sent = submit_all(broker, recorded)
     checkpoint("after_submit", len(recorded))
     with engine.begin() as conn:
-        ledger.set_order_statuses(
-            conn, [(o.client_order_id, "sent", sent[o.client_order_id]) for o in recorded]
-        )
+        ledger.set_order_statuses(conn, submitted(sent))
     checkpoint("after_mark_sent", len(recorded))
     return recorded
 

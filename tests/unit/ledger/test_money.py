@@ -16,7 +16,7 @@ from prism.ledger import money
 def test_a_bar_price_becomes_money_once_by_its_shortest_repr():
     assert money.price(0.1 + 0.2) == Decimal("0.3")
     assert money.price(42_500.123456789) == Decimal("42500.123457")
-    assert money.exact(0.05) == Decimal("0.05") != Decimal(0.05)
+    assert money.exact(0.05) == Decimal("0.05") != Decimal.from_float(0.05)
 
 
 def test_sizing_and_fills_agree_with_the_backtests_float_rules():
