@@ -1,11 +1,14 @@
-"""A week of 1m cycles in exact money: the real cycle (paper broker, ledger, sizing, risk checks,
-breaker) run bar by bar over five sessions of synthetic minute bars with awkward float prices.
+"""1m cycles in exact money: the real cycle (paper broker, ledger, sizing, risk checks, breaker)
+run bar by bar over sessions of synthetic minute bars with awkward float prices: one session
+(390 cycles) in the suite, a week (five, 1,950 cycles, ~130 ms of CPU each) with
+``PRISM_TEST_MONEY_SESSIONS=5``.
 At every bar the ledger's snapshot equity is its cash plus each position (summed from the fills)
 times that bar's close, to the cent; the cash is the capital less every fill's cost; the equity
 the decision sized with is the snapshot's; and cash never goes negative."""
 
 from __future__ import annotations
 
+import os
 import time
 from decimal import Decimal
 
@@ -19,13 +22,15 @@ from prism.live import cycle, deployments, steps
 from tests.integration.runner_support import FixedSource, loosen_limits
 
 SYMBOLS = ("SPX", "NDX")
-SESSIONS = pd.bdate_range("2018-12-03", periods=5, tz="UTC")
+SESSIONS = pd.bdate_range(
+    "2018-12-03", periods=int(os.environ.get("PRISM_TEST_MONEY_SESSIONS", "1")), tz="UTC"
+)
 CENT = Decimal("0.01")
 
 
 def _minute_bars() -> pd.DataFrame:
-    """Five regular sessions of 1m bars per symbol, a seeded random walk with prices of many
-    decimals (what a float feed sends)."""
+    """:data:`SESSIONS` regular sessions of 1m bars per symbol, a seeded random walk with
+    prices of many decimals (what a float feed sends)."""
     rng = np.random.default_rng(15)
     times = pd.DatetimeIndex(
         [
@@ -71,7 +76,7 @@ class SwingingSource(FixedSource):
         return bars[["time", "symbol"]].assign(weight=0.45 + 0.4 * np.sin(minute / 5.0 + phase))
 
 
-def test_a_week_of_minute_cycles_keeps_equity_exact_to_the_cent(engine, settings):
+def test_minute_cycles_keep_equity_exact_to_the_cent(engine, settings):
     bars = _minute_bars()
     upsert_bars(engine, bars)
     loosen_limits(engine, "exact money test")
