@@ -320,7 +320,7 @@ def limits_set(
     with engine.begin() as conn:
         before = risk.load_limits(conn, deployment)
         risk.set_limit(conn, key, value, by, deployment)
-        previous = getattr(before, key)
+        previous = float(getattr(before, key))
         record_event(
             conn,
             "risk_limit_changed",

@@ -109,9 +109,8 @@ def test_minute_cycles_keep_equity_exact_to_the_cent(engine, settings):
         ).all()
         fills = conn.execute(
             text(
-                "SELECT f.time, o.symbol, o.side, f.quantity, f.price, f.commission "
-                "FROM trading.fills f JOIN trading.orders o USING (client_order_id) "
-                "WHERE o.deployment = 'minutes' ORDER BY f.time"
+                "SELECT time, symbol, side, quantity, price, commission FROM trading.fills "
+                "WHERE deployment = 'minutes' ORDER BY time, id"
             )
         ).all()
         decided = dict(
