@@ -29,6 +29,7 @@ class OrderRejected(PrismError):
         self.client_order_id = client_order_id
         self.reason = reason
 
+
 log = logging.getLogger(__name__)
 
 
