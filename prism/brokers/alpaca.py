@@ -155,6 +155,12 @@ class AlpacaBroker:
             held = self.client.get_all_positions()
         return {p.symbol: Decimal(p.qty) for p in held if isinstance(p, Position)}
 
+    def cash(self) -> Decimal:
+        """Return the account's cash as Alpaca reports it."""
+        with self._translated():
+            account = self.client.get_account()
+        return Decimal(str(getattr(account, "cash", None) or 0))
+
     def _fills_of(self, order_id: str, submitted_at: datetime) -> list[dict[str, Any]]:
         """Return the order's FILL activities, oldest first, paging from its submission."""
         params: dict[str, Any] = {

@@ -30,7 +30,7 @@ from prism.brokers.exchange_orders import (
 from prism.brokers.port import BrokerOrder, Execution
 from prism.core.errors import ConfigError, TransientError
 from prism.core.settings import Settings
-from prism.data.crypto import _exchange
+from prism.data.crypto import open_exchange
 from prism.ledger import PRICE_STEP, FillRow, OrderRow, to_decimal
 from prism.ledger.order_states import CANCELLED, FILLED, PARTIAL, REJECTED, SENT
 
@@ -66,7 +66,7 @@ class CcxtBroker:
     ) -> None:
         """Build the ccxt client (no request is made until an order is sent or looked up)."""
         credentials = {"apiKey": api_key, "secret": secret} if api_key else {}
-        self.client = _exchange(
+        self.client = open_exchange(
             exchange, {"enableRateLimit": True, **credentials, **(config or {})}
         )
         if sandbox:
@@ -174,6 +174,12 @@ class CcxtBroker:
             for currency, total in (balance.get("total") or {}).items()
             if total and currency != self.quote
         }
+
+    def cash(self) -> Decimal:
+        """Return the account's total balance of the quote currency (free and in orders)."""
+        with self._translated():
+            balance = self.client.fetch_balance()
+        return Decimal(str((balance.get("total") or {}).get(self.quote) or 0))
 
     def _trades(self, order_id: str, symbol: str, since: int | None) -> list[dict[str, Any]]:
         if self.client.has.get("fetchOrderTrades") is True:

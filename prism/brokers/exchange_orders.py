@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prism.brokers.port import Execution
-from prism.core.errors import ConfigError, PrismError
+from prism.brokers.port import OrderRejected as OrderRejected
+from prism.core.errors import ConfigError
 from prism.ledger import OrderRow
 from prism.ledger.order_states import CANCELLED, REJECTED
 
@@ -25,18 +26,6 @@ if TYPE_CHECKING:
     from prism.brokers.port import BrokerOrder
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-class OrderRejected(PrismError):
-    """The broker refused the order (insufficient funds, an invalid size…); it was not placed.
-
-    Record the order as ``rejected`` with :attr:`reason`; sending it again changes nothing.
-    """
-
-    def __init__(self, client_order_id: str, reason: str) -> None:
-        super().__init__(f"order {client_order_id} rejected by the broker: {reason}")
-        self.client_order_id = client_order_id
-        self.reason = reason
 
 
 def exchange_client_id(client_order_id: str, length: int = 36) -> str:

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
-from prism.backtest.portfolio import AccountConfig, affordable, commission, fill_price
+from prism.backtest.portfolio import AccountConfig
 from prism.brokers.port import BrokerOrder, Execution
-from prism.ledger import FillRow, OrderRow, to_decimal
+from prism.ledger import FillRow, OrderRow, money
 
 
 class PaperBroker:
@@ -134,6 +134,20 @@ class PaperBroker:
             )
             return {symbol: Decimal(q) for symbol, q in rows if q != 0}
 
+    def cash(self) -> Decimal:
+        """Return the account's cash by the paper broker's own fills: its capital less what
+        every fill cost (bought notional and commission) plus what sales brought."""
+        with self.engine.connect() as conn:
+            spent = conn.execute(
+                text(
+                    "SELECT coalesce(sum(CASE WHEN o.side = 'buy' THEN f.quantity * f.price "
+                    "ELSE -f.quantity * f.price END + f.commission), 0) FROM trading.paper_fills f "
+                    "JOIN trading.paper_orders o USING (client_order_id) WHERE o.deployment = :d"
+                ),
+                {"d": self.account_id},
+            ).scalar_one()
+        return money.exact(self.account.capital) - Decimal(spent)
+
     def _next_opens(
         self, conn: Connection, orders: list[OrderRow], until: datetime
     ) -> dict[str, tuple[datetime, float, float]]:
@@ -165,7 +179,7 @@ class PaperBroker:
         if not orders:
             return []
         results = []
-        available = float(cash)
+        available = cash
         ids = [o.client_order_id for o in orders]
         fresh: list[dict[str, object]] = []
         statuses: dict[str, str] = {}
@@ -203,8 +217,7 @@ class PaperBroker:
                     )
                 if fill is not None:
                     sign = 1 if order.side == "buy" else -1
-                    available -= sign * float(fill.quantity) * float(fill.price)
-                    available -= float(fill.commission)
+                    available -= sign * fill.quantity * fill.price + fill.commission
                 results.append(execution)
             self._store(conn, fresh, statuses)
         return results
@@ -249,30 +262,31 @@ class PaperBroker:
             )
 
     def _execute(
-        self, order: OrderRow, bar: tuple[datetime, float, float], available: float
+        self, order: OrderRow, bar: tuple[datetime, float, float], available: Decimal
     ) -> Execution:
+        """Fill ``order`` at ``bar``'s open in exact money (the open converted once by
+        :func:`prism.ledger.money.price`), cut to ``available`` cash."""
         time, open_price, volume = bar
-        wanted = float(order.quantity) * (1 if order.side == "buy" else -1)
+        wanted = order.quantity if order.side == "buy" else -order.quantity
         costs = self.account
+        lot = money.exact(costs.lot)
         share = getattr(costs, "participation", None)
         if share is not None:
-            wanted = math.copysign(min(abs(wanted), volume_cap(share, volume, costs.lot)), wanted)
-        price = fill_price(open_price, wanted, costs.slippage_bps)
-        signed = affordable(
-            wanted, price, available, costs.commission_bps, costs.lot, costs.commission_per_share
-        )
-        if signed == 0.0:
+            cap = money.exact(volume_cap(share, volume, costs.lot))
+            wanted = min(abs(wanted), cap).copy_sign(wanted)
+        price = money.fill_price(money.price(open_price), wanted, money.exact(costs.slippage_bps))
+        bps, per_share = money.exact(costs.commission_bps), money.exact(costs.commission_per_share)
+        signed = money.affordable(wanted, price, available, bps, lot, per_share)
+        if signed == 0:
             return Execution(order, None, rest_cancelled=True)
-        quantity = Decimal(repr(abs(signed)))
+        quantity = abs(signed)
         fill = FillRow(
             fill_id=f"{order.client_order_id}/1",
             client_order_id=order.client_order_id,
             time=time,
             quantity=quantity,
-            price=to_decimal(price),
-            commission=to_decimal(
-                commission(signed, price, costs.commission_bps, costs.commission_per_share)
-            ),
+            price=price,
+            commission=money.commission(signed, price, bps, per_share),
         )
         return Execution(order, fill, rest_cancelled=quantity < order.quantity)
 

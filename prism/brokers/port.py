@@ -8,12 +8,29 @@ implement it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from prism.core.errors import PrismError
 from prism.ledger import FillRow, OrderRow
+
+
+class OrderRejected(PrismError):
+    """The broker refused the order (insufficient funds, an invalid size…); it was not placed.
+
+    Record the order as ``rejected`` with :attr:`reason`; sending it again changes nothing.
+    """
+
+    def __init__(self, client_order_id: str, reason: str) -> None:
+        super().__init__(f"order {client_order_id} rejected by the broker: {reason}")
+        self.client_order_id = client_order_id
+        self.reason = reason
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,13 +76,31 @@ class Broker(Protocol):
         """Return the broker's own non-zero positions, for reconciliation."""
         ...
 
+    def cash(self) -> Decimal:
+        """Return the account's cash by the broker's own books, for reconciliation."""
+        ...
 
-def submit_all(broker: Broker, orders: list[OrderRow]) -> dict[str, str]:
-    """Send ``orders``; return the broker's id per client order id. A broker with a
-    ``submit_many`` (the paper broker) takes them all at once, any other one by one."""
+
+def submit_all(broker: Broker, orders: list[OrderRow]) -> dict[str, str | None]:
+    """Send ``orders``; return the broker's id per client order id, None for an order the
+    broker rejected (the others are still sent). A broker with a ``submit_many`` (the paper
+    broker) takes them all at once, any other one by one."""
     if not orders:
         return {}
     many = getattr(broker, "submit_many", None)
     if many is not None:
         return dict(many(orders))
-    return {order.client_order_id: broker.submit(order) for order in orders}
+    sent: dict[str, str | None] = {}
+    for order in orders:
+        try:
+            sent[order.client_order_id] = broker.submit(order)
+        except OrderRejected as err:
+            log.warning("%s", err)
+            sent[order.client_order_id] = None
+    return sent
+
+
+def submitted(sent: dict[str, str | None]) -> list[tuple[str, str, str | None]]:
+    """Return the ledger status changes of :func:`submit_all`'s answer: ``sent`` with the
+    broker's id, or ``rejected``."""
+    return [(cid, "sent" if bid else "rejected", bid) for cid, bid in sent.items()]

@@ -238,6 +238,10 @@ def reconcile_command(name: Annotated[str, typer.Argument(help="deployment")]) -
     from prism.live.reconcile import reconcile
 
     result = reconcile(_engine(), load_settings(), name)
+    table = Table("", "ledger", f"broker ({result.broker})")
+    for row in result.sides():
+        table.add_row(*row)
+    console.print(table)
     console.print(result.describe())
     if result.mismatches:
         raise typer.Exit(1)
@@ -316,7 +320,7 @@ def limits_set(
     with engine.begin() as conn:
         before = risk.load_limits(conn, deployment)
         risk.set_limit(conn, key, value, by, deployment)
-        previous = getattr(before, key)
+        previous = float(getattr(before, key))
         record_event(
             conn,
             "risk_limit_changed",

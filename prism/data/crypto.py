@@ -69,7 +69,9 @@ class CcxtBarSource:
         self.since = to_millis(since)
         self.until = None if until is None else to_millis(until)
         self.limit = limit
-        self.client = _exchange(exchange, {"enableRateLimit": True, **(config or {})})
+        self.client = open_exchange(exchange, {"enableRateLimit": True, **(config or {})})
+        self.step = int(self.client.parse_timeframe(timeframe) * 1000)
+        """One candle's length in milliseconds, by ccxt's reading of the timeframe."""
         self.requests: list[tuple[str, int]] = []
         """Each ``fetch_ohlcv`` page asked for, as (symbol, since): a record of the paging."""
 
@@ -109,12 +111,11 @@ class CcxtBarSource:
     def _candles(self, symbol: str, until: int, clock: int) -> pd.DataFrame:
         """Return ``symbol``'s candles up to ``until``, without the one still forming by the
         exchange's ``clock`` (ccxt returns the current candle, stamped with its open time)."""
-        step = int(self.client.parse_timeframe(self.timeframe) * 1000)
         rows = [
             row
             for page in self._pages(symbol, until)
             for row in page
-            if row[0] <= until and row[0] + step <= clock
+            if row[0] <= until and row[0] + self.step <= clock
         ]
         if not rows:
             raise DataUnavailable(
@@ -130,7 +131,6 @@ class CcxtBarSource:
 
     def _pages(self, symbol: str, until: int) -> Iterator[list[list[float]]]:
         """Yield pages of raw candles until ``until``, an empty page, or no progress."""
-        step = int(self.client.parse_timeframe(self.timeframe) * 1000)
         cursor = self.since
         while cursor <= until:
             self.requests.append((symbol, cursor))
@@ -142,11 +142,13 @@ class CcxtBarSource:
             if not page:
                 return
             yield page
-            cursor = int(page[-1][0]) + step
+            cursor = int(page[-1][0]) + self.step
 
 
-def _exchange(exchange_id: str, config: dict[str, Any]) -> Any:
-    """Return a ccxt exchange instance, or a :class:`ConfigError` naming near matches."""
+def open_exchange(exchange_id: str, config: dict[str, Any]) -> Any:
+    """Return the ccxt client of ``exchange_id`` built with ``config``, or a
+    :class:`ConfigError` naming near matches (shared by the crypto bar source and the ccxt
+    broker)."""
     # Imported here: ccxt takes ~5 s to import; only exchange users need it.
     import ccxt
 

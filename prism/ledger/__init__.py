@@ -7,6 +7,7 @@ maps onto (:mod:`.order_states`). Money is exact ``Decimal``; every write is ide
 May import: ``prism.core``, ``prism.db``.
 """
 
+from prism.ledger import money
 from prism.ledger.accounts import (
     CASH_STEP,
     DEPLOYMENT_TABLES,
@@ -54,6 +55,7 @@ __all__ = [
     "insert_order",
     "insert_orders",
     "last_cycle",
+    "money",
     "open_orders",
     "pending_orders",
     "record_decision",

@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from prism import ledger
-from prism.brokers.port import Broker, submit_all
+from prism.brokers.port import Broker, submit_all, submitted
 from prism.core.errors import DataUnavailable, TransientError
 from prism.core.events import record_event
 from prism.core.settings import Settings
@@ -88,8 +88,7 @@ def _equity_history(engine: Engine, deployment: str, as_of: datetime) -> pd.Seri
             ),
             {"d": deployment, "t": as_of},
         ).all()
-    series = pd.Series({t: float(e) for t, e in rows}, dtype=float).sort_index()
-    return series
+    return pd.Series({t: Decimal(e) for t, e in rows}, dtype=object).sort_index()
 
 
 def _alias_moved(
@@ -242,10 +241,11 @@ def _cycle(
     if fills:
         message = f"{name}: {fills} fill(s) booked at {as_of}"
         alert(engine, settings, "fill", "info", message, {"deployment": name, "fills": fills})
-    equity = float(steps.snapshot(engine, config, as_of)["equity"])
+    exact_equity = steps.snapshot(engine, config, as_of)["equity"]
+    equity = float(exact_equity)
     steps.checkpoint("after_snapshot")
 
-    breaker, limits = _risk_snapshot(engine, deployment, config, as_of, equity)
+    breaker, limits = _risk_snapshot(engine, deployment, config, as_of, exact_equity)
     if deployment.halted:
         reason = f"deployment halted by {deployment.halted_by}: {deployment.halt_reason}"
         steps.record_skip(engine, config, model_name, version, as_of, reason, {"halted": True})
@@ -255,8 +255,8 @@ def _cycle(
         halt_deployment(engine, settings, name, reason, "circuit breaker", "circuit_breaker")
         checks = {
             "breaker": breaker.tripped,
-            "daily_loss": breaker.daily_loss,
-            "drawdown": breaker.drawdown,
+            "daily_loss": float(breaker.daily_loss),
+            "drawdown": float(breaker.drawdown),
         }
         steps.record_skip(engine, config, model_name, version, as_of, reason, checks)
         return report("breaker", fills, 0, equity, reason)
@@ -310,22 +310,24 @@ def _risk_snapshot(
     deployment: deployments.Deployment,
     config: steps.LiveConfig,
     as_of: datetime,
-    equity: float,
+    equity: Decimal,
 ) -> tuple[risk.BreakerCheck, risk.RiskLimits]:
-    """Read the limits, judge the circuit breaker at ``as_of`` and store the risk snapshot."""
+    """Read the limits, judge the circuit breaker at ``as_of`` on exact equity and store the
+    risk snapshot."""
     history = _equity_history(engine, deployment.name, as_of)
     start_of_day = pd.Timestamp(as_of).normalize()
     earlier = history[history.index < start_of_day]
-    previous_close = float(earlier.iloc[-1]) if len(earlier) else deployment.capital
+    capital = ledger.to_decimal(deployment.capital, ledger.CASH_STEP)
+    previous_close = earlier.iloc[-1] if len(earlier) else capital
     with engine.begin() as conn:
         mark = ledger.high_water_mark(conn, deployment.name)
-        peak = max(float(mark) if mark is not None else equity, equity, deployment.capital)
+        peak = max(mark if mark is not None else equity, equity, capital)
         limits = risk.load_limits(conn, deployment.name)
-        held = {s: float(q) for s, q in ledger.holdings(conn, deployment.name).items()}
+        held = ledger.holdings(conn, deployment.name)
         marks = steps.latest_closes(conn, list(config.symbols), config.timeframe, as_of)
         breaker = risk.check_breaker(equity, previous_close, peak, limits)
-        book = risk.Book(equity, held, {s: marks.get(s, 0.0) for s in held} | marks)
-        row = risk.risk_snapshot(history, book, limits, breaker)
+        book = risk.Book(equity, held, {s: marks.get(s, Decimal(0)) for s in held} | marks)
+        row = risk.risk_snapshot(history.astype(float), book, limits, breaker)
         risk.record_risk_snapshot(conn, deployment.name, as_of, row)
     return breaker, limits
 
@@ -416,7 +418,5 @@ def flatten(engine: Engine, settings: Settings, name: str, by: str) -> list[ledg
             )
     sent = submit_all(broker, orders)
     with engine.begin() as conn:
-        ledger.set_order_statuses(
-            conn, [(o.client_order_id, "sent", sent[o.client_order_id]) for o in orders]
-        )
+        ledger.set_order_statuses(conn, submitted(sent))
     return orders

@@ -1,19 +1,22 @@
-"""Reconciliation: the ledger's positions against the broker's own.
+"""Reconciliation: the ledger's positions and cash against the broker's own books.
 
 A symbol whose quantities differ by more than :data:`TOLERANCE` of the larger of the two (or
 that one side holds and the other does not) is a mismatch: the ledger no longer describes the
-account, so the deployment halts with a critical alert until a person has looked.
+account, so the deployment halts with a critical alert until a person has looked. The broker's
+cash is reported beside the ledger's; it does not halt (fees, interest and deposits at the broker
+move it without an order).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy import Engine
 
 from prism import ledger
 from prism.brokers.port import Broker
+from prism.core.errors import InvariantViolated
 from prism.core.settings import Settings
 from prism.live import deployments
 from prism.live.cycle import halt_deployment
@@ -44,6 +47,11 @@ class Reconciliation:
     symbols: int
     mismatches: list[Mismatch]
     halted: bool
+    broker: str = ""
+    ledger_positions: dict[str, Decimal] = field(default_factory=dict)
+    broker_positions: dict[str, Decimal] = field(default_factory=dict)
+    ledger_cash: Decimal | None = None
+    broker_cash: Decimal | None = None
 
     def describe(self) -> str:
         """Return one line for a person."""
@@ -54,6 +62,22 @@ class Reconciliation:
             for m in self.mismatches
         )
         return f"{self.deployment}: positions differ from the broker's: {shown}; halted"
+
+    def sides(self) -> list[tuple[str, str, str]]:
+        """Return (item, ledger, broker) rows: each symbol's quantity, then the cash."""
+        rows = [
+            (
+                symbol,
+                _plain(self.ledger_positions.get(symbol)),
+                _plain(self.broker_positions.get(symbol)),
+            )
+            for symbol in sorted(set(self.ledger_positions) | set(self.broker_positions))
+        ]
+        return [*rows, ("cash", _plain(self.ledger_cash), _plain(self.broker_cash))]
+
+
+def _plain(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value.normalize():f}"
 
 
 def compare(ours: dict[str, Decimal], theirs: dict[str, Decimal]) -> list[Mismatch]:
@@ -77,9 +101,24 @@ def reconcile(
     with deployments.exclusive(engine, name):
         with engine.connect() as conn:
             ours = ledger.holdings(conn, name)
+            try:
+                our_cash: Decimal | None = ledger.cash(conn, name)
+            except InvariantViolated:  # no cycle has opened the account yet
+                our_cash = None
         theirs = broker.positions()
+        their_cash = broker.cash()
     mismatches = compare(ours, theirs)
-    result = Reconciliation(name, len(set(ours) | set(theirs)), mismatches, bool(mismatches))
+    result = Reconciliation(
+        name,
+        len(set(ours) | set(theirs)),
+        mismatches,
+        bool(mismatches),
+        broker.name,
+        ours,
+        theirs,
+        our_cash,
+        their_cash,
+    )
     if mismatches:
         halt_deployment(
             engine, settings, name, result.describe(), "reconcile", "reconcile_mismatch"

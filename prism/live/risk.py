@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -24,6 +25,7 @@ from sqlalchemy import Connection, text
 
 from prism.backtest import metrics
 from prism.core.errors import ConfigError
+from prism.ledger.money import ZERO, exact, to_lot
 
 DEFAULTS: dict[str, tuple[float, str]] = {
     "max_position_pct": (1.0, "largest position in one symbol, as a fraction of equity"),
@@ -44,17 +46,24 @@ DEFAULTS: dict[str, tuple[float, str]] = {
 
 @dataclass(frozen=True)
 class RiskLimits:
-    """The limits one cycle trades under (fractions of equity unless named in currency)."""
+    """The limits one cycle trades under (fractions of equity unless named in currency), as
+    exact Decimals: a float given (or stored, as ``double precision``) is read by its shortest
+    repr, the figure a person typed (:func:`prism.ledger.money.exact`), so a loss of exactly
+    5% is not over a 5% limit."""
 
-    max_position_pct: float = DEFAULTS["max_position_pct"][0]
-    max_gross_exposure: float = DEFAULTS["max_gross_exposure"][0]
-    max_net_exposure: float = DEFAULTS["max_net_exposure"][0]
-    max_order_notional: float = DEFAULTS["max_order_notional"][0]
-    daily_loss_limit: float = DEFAULTS["daily_loss_limit"][0]
-    max_drawdown: float = DEFAULTS["max_drawdown"][0]
+    max_position_pct: Decimal = Decimal("1.0")
+    max_gross_exposure: Decimal = Decimal("1.5")
+    max_net_exposure: Decimal = Decimal("1.5")
+    max_order_notional: Decimal = Decimal("10000000")
+    daily_loss_limit: Decimal = Decimal("0.05")
+    max_drawdown: Decimal = Decimal("0.25")
+
+    def __post_init__(self) -> None:
+        for limit in fields(self):
+            object.__setattr__(self, limit.name, exact(getattr(self, limit.name)))
 
     @classmethod
-    def from_values(cls, values: Mapping[str, float]) -> RiskLimits:
+    def from_values(cls, values: Mapping[str, float | Decimal]) -> RiskLimits:
         """Return the limits in ``values`` (unknown keys are refused, missing ones default)."""
         unknown = sorted(set(values) - set(DEFAULTS))
         if unknown:
@@ -68,7 +77,7 @@ class RiskLimits:
                 f"risk limit {', '.join(bad)} must be a positive number; "
                 "fix it in config.risk_limits"
             )
-        return cls(**{k: float(v) for k, v in values.items()})
+        return cls(**{k: exact(v) for k, v in values.items()})
 
 
 def seed_default_limits(conn: Connection) -> None:
@@ -127,24 +136,24 @@ def set_limit(
 
 @dataclass
 class Book:
-    """Positions (quantity per symbol) valued at ``prices`` against ``equity``; updated as
-    orders pass the checks, so each order is checked against the ones before it."""
+    """Positions (quantity per symbol) valued at ``prices`` against ``equity``, all exact;
+    updated as orders pass the checks, so each order is checked against the ones before it."""
 
-    equity: float
-    positions: dict[str, float]
-    prices: dict[str, float]
+    equity: Decimal
+    positions: dict[str, Decimal]
+    prices: dict[str, Decimal]
 
-    def value(self, symbol: str) -> float:
+    def value(self, symbol: str) -> Decimal:
         """Return the signed value of the position in ``symbol``."""
-        return self.positions.get(symbol, 0.0) * self.prices[symbol]
+        return self.positions.get(symbol, ZERO) * self.prices[symbol]
 
-    def gross(self) -> float:
+    def gross(self) -> Decimal:
         """Return the sum of absolute position values."""
-        return sum(abs(self.value(s)) for s in self.positions)
+        return sum((abs(self.value(s)) for s in self.positions), ZERO)
 
-    def net(self) -> float:
+    def net(self) -> Decimal:
         """Return the sum of signed position values."""
-        return sum(self.value(s) for s in self.positions)
+        return sum((self.value(s) for s in self.positions), ZERO)
 
 
 @dataclass(frozen=True)
@@ -152,10 +161,10 @@ class OrderCheck:
     """What the checks made of one order: ``pass``, ``trim`` or ``reject``, and why."""
 
     symbol: str
-    requested: float
-    allowed: float
+    requested: Decimal
+    allowed: Decimal
     outcome: str
-    breaches: dict[str, float] = field(default_factory=dict)
+    breaches: dict[str, Decimal] = field(default_factory=dict)
     """Each limit that cut the order, with the most it allowed (absolute quantity)."""
 
     def as_json(self) -> dict[str, Any]:
@@ -163,9 +172,9 @@ class OrderCheck:
         return {
             "passed": self.outcome == "pass",
             "outcome": self.outcome,
-            "requested": self.requested,
-            "allowed": self.allowed,
-            "breaches": self.breaches,
+            "requested": float(self.requested),
+            "allowed": float(self.allowed),
+            "breaches": {name: float(cap) for name, cap in self.breaches.items()},
             "checks": [
                 "max_order_notional",
                 "max_position_pct",
@@ -175,25 +184,25 @@ class OrderCheck:
         }
 
 
-def _room(limit_value: float, used_elsewhere: float, price: float) -> float:
+def _room(limit_value: Decimal, used_elsewhere: Decimal, price: Decimal) -> Decimal:
     """Return the largest absolute position (quantity) that keeps the total within the limit."""
-    return max(limit_value - used_elsewhere, 0.0) / price
+    return max(limit_value - used_elsewhere, ZERO) / price
 
 
 def check_order(
-    symbol: str, quantity: float, book: Book, limits: RiskLimits, lot: float
+    symbol: str, quantity: Decimal, book: Book, limits: RiskLimits, lot: Decimal
 ) -> OrderCheck:
     """Check a signed order against the limits, trimming it toward zero to fit; apply what
     passes to ``book``.
 
     An order that does not increase the absolute position is only held to the order-notional
-    limit. Trims round down to whole ``lot`` units.
+    limit. Trims round down to whole ``lot`` units. Exact: an order exactly at a limit passes.
     """
     price = book.prices[symbol]
-    held = book.positions.get(symbol, 0.0)
+    held = book.positions.get(symbol, ZERO)
     equity = book.equity
-    direction = math.copysign(1.0, quantity)
-    caps: dict[str, float] = {"max_order_notional": limits.max_order_notional / price}
+    direction = Decimal(1).copy_sign(quantity)
+    caps: dict[str, Decimal] = {"max_order_notional": limits.max_order_notional / price}
     if abs(held + quantity) > abs(held):
         own = abs(book.value(symbol))
         net_elsewhere = book.net() - book.value(symbol)
@@ -208,16 +217,15 @@ def check_order(
         }
         same_side = held * direction >= 0
         for name, largest in target_caps.items():
-            caps[name] = max(largest - abs(held), 0.0) if same_side else abs(held) + largest
+            caps[name] = max(largest - abs(held), ZERO) if same_side else abs(held) + largest
     allowed = abs(quantity)
-    breaches: dict[str, float] = {}
+    breaches: dict[str, Decimal] = {}
     for name, cap in caps.items():
-        if cap + 1e-9 < abs(quantity):
+        if cap < abs(quantity):
             breaches[name] = cap
             allowed = min(allowed, cap)
     if breaches:
-        allowed = math.floor(allowed / lot + 1e-9) * lot
-        allowed = float(round(allowed, 10))
+        allowed = to_lot(allowed, lot)
     outcome = "pass" if not breaches else ("trim" if allowed > 0 else "reject")
     signed = direction * allowed
     if signed:
@@ -229,8 +237,8 @@ def check_order(
 class BreakerCheck:
     """The circuit breaker's reading at one close."""
 
-    daily_loss: float
-    drawdown: float
+    daily_loss: Decimal
+    drawdown: Decimal
     tripped: list[str]
 
     def reason(self, limits: RiskLimits) -> str:
@@ -246,12 +254,14 @@ class BreakerCheck:
 
 
 def check_breaker(
-    equity: float, previous_close: float, peak: float, limits: RiskLimits
+    equity: Decimal, previous_close: Decimal, peak: Decimal, limits: RiskLimits
 ) -> BreakerCheck:
-    """Return the loss since ``previous_close`` and the fall from ``peak`` (fractions, positive
-    when losing) and which of the two limits they exceed."""
-    daily_loss = max(0.0, 1.0 - equity / previous_close)
-    drawdown = max(0.0, 1.0 - equity / max(peak, equity))
+    """Return the loss since ``previous_close`` and the fall from ``peak`` (exact fractions,
+    positive when losing) and which of the two limits they exceed (a loss exactly at a limit
+    does not trip it)."""
+    daily_loss = max(ZERO, (previous_close - equity) / previous_close)
+    peak = max(peak, equity)
+    drawdown = max(ZERO, (peak - equity) / peak)
     tripped = [
         name
         for name, used, limit in (
@@ -271,7 +281,7 @@ def risk_snapshot(
     drawdown, and each limit's utilization (used / limit)."""
     enough = len(equity_history) > 20
     equity = book.equity
-    largest = max((abs(book.value(s)) for s in book.positions), default=0.0)
+    largest = max((abs(book.value(s)) for s in book.positions), default=ZERO)
     gross, net = book.gross(), book.net()
     return {
         "gross_exposure": round(gross, 4),
@@ -280,13 +290,13 @@ def risk_snapshot(
         "conditional_value_at_risk": (
             metrics.conditional_value_at_risk(equity_history) if enough else None
         ),
-        "drawdown": breaker.drawdown,
+        "drawdown": float(breaker.drawdown),
         "limit_utilization": {
-            "max_position_pct": largest / equity / limits.max_position_pct,
-            "max_gross_exposure": gross / equity / limits.max_gross_exposure,
-            "max_net_exposure": abs(net) / equity / limits.max_net_exposure,
-            "daily_loss_limit": breaker.daily_loss / limits.daily_loss_limit,
-            "max_drawdown": breaker.drawdown / limits.max_drawdown,
+            "max_position_pct": float(largest / equity / limits.max_position_pct),
+            "max_gross_exposure": float(gross / equity / limits.max_gross_exposure),
+            "max_net_exposure": float(abs(net) / equity / limits.max_net_exposure),
+            "daily_loss_limit": float(breaker.daily_loss / limits.daily_loss_limit),
+            "max_drawdown": float(breaker.drawdown / limits.max_drawdown),
         },
     }
 

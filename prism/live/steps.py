@@ -25,14 +25,14 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
 from prism import ledger
-from prism.backtest.portfolio import AccountConfig, cap_leverage, order_quantities
-from prism.brokers.port import Broker, submit_all
+from prism.backtest.portfolio import AccountConfig, cap_leverage
+from prism.brokers.port import Broker, submit_all, submitted
 from prism.core.errors import DataUnavailable
 from prism.core.events import record_event
 from prism.core.settings import Settings
 from prism.data.health import quality_problems, refusal
 from prism.data.store import read_bars
-from prism.ledger import OrderRow
+from prism.ledger import OrderRow, money
 from prism.live.risk import Book, OrderCheck, RiskLimits, check_order
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def recover_pending(engine: Engine, broker: Broker, deployment: str, as_of: date
         else:
             changes.append((order.client_order_id, "sent", known.broker_order_id))
     sent = submit_all(broker, resend)
-    changes += [(o.client_order_id, "sent", sent[o.client_order_id]) for o in resend]
+    changes += submitted(sent)
     with engine.begin() as conn:
         ledger.set_order_statuses(conn, changes)
     return len(pending)
@@ -203,38 +203,41 @@ def decide(
     latest = bars[bars["time"] == pd.Timestamp(as_of)]
     weights = strategy.predict(bars)
     weights = weights[weights["time"] == pd.Timestamp(as_of)].set_index("symbol")["weight"]
-    closes = {str(s): float(c) for s, c in zip(latest["symbol"], latest["close"], strict=True)}
+    closes = {
+        str(s): money.price(c) for s, c in zip(latest["symbol"], latest["close"], strict=True)
+    }
     orders: list[OrderRow] = []
     decisions: list[dict[str, Any]] = []
     with engine.begin() as conn:
-        held = {s: float(q) for s, q in ledger.holdings(conn, config.deployment).items()}
+        held = ledger.holdings(conn, config.deployment)
         missing = sorted(set(held) - set(closes))
         if missing:
             raise DataUnavailable(
                 f"no {config.timeframe} bar at {as_of} for held {', '.join(missing)}; "
                 "cannot value the portfolio, so no orders are sent"
             )
-        equity = float(ledger.cash(conn, config.deployment)) + sum(
-            q * closes[s] for s, q in held.items()
+        equity = ledger.cash(conn, config.deployment) + sum(
+            (q * closes[s] for s, q in held.items()), money.ZERO
         )
         names = sorted(closes)
         capped = cap_leverage(np.array([weights.get(s, 0.0) for s in names]), config.max_leverage)
-        targets = dict(zip(names, map(float, capped), strict=True))
-        quantities = order_quantities(targets, held, closes, equity, config.rule())
+        targets = {s: money.exact(float(w)) for s, w in zip(names, capped, strict=True)}
+        quantities = size(config, targets, held, closes, equity)
         book = Book(equity, dict(held), closes)
         context = _Context(config, strategy, as_of, targets, held, closes, equity)
-        ordered = sorted(set(config.symbols), key=lambda s: (quantities.get(s, 0.0) > 0, s))
+        ordered = sorted(set(config.symbols), key=lambda s: (quantities.get(s, 0) > 0, s))
+        minimum = money.exact(min_notional)
         for symbol in ordered:
-            quantity = quantities.get(symbol, 0.0)
+            quantity = quantities.get(symbol, money.ZERO)
             check = None
             skip = None
-            if quantity and min_notional and held.get(symbol, 0.0) + quantity != 0.0:
+            if quantity and minimum and held.get(symbol, 0) + quantity != 0:
                 notional = abs(quantity) * closes[symbol]
-                if notional < min_notional:
-                    skip = f"order notional {notional:,.2f} under the minimum {min_notional:,.2f}"
-                    quantity = 0.0
+                if notional < minimum:
+                    skip = f"order notional {notional:,.2f} under the minimum {minimum:,.2f}"
+                    quantity = money.ZERO
             if quantity and limits is not None:
-                check = check_order(symbol, quantity, book, limits, config.lot)
+                check = check_order(symbol, quantity, book, limits, money.exact(config.lot))
                 quantity = check.allowed
             order = None
             if quantity:
@@ -243,7 +246,7 @@ def decide(
                     deployment=config.deployment,
                     symbol=symbol,
                     side="buy" if quantity > 0 else "sell",
-                    quantity=Decimal(repr(abs(quantity))),
+                    quantity=abs(quantity),
                     strategy=strategy.strategy,
                     model_name=strategy.model_name,
                     model_version=strategy.model_version,
@@ -265,7 +268,7 @@ def decide(
                     "model_name": strategy.model_name,
                     "model_version": strategy.model_version,
                     "value": float(weights.get(symbol, 0.0)),
-                    "target_weight": targets[symbol],
+                    "target_weight": float(targets[symbol]),
                 }
                 for symbol in names
             ],
@@ -276,11 +279,32 @@ def decide(
     sent = submit_all(broker, recorded)
     checkpoint("after_submit", len(recorded))
     with engine.begin() as conn:
-        ledger.set_order_statuses(
-            conn, [(o.client_order_id, "sent", sent[o.client_order_id]) for o in recorded]
-        )
+        ledger.set_order_statuses(conn, submitted(sent))
     checkpoint("after_mark_sent", len(recorded))
     return recorded
+
+
+def size(
+    config: AccountConfig,
+    targets: dict[str, Decimal],
+    held: dict[str, Decimal],
+    closes: dict[str, Decimal],
+    equity: Decimal,
+) -> dict[str, Decimal]:
+    """Return the exact order quantities moving ``held`` toward ``targets`` at ``closes`` by
+    the account's rebalancing rule (:func:`prism.ledger.money.order_quantities`)."""
+    rule = config.rule()
+    return money.order_quantities(
+        targets,
+        held,
+        closes,
+        equity,
+        band=money.exact(rule.band),
+        lot=money.exact(rule.lot),
+        cost_rate=(money.exact(config.commission_bps) + money.exact(config.slippage_bps))
+        / money.BPS,
+        cost_per_share=money.exact(rule.cost_per_share),
+    )
 
 
 @dataclass(frozen=True)
@@ -290,10 +314,10 @@ class _Context:
     config: LiveConfig
     strategy: LiveStrategy
     as_of: datetime
-    targets: dict[str, float]
-    held: dict[str, float]
-    closes: dict[str, float]
-    equity: float
+    targets: dict[str, Decimal]
+    held: dict[str, Decimal]
+    closes: dict[str, Decimal]
+    equity: Decimal
 
     def decision(
         self, symbol: str, order: OrderRow | None, check: OrderCheck | None, skip: str | None
@@ -315,12 +339,12 @@ class _Context:
         else:
             action = order.side
             reasoning = (
-                f"target weight {self.targets.get(symbol, 0.0):+.4f} of equity "
-                f"{self.equity:,.2f}; held {self.held.get(symbol, 0.0):g}, trading "
+                f"target weight {self.targets.get(symbol, 0):+.4f} of equity "
+                f"{self.equity:,.2f}; held {self.held.get(symbol, 0):f}, trading "
                 f"{order.quantity} at ~{price:,.2f}"
             )
             if check is not None and check.outcome == "trim":
-                reasoning += f" (trimmed from {abs(check.requested):g}: {_breaches(check)})"
+                reasoning += f" (trimmed from {abs(check.requested):f}: {_breaches(check)})"
         return {
             "time": self.as_of,
             "deployment": self.config.deployment,
@@ -329,10 +353,10 @@ class _Context:
             "model_name": self.strategy.model_name,
             "model_version": self.strategy.model_version,
             "signals": {
-                "target_weight": self.targets.get(symbol),
-                "close": price,
-                "held": self.held.get(symbol, 0.0),
-                "equity": self.equity,
+                "target_weight": _number(self.targets.get(symbol)),
+                "close": _number(price),
+                "held": float(self.held.get(symbol, money.ZERO)),
+                "equity": float(self.equity),
             },
             "risk_check": risk,
             "action": action,
@@ -341,8 +365,13 @@ class _Context:
         }
 
 
+def _number(value: Decimal | None) -> float | None:
+    """Return an exact figure as the JSON number an audit record shows."""
+    return None if value is None else float(value)
+
+
 def _breaches(check: OrderCheck) -> str:
-    return ", ".join(f"{name} allows {cap:g}" for name, cap in check.breaches.items())
+    return ", ".join(f"{name} allows {cap:.6g}" for name, cap in check.breaches.items())
 
 
 def record_skip(
@@ -379,9 +408,10 @@ def record_skip(
 
 def latest_closes(
     conn: Connection, symbols: list[str], timeframe: str, as_of: datetime
-) -> dict[str, float]:
-    """Return each symbol's close of its newest ``timeframe`` bar at or before ``as_of`` (one
-    index lookup per symbol; symbols without such a bar are left out)."""
+) -> dict[str, Decimal]:
+    """Return each symbol's close of its newest ``timeframe`` bar at or before ``as_of`` as
+    money (:func:`prism.ledger.money.price`; one index lookup per symbol; symbols without such
+    a bar are left out)."""
     rows = conn.execute(
         text(
             "SELECT s.symbol, b.close FROM "
@@ -391,7 +421,7 @@ def latest_closes(
         ),
         {"s": symbols, "tf": timeframe, "t": as_of},
     ).all()
-    return {str(symbol): float(close) for symbol, close in rows}
+    return {str(symbol): money.price(close) for symbol, close in rows}
 
 
 def snapshot(engine: Engine, config: LiveConfig, as_of: datetime) -> dict[str, Decimal]:
@@ -404,8 +434,7 @@ def snapshot(engine: Engine, config: LiveConfig, as_of: datetime) -> dict[str, D
                 f"no {config.timeframe} bars for {', '.join(missing)} up to {as_of}; "
                 "cannot value the portfolio (run `prism data ingest` or check the symbols)"
             )
-        marks = {s: ledger.to_decimal(c) for s, c in closes.items()}
-        return ledger.record_snapshot(conn, config.deployment, as_of, marks)
+        return ledger.record_snapshot(conn, config.deployment, as_of, closes)
 
 
 def from_pyfunc(model: Any, model_name: str, model_version: str) -> LiveStrategy:

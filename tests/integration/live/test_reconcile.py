@@ -65,6 +65,11 @@ def test_equal_positions_reconcile_without_an_event(traded, settings):
 
     assert held and held == broker.positions()
     assert (result.mismatches, result.halted, result.symbols) == ([], False, len(held))
+    assert result.broker_positions == held
+    # the paper broker's cash, from its own fills, is the ledger's to the cent
+    assert result.ledger_cash is not None and result.broker_cash is not None
+    assert abs(result.broker_cash - result.ledger_cash) < Decimal("0.01")
+    assert result.broker_cash < Decimal(1_000_000), "the broker's side shows the purchases"
     assert mismatch_events(traded) == []
     assert not deployments.get_deployment(traded, "rec").halted
 

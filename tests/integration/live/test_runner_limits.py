@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -25,7 +27,7 @@ def test_a_changed_limit_is_what_the_next_cycle_reads_and_is_recorded(engine):
     assert result.exit_code == 0, result.output
     assert "max_position_pct = 0.2 (was 1)" in result.output
     with engine.begin() as conn:
-        assert risk.load_limits(conn).max_position_pct == 0.2
+        assert risk.load_limits(conn).max_position_pct == Decimal("0.2")
         (event,) = conn.execute(
             text("SELECT metadata FROM audit.system_events WHERE event_type = 'risk_limit_changed'")
         ).scalars()
@@ -55,7 +57,7 @@ def test_a_deployments_own_limit_overrides_the_global_one_for_it_alone(engine):
     assert result.exit_code == 0, result.output
     assert "max_position_pct for capped = 0.2 (was 1)" in result.output
     with engine.begin() as conn:
-        assert risk.load_limits(conn, "capped").max_position_pct == 0.2
+        assert risk.load_limits(conn, "capped").max_position_pct == Decimal("0.2")
         assert risk.load_limits(conn, "free").max_position_pct == 1.0
         assert risk.load_limits(conn).max_position_pct == 1.0
     listed = CliRunner().invoke(
