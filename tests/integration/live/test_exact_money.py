@@ -1,7 +1,6 @@
 """1m cycles in exact money: the real cycle (paper broker, ledger, sizing, risk checks, breaker)
-run bar by bar over sessions of synthetic minute bars with awkward float prices: one session
-(390 cycles) in the suite, a week (five, 1,950 cycles, ~130 ms of CPU each) with
-``PRISM_TEST_MONEY_SESSIONS=5``.
+run bar by bar over a week of synthetic minute bars with awkward float prices (five sessions,
+1,950 cycles, ~130 ms of CPU each; ``PRISM_TEST_MONEY_SESSIONS`` sets another number).
 At every bar the ledger's snapshot equity is its cash plus each position (summed from the fills)
 times that bar's close, to the cent; the cash is the capital less every fill's cost; the equity
 the decision sized with is the snapshot's; and cash never goes negative."""
@@ -23,7 +22,7 @@ from tests.integration.runner_support import FixedSource, loosen_limits
 
 SYMBOLS = ("SPX", "NDX")
 SESSIONS = pd.bdate_range(
-    "2018-12-03", periods=int(os.environ.get("PRISM_TEST_MONEY_SESSIONS", "1")), tz="UTC"
+    "2018-12-03", periods=int(os.environ.get("PRISM_TEST_MONEY_SESSIONS", "5")), tz="UTC"
 )
 CENT = Decimal("0.01")
 
