@@ -13,7 +13,7 @@ reward is the log change of equity.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -31,15 +31,13 @@ ACTIONS = (0.0, 1.0, -1.0)
 SYMBOL = "asset"
 
 
-class TradingEnv(gym.Env):  # type: ignore[misc]
+class TradingEnv(gym.Env):
     """One symbol's account stepped bar by bar.
 
     ``observations`` (steps × dims, float32) is what the agent sees at each decision;
     ``market`` (steps × 3) the close each decision is made at, the next bar's open (the fill)
     and the next bar's close (the mark).
     """
-
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self,

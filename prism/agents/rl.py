@@ -58,7 +58,7 @@ class Agent(WalkForward):
         env = TradingEnv(x.reshape(len(x), -1), market, AccountConfig(), self.allow_short)
         curve: list[float] = []
 
-        class Episodes(BaseCallback):  # type: ignore[misc]
+        class Episodes(BaseCallback):
             def _on_step(self) -> bool:
                 curve.extend(
                     float(info["episode"]["r"])

@@ -37,7 +37,7 @@ def learning_curve_figure(curves: pd.DataFrame, title: str, value: str) -> go.Fi
     figure = go.Figure()
     for (symbol, refit), curve in curves.groupby(["symbol", "refit"], sort=True):
         figure.add_scatter(
-            x=curve["step"], y=curve["value"], mode="lines", name=f"{symbol} {refit[:10]}"
+            x=curve["step"], y=curve["value"], mode="lines", name=f"{symbol} {str(refit)[:10]}"
         )
     figure.update_layout(title=title, xaxis_title="step", yaxis_title=value, height=360)
     return figure

@@ -28,7 +28,7 @@ def build_network(kind: str, window: int, hidden: int) -> Any:
 
     features = len(FEATURES)
 
-    class Lstm(nn.Module):  # type: ignore[misc]
+    class Lstm(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.lstm = nn.LSTM(features, hidden, batch_first=True)
@@ -38,7 +38,7 @@ def build_network(kind: str, window: int, hidden: int) -> Any:
             out, _ = self.lstm(x)
             return self.head(out[:, -1, :]).squeeze(-1)
 
-    class Encoder(nn.Module):  # type: ignore[misc]
+    class Encoder(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.embed = nn.Linear(features, hidden)
