@@ -56,10 +56,10 @@ test: install install-deep
 test-postgres-mode: install
 	PRISM_TIMESCALEDB=off $(PY) -m pytest -m "not timescaledb" tests/integration
 
-test-unit: install
+test-unit: install install-deep
 	$(PY) -m pytest tests/unit
 
-test-integration: install
+test-integration: install install-deep
 	$(PY) -m pytest tests/integration
 
 test-notebooks: install install-deep
