@@ -61,7 +61,7 @@ def _cycle_rows(window: pd.DataFrame, notes: list[str]) -> list[Row]:
     return rows
 
 
-def _training_rows(bars: pd.DataFrame) -> list[Row]:
+def _training_rows() -> list[Row]:
     from sklearn.linear_model import LogisticRegression
 
     from prism.strategies.deep.walk_forward import sliding
@@ -87,8 +87,8 @@ def _training_rows(bars: pd.DataFrame) -> list[Row]:
                 "scikit-learn LogisticRegression fit on the same rows (one fit = one epoch)",
             )
         )
-    close = bars[bars["symbol"] == bars["symbol"].iloc[0]]["close"].to_numpy()[:501]
-    opens = bars[bars["symbol"] == bars["symbol"].iloc[0]]["open"].to_numpy()[:501]
+    one = random_walk_bars(1, 501)
+    close, opens = one["close"].to_numpy(), one["open"].to_numpy()
     prices = np.column_stack([close[:-1], opens[1:], close[1:]])
     agent_windows = sliding(x, AGENT["window"]).astype(np.float32)[:500]
     for name in ("ppo_agent", "dqn_agent"):
@@ -122,4 +122,4 @@ def _cartpole(strategy) -> None:  # type: ignore[no-untyped-def]
 def run(notes: list[str]) -> list[Row]:
     """Return the cycle rows (one per deep strategy) and the training rows."""
     bars = _business_days(random_walk_bars(SYMBOLS, 400))
-    return [*_cycle_rows(bars, notes), *_training_rows(bars)]
+    return [*_cycle_rows(bars, notes), *_training_rows()]
