@@ -98,8 +98,8 @@ def _training_rows() -> list[Row]:
         rows.append(
             Row(
                 f"{name} training on Prism's trading environment",
-                "k-steps/s",
-                STEPS // 1_000,
+                "steps/s",
+                STEPS,
                 ours,
                 theirs,
                 "the same agent and network on Gymnasium CartPole-v1",
