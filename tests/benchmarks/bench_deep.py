@@ -51,8 +51,8 @@ def _cycle_rows(window: pd.DataFrame, notes: list[str]) -> list[Row]:
         rows.append(
             Row(
                 f"{name} inference, one cycle of {SYMBOLS} symbols (fits loaded)",
-                "cycles/s",
-                1,
+                "symbols/s",
+                SYMBOLS,
                 ours,
                 peer,
                 "direction_classifier (logistic) cycle on the same window",
