@@ -11,7 +11,7 @@ ifneq ($(wildcard $(TSDB_VENDOR)),)
 export PRISM_TIMESCALEDB_SOURCE ?= $(abspath $(TSDB_VENDOR))
 endif
 
-.PHONY: install demo test test-postgres-mode test-unit test-integration test-notebooks test-e2e lab dashboard bench lint lock clean
+.PHONY: install install-deep demo test test-postgres-mode test-unit test-integration test-notebooks test-e2e lab dashboard bench lint lock clean
 
 # After the pinned environment: TimescaleDB into the embedded server's pginstall, built once per
 # machine and cached in ~/.cache/prism/timescaledb/ (a copy of a second when cached; a no-op when
@@ -26,6 +26,15 @@ $(STAMP):
 	@$(VENV)/bin/uv pip install --python $(PY) -q -r requirements.lock -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# The optional deep extra (PyTorch CPU, stable-baselines3, Gymnasium) through pip, not uv: pip
+# takes the CPU wheel of torch 2.13.0 this machine keeps; uv would fetch a CUDA build. On other
+# machines point pip at the CPU wheel index for torch first.
+install-deep: install
+	@$(PY) -c "import torch, stable_baselines3, gymnasium" 2>/dev/null || { \
+		echo "installing the deep extra (torch==2.13.0 CPU, stable-baselines3, gymnasium)"; \
+		$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 \
+			'stable-baselines3>=2.3' 'gymnasium>=1.0'; }
+
 demo: install
 	$(VENV)/bin/prism demo
 
@@ -39,7 +48,7 @@ PG_MODE_TESTS := tests/integration/db tests/integration/data \
 	tests/integration/live/test_runner_cycle.py tests/integration/live/test_high_water_mark.py \
 	tests/integration/live/test_forming_bars.py
 
-test: install
+test: install install-deep
 	$(PY) -m pytest tests
 	PRISM_TIMESCALEDB=off $(PY) -m pytest -m "not timescaledb" $(PG_MODE_TESTS)
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
@@ -47,13 +56,13 @@ test: install
 test-postgres-mode: install
 	PRISM_TIMESCALEDB=off $(PY) -m pytest -m "not timescaledb" tests/integration
 
-test-unit: install
+test-unit: install install-deep
 	$(PY) -m pytest tests/unit
 
-test-integration: install
+test-integration: install install-deep
 	$(PY) -m pytest tests/integration
 
-test-notebooks: install
+test-notebooks: install install-deep
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks
 
 test-e2e: install

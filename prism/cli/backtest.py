@@ -25,7 +25,7 @@ def strategies_command() -> None:
     """List the strategies (built in and registered by research/) with their parameters."""
     import dataclasses
 
-    from prism.strategies import available_strategies
+    from prism.strategies import ENABLE_HINT, available_strategies, deep_available
 
     table = folding_table("strategy", "parameters (default)", "what it does")
     for name, cls in sorted(available_strategies().items()):
@@ -33,7 +33,10 @@ def strategies_command() -> None:
             f"{f.name}" + ("" if f.default is dataclasses.MISSING else f"={f.default!r}")
             for f in dataclasses.fields(cls)
         )
-        table.add_row(name, params, " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()))
+        what = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+        if getattr(cls, "extra", None) == "deep" and not deep_available():
+            what = f"UNAVAILABLE ({ENABLE_HINT}). {what}"
+        table.add_row(name, params, what)
     console.print(table)
 
 

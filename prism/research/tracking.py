@@ -398,13 +398,15 @@ def log_strategy_model(
     strategy: Strategy, bars: pd.DataFrame, signature: ModelSignature | None = None
 ) -> ModelInfo:
     """Log ``strategy`` as the run's pyfunc model, with a signature (``signature``, or one
-    inferred from the newest bars of ``bars``, also its input example) and the source of the
-    code it runs (the ``code`` artifact, :mod:`prism.strategies.code`); tag the run with the
-    model's URI and code hash."""
+    inferred from the newest bars of ``bars``, also its input example), the source of the
+    code it runs (the ``code`` artifact, :mod:`prism.strategies.code`) and the models a trained
+    strategy fitted (so loading it does not retrain); tag the run with the model's URI and code
+    hash."""
     with tempfile.TemporaryDirectory() as folder:
         code_dir = Path(folder) / CODE_ARTIFACT
         manifest = copy_sources(strategy_modules(type(strategy)), code_dir)
-        model = StrategyModel(strategy.name, strategy_params(strategy), manifest)
+        fits = strategy.fits() if hasattr(strategy, "fits") else None
+        model = StrategyModel(strategy.name, strategy_params(strategy), manifest, fits)
         example = example_bars(bars)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

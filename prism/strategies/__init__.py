@@ -1,6 +1,6 @@
 """Strategies: the contract (:mod:`.base`), Prism's library (:mod:`.technical`, :mod:`.ml`,
-:mod:`.pairs`, :mod:`.ensemble`), and the registry that finds them and the ones ``research/``
-registers, by name.
+:mod:`.pairs`, :mod:`.ensemble`, the sequence models of :mod:`.deep`), and the registry that
+finds them and the ones ``research/`` (and :mod:`prism.agents`) register, by name.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from prism.core.errors import ConfigError
 from prism.strategies.base import Strategy, equal_split, per_symbol
+from prism.strategies.deep import ENABLE_HINT, LstmDirection, TransformerDirection, deep_available
 from prism.strategies.ensemble import PerformanceEnsemble, VoteEnsemble
 from prism.strategies.ml import DirectionClassifier
 from prism.strategies.pairs import PairsTrading
@@ -24,16 +25,20 @@ from prism.strategies.technical import (
 )
 
 __all__ = [
+    "ENABLE_HINT",
     "BollingerBreakout",
     "DirectionClassifier",
+    "LstmDirection",
     "MacdTrend",
     "PairsTrading",
     "PerformanceEnsemble",
     "RsiMeanReversion",
     "SmaCrossover",
     "Strategy",
+    "TransformerDirection",
     "VoteEnsemble",
     "available_strategies",
+    "deep_available",
     "equal_split",
     "make_strategy",
     "per_symbol",
@@ -41,7 +46,15 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "prism.strategies"
-BUILT_IN = (*TECHNICAL, DirectionClassifier, PairsTrading, VoteEnsemble, PerformanceEnsemble)
+BUILT_IN = (
+    *TECHNICAL,
+    DirectionClassifier,
+    PairsTrading,
+    VoteEnsemble,
+    PerformanceEnsemble,
+    LstmDirection,
+    TransformerDirection,
+)
 
 
 def available_strategies() -> dict[str, type]:

@@ -23,12 +23,14 @@ MISSING = "missing"
 
 
 def strategy_modules(strategy_class: type) -> list[str]:
-    """Return the dotted names of the modules a strategy of ``strategy_class`` runs, sorted."""
-    names = {strategy_class.__module__}
+    """Return the dotted names of the modules a strategy of ``strategy_class`` runs, sorted:
+    its own module, every module (subpackages too) of :data:`CODE_PACKAGES`, and those the
+    class names in a ``code_modules`` attribute (code it runs from outside these packages)."""
+    names = {strategy_class.__module__, *getattr(strategy_class, "code_modules", ())}
     for package_name in CODE_PACKAGES:
         package = importlib.import_module(package_name)
         names.add(package_name)
-        for found in pkgutil.iter_modules(package.__path__, prefix=f"{package_name}."):
+        for found in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
             names.add(found.name)
     return sorted(names)
 

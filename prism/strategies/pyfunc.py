@@ -2,7 +2,9 @@
 the same way: ``mlflow.pyfunc.load_model("models:/NAME@champion").predict(bars)``.
 
 The model stores the strategy's name and parameters; ``predict`` rebuilds it from
-:mod:`prism.strategies` and returns its target weights. It also carries the source of the code
+:mod:`prism.strategies` and returns its target weights. A trained strategy (the deep ones,
+:mod:`prism.strategies.deep`) also leaves its fitted models in the pyfunc model, and the rebuilt
+strategy adopts them, so loading does not retrain. It also carries the source of the code
 it was gated with (the ``code`` artifact, see :mod:`prism.strategies.code`) and that code's
 manifest and hash: :meth:`StrategyModel.code_problems` says whether the code this environment
 would run is still that code. :func:`strategy_signature` describes
@@ -42,12 +44,21 @@ class StrategyModel(PythonModel):
     _skip_type_hint_validation = True
 
     def __init__(
-        self, strategy: str, params: dict[str, Any], code: dict[str, str] | None = None
+        self,
+        strategy: str,
+        params: dict[str, Any],
+        code: dict[str, str] | None = None,
+        fits: dict[str, Any] | None = None,
     ) -> None:
         self.strategy = strategy
         self.params = dict(params)
         self.code = dict(code or {})
+        self.fits = dict(fits or {})
         self.code_dir: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the model without the strategy built in this process."""
+        return {k: v for k, v in self.__dict__.items() if k != "_built"}
 
     @property
     def code_sha256(self) -> str:
@@ -95,13 +106,21 @@ class StrategyModel(PythonModel):
         return problems
 
     def build(self) -> Strategy:
-        """Return the strategy the model wraps."""
-        return make_strategy(self.strategy, self.params)
+        """Return the strategy the model wraps, holding the fitted models it carries (built once
+        per loaded model, so a trained network is deserialized once)."""
+        built: Strategy | None = self.__dict__.get("_built")
+        if built is None:
+            built = make_strategy(self.strategy, self.params)
+            fits = getattr(self, "fits", {})
+            if fits and hasattr(built, "with_fits"):
+                built.with_fits(fits)
+            self.__dict__["_built"] = built
+        return built
 
     @property
     def warmup(self) -> int:
         """Return the bars of history the strategy needs per decision."""
-        return make_strategy(self.strategy, self.params).warmup
+        return self.build().warmup
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -109,7 +128,7 @@ class StrategyModel(PythonModel):
         """Return (time, symbol, weight) for every bar of the bar frame ``model_input``."""
         bars = pd.DataFrame(model_input)
         bars["time"] = pd.to_datetime(bars["time"], utc=True)
-        return make_strategy(self.strategy, self.params).target_weights(bars)
+        return self.build().target_weights(bars)
 
 
 def example_bars(bars: pd.DataFrame, per_symbol: int = EXAMPLE_BARS) -> pd.DataFrame:

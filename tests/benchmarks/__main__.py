@@ -17,6 +17,7 @@ def main() -> None:
     from tests.benchmarks import (
         bench_backtest,
         bench_dashboard,
+        bench_deep,
         bench_indicators,
         bench_ingest,
         bench_minute,
@@ -34,6 +35,7 @@ def main() -> None:
         bench_sweep_store,
         bench_trade_cycle,
         bench_timescale,
+        bench_deep,
     ]
     notes: list[str] = []
     print(

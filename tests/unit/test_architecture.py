@@ -22,6 +22,9 @@ ALLOWED: dict[str, set[str]] = {
     "features": {"core", "db", "data"},
     "strategies": {"core", "data", "features"},
     "backtest": {"core", "data", "features", "strategies"},
+    # RL agents train on the backtester's rules; registered through entry points, so no other
+    # package imports them.
+    "agents": {"core", "data", "features", "strategies", "backtest"},
     "research": {"core", "db", "data", "features", "strategies", "backtest"},
     "registry": {"core", "db", "data", "features", "strategies", "backtest", "research"},
     "ledger": {"core", "db"},

@@ -14,6 +14,7 @@ RESEARCH = (
     "03_parameter_sweep",
     "04_train_ml_strategy",
     "05_compare_runs",
+    "06_train_deep_strategy",
 )
 STORED = sorted(p for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 

@@ -1,10 +1,12 @@
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
 import talib
 
 from prism.core.errors import ConfigError
-from prism.strategies import SmaCrossover, available_strategies, make_strategy
+from prism.strategies import SmaCrossover, Strategy, available_strategies, make_strategy
 
 
 def _one_symbol(bars: pd.DataFrame, symbol: str = "SPX") -> pd.DataFrame:
@@ -47,7 +49,24 @@ EXAMPLES = {
         "members": "sma_crossover(fast=10,slow=50);bollinger_breakout(allow_short=True);macd_trend",
         "lookback": 63,
     },
+    "lstm_direction": {"window": 8, "train_bars": 120, "period": "year", "epochs": 3, "hidden": 4},
+    "transformer_direction": {
+        "window": 8,
+        "train_bars": 120,
+        "period": "year",
+        "epochs": 3,
+        "hidden": 4,
+    },
+    "ppo_agent": {"window": 4, "train_bars": 120, "period": "year", "steps": 64, "hidden": 4},
+    "dqn_agent": {"window": 4, "train_bars": 120, "period": "year", "steps": 64, "hidden": 4},
 }
+
+
+@functools.cache
+def _strategy(name: str) -> Strategy:
+    """One strategy per name: a deep one trains once, and each cut history reuses the models
+    whose training data it holds unchanged (a leak would change that data and retrain)."""
+    return make_strategy(name, EXAMPLES[name])
 
 
 def test_every_available_strategy_has_an_example_for_the_look_ahead_check():
@@ -57,7 +76,7 @@ def test_every_available_strategy_has_an_example_for_the_look_ahead_check():
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 @pytest.mark.parametrize("cut", [60, 61, 500, 2_000, 5_030])
 def test_weight_at_a_bar_is_the_same_on_history_cut_at_that_bar(bundled_bars, name, cut):
-    strategy = make_strategy(name, EXAMPLES[name])
+    strategy = _strategy(name)
     full = strategy.target_weights(bundled_bars).set_index(["symbol", "time"])["weight"]
     cut_time = _one_symbol(bundled_bars)["time"].iloc[cut]
     history = bundled_bars[bundled_bars["time"] <= cut_time]
