@@ -160,24 +160,11 @@ def halt_command(
 def resume_command(name: Annotated[str, typer.Argument(help="deployment")]) -> None:
     """Clear a halt (kill switch, circuit breaker, reconciliation, outage) after a person
     has looked at why."""
-    from prism.core.events import record_event
     from prism.live import deployments
 
-    engine = _engine()
-    by = getpass.getuser()
-    with engine.begin() as conn:
-        before = deployments.get_deployment(conn, name)
-        if not deployments.resume(conn, name, by):
-            console.print(f"{name} was not halted")
-            return
-        record_event(
-            conn,
-            "deployment_resumed",
-            "warning",
-            "runner",
-            f"{name} resumed by {by} (was halted by {before.halted_by}: {before.halt_reason})",
-            {"deployment": name, "by": by},
-        )
+    if not deployments.resume_deployment(_engine(), name, getpass.getuser()):
+        console.print(f"{name} was not halted")
+        return
     console.print(f"[green]✓[/] {name} resumed; it trades from its next cycle")
 
 

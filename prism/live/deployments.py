@@ -247,3 +247,23 @@ def exclusive(engine: Engine, name: str) -> Iterator[None]:
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), key)
             conn.commit()
+
+
+def resume_deployment(engine: Engine, name: str, by: str) -> bool:
+    """Clear ``name``'s halt and record who resumed it and what the halt was (a warning
+    event); return False when it was not halted."""
+    from prism.core.events import record_event
+
+    with engine.begin() as conn:
+        before = get_deployment(conn, name)
+        if not resume(conn, name, by):
+            return False
+        record_event(
+            conn,
+            "deployment_resumed",
+            "warning",
+            "runner",
+            f"{name} resumed by {by} (was halted by {before.halted_by}: {before.halt_reason})",
+            {"deployment": name, "by": by},
+        )
+    return True
