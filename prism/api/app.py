@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.routing import APIRoute, APIWebSocketRoute
+from fastapi.routing import APIWebSocketRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -95,13 +95,23 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            for method in route.methods or ():
-                rule_for(method, route.path)
-        elif isinstance(route, APIWebSocketRoute):
-            rule_for("WS", route.path)
+    for method, path in served_routes(app):
+        rule_for(method, path)
     return app
+
+
+def served_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Return every ``(method, path template)`` the app serves (``WS`` for WebSockets), read
+    from its OpenAPI schema, which lists included routers' routes too."""
+    methods = {"get", "post", "put", "patch", "delete"}
+    served = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+        if method in methods
+    }
+    served |= {("WS", r.path) for r in app.routes if isinstance(r, APIWebSocketRoute)}
+    return served
 
 
 def problems_model() -> Any:
