@@ -19,32 +19,36 @@ from tests.integration.runner_support import use_mlflow_store
 SIGNING = "k2:" + "n" * 40 + ",k1:" + "o" * 40
 
 
-@pytest.fixture
-def api_settings(settings: Settings, tmp_path, monkeypatch) -> Settings:
+@pytest.fixture(scope="module")
+def api_settings(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
     """Settings with fixed signing keys (k2 signs, k1 still verifies), a generous rate limit
-    and this test's own MLflow store."""
-    use_mlflow_store(monkeypatch, tmp_path / "mlruns")
-    return settings.model_copy(
-        update={
-            "api_signing_keys": SecretStr(SIGNING),
-            "api_rate_per_minute": 100_000,
-            "mlruns_dir": tmp_path / "mlruns",
-        }
-    )
+    and the module's own MLflow store. Tests that need empty tables also ask for ``engine``."""
+    folder = tmp_path_factory.mktemp("api-mlruns")
+    with pytest.MonkeyPatch.context() as patch:
+        use_mlflow_store(patch, folder)
+        yield settings.model_copy(
+            update={
+                "api_signing_keys": SecretStr(SIGNING),
+                "api_rate_per_minute": 100_000,
+                "mlruns_dir": folder,
+            }
+        )
 
 
-@pytest.fixture
-def app(api_settings: Settings, engine: Engine) -> FastAPI:
-    return create_app(api_settings, engine)
+@pytest.fixture(scope="module")
+def app(api_settings: Settings, migrated_engine: Engine) -> FastAPI:
+    return create_app(api_settings, migrated_engine)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         yield test_client
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def auth(app: FastAPI) -> Callable[[str], dict[str, str]]:
     """``auth(role)``: the Authorization header of a token for subject ``<role>-user``."""
     ctx: ApiContext = app.state.prism
