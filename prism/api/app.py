@@ -211,8 +211,9 @@ def _observe(app: FastAPI, ctx: ApiContext) -> None:
 
 def _stream_route(app: FastAPI, ctx: ApiContext, hub: Hub) -> None:
     @app.websocket("/api/v1/stream")
-    async def stream(websocket: WebSocket, token: str = "") -> None:
-        """Live orders, fills, bars, alerts and events (see :mod:`prism.api.stream`)."""
+    async def stream(websocket: WebSocket, token: str = "", queue: int = 0) -> None:
+        """Live orders, fills, bars, alerts and events (see :mod:`prism.api.stream`); ``queue``
+        asks for a smaller per-client buffer than ``api_stream_queue``."""
         try:
             claims = ctx.keys.verify(token)
         except AuthError as err:
@@ -223,7 +224,8 @@ def _stream_route(app: FastAPI, ctx: ApiContext, hub: Hub) -> None:
             return
         await hub.start()
         await websocket.accept()
-        subscriber = Subscriber(claims.role, ctx.settings.api_stream_queue)
+        limit = ctx.settings.api_stream_queue
+        subscriber = Subscriber(claims.role, min(queue, limit) if queue > 0 else limit)
         hub.subscribers.add(subscriber)
         commands = asyncio.create_task(_commands(websocket, subscriber))
         overflow = asyncio.create_task(subscriber.overflowed.wait())

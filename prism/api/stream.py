@@ -6,7 +6,8 @@ them (no polling) and hands each message to the subscribers of its channel whose
 matches. Every subscriber has a bounded queue: a client too slow to drain it is dropped with
 close code :data:`SLOW_CLIENT` instead of making the others (or the database) wait.
 
-Protocol: connect to ``/api/v1/stream?token=<access token>``; send
+Protocol: connect to ``/api/v1/stream?token=<access token>`` (optionally ``&queue=<n>``, a
+smaller buffer than ``PRISM_API_STREAM_QUEUE``); send
 ``{"subscribe": ["orders", "bars"], "symbols": ["SPX"]}`` (no symbols: all); receive
 ``{"subscribed": [...], "refused": {...}}`` and then ``{"channel": ..., "data": {...}}``.
 A channel above the caller's role (see :data:`prism.api.rules.CHANNEL_ROLES`) is refused.

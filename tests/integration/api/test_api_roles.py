@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from prism.api.app import served_routes
 from prism.api.rules import PUBLIC, ROUTE_ROLES
 from prism.api.security import ROLES, role_allows
