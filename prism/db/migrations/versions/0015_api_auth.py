@@ -8,7 +8,9 @@
 - Triggers ``pg_notify`` one small JSON object per new order (and order status change), fill,
   system event (``prism_alerts`` when it carries an alert, else ``prism_events``) and recent
   bar (``prism_bars``: bars within two days of now, so a bulk load of history notifies
-  nothing), which ``prism.api.stream`` relays to WebSocket subscribers without polling.
+  nothing), which ``prism.api.stream`` relays to WebSocket subscribers without polling. The
+  function dispatches on its trigger argument, not ``TG_TABLE_NAME``: on a hypertable the
+  trigger fires on the chunk, whose name is TimescaleDB's.
 
 Revision ID: 0015
 Revises: 0014
@@ -52,16 +54,16 @@ DECLARE
     channel text := TG_ARGV[0];
     payload jsonb;
 BEGIN
-    IF TG_TABLE_NAME = 'orders' THEN
+    IF channel = 'orders' THEN
         payload := jsonb_build_object('id', NEW.id, 'client_order_id', NEW.client_order_id,
             'deployment', NEW.deployment, 'symbol', NEW.symbol, 'side', NEW.side,
             'quantity', NEW.quantity, 'status', NEW.status);
-    ELSIF TG_TABLE_NAME = 'fills' THEN
+    ELSIF channel = 'fills' THEN
         payload := jsonb_build_object('id', NEW.id, 'fill_id', NEW.fill_id,
             'order_id', NEW.order_id, 'deployment', NEW.deployment, 'time', NEW.time,
             'symbol', NEW.symbol, 'side', NEW.side, 'quantity', NEW.quantity,
             'price', NEW.price, 'commission', NEW.commission);
-    ELSIF TG_TABLE_NAME = 'ohlcv' THEN
+    ELSIF channel = 'bars' THEN
         payload := jsonb_build_object('time', NEW.time, 'symbol', NEW.symbol,
             'timeframe', NEW.timeframe, 'open', NEW.open, 'high', NEW.high, 'low', NEW.low,
             'close', NEW.close, 'volume', NEW.volume, 'source', NEW.source);
