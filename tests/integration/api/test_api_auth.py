@@ -120,3 +120,27 @@ def test_admin_creates_a_key_through_the_api_and_the_audit_names_the_admin(clien
     )
     assert bad.status_code == 400
     assert "unknown API role 'wizard'" in bad.json()["detail"]
+
+
+def test_the_cli_adds_a_user_and_creates_a_key_that_logs_in(client, engine):
+    from typer.testing import CliRunner
+
+    from prism.cli.app import app as cli
+
+    runner = CliRunner()
+    added = runner.invoke(
+        cli, ["api", "users", "add", "erin", "--role", "trader", "--password", "a fine passphrase"]
+    )
+    assert added.exit_code == 0, added.output
+    short = runner.invoke(cli, ["api", "users", "add", "frank", "--password", "short"])
+    assert short.exit_code == 1
+    assert "at least 12 characters" in str(short.exception)
+    created = runner.invoke(cli, ["api", "keys", "create", "cron", "--role", "researcher"])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip().splitlines()[-1]
+    token = client.post("/api/v1/auth/api-key", json={"api_key": key})
+    assert token.json()["role"] == "researcher"
+    login = client.post(
+        "/api/v1/auth/token", data={"username": "erin", "password": "a fine passphrase"}
+    )
+    assert login.json()["role"] == "trader"
