@@ -171,3 +171,19 @@ class Done(BaseModel):
     deployment: str
     changed: bool
     detail: str
+
+
+class LimitChange(BaseModel):
+    """A new value for one risk limit, globally or for one deployment."""
+
+    value: float
+    deployment: str | None = None
+
+
+class LimitChanged(BaseModel):
+    """A risk limit's new and previous value."""
+
+    key: str
+    deployment: str | None
+    value: float
+    previous: float

@@ -35,6 +35,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/runner/deployments/{name}/halt"): "trader",
     ("POST", "/api/v1/runner/deployments/{name}/resume"): "trader",
     ("GET", "/api/v1/runner/limits"): "viewer",
+    ("PUT", "/api/v1/runner/limits/{key}"): "approver",
     ("GET", "/api/v1/runner/orders"): "viewer",
     ("GET", "/api/v1/runner/orders/{client_order_id}/lineage"): "viewer",
     ("GET", "/api/v1/runner/fills"): "viewer",

@@ -292,26 +292,10 @@ def limits_set(
 ) -> None:
     """Change one risk limit, globally or for one deployment, recorded as a system event; the
     next cycle trades under it."""
-    from prism.core.events import record_event
-    from prism.live import deployments, risk
+    from prism.live import deployments
 
-    by = getpass.getuser()
-    engine = _engine()
-    if deployment is not None:
-        deployments.get_deployment(engine, deployment)
+    previous = deployments.change_limit(_engine(), key, value, getpass.getuser(), deployment)
     scope = f" for {deployment}" if deployment else ""
-    with engine.begin() as conn:
-        before = risk.load_limits(conn, deployment)
-        risk.set_limit(conn, key, value, by, deployment)
-        previous = getattr(before, key)
-        record_event(
-            conn,
-            "risk_limit_changed",
-            "warning",
-            "runner",
-            f"risk limit {key}{scope} changed from {previous:g} to {value:g} by {by}",
-            {"key": key, "previous": previous, "value": value, "by": by, "deployment": deployment},
-        )
     console.print(
         f"[green]✓[/] {key}{scope} = {value:g} (was {previous:g}); applies from the next cycle"
     )

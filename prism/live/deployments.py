@@ -267,3 +267,29 @@ def resume_deployment(engine: Engine, name: str, by: str) -> bool:
             {"deployment": name, "by": by},
         )
     return True
+
+
+def change_limit(
+    engine: Engine, key: str, value: float, by: str, deployment: str | None = None
+) -> float:
+    """Set one risk limit, globally or for ``deployment`` (which must exist), and record the
+    change as a warning event naming ``by``; return the value it replaced."""
+    from prism.core.events import record_event
+    from prism.live import risk
+
+    if deployment is not None:
+        get_deployment(engine, deployment)
+    scope = f" for {deployment}" if deployment else ""
+    with engine.begin() as conn:
+        before = risk.load_limits(conn, deployment)
+        risk.set_limit(conn, key, value, by, deployment)
+        previous = float(getattr(before, key))
+        record_event(
+            conn,
+            "risk_limit_changed",
+            "warning",
+            "runner",
+            f"risk limit {key}{scope} changed from {previous:g} to {value:g} by {by}",
+            {"key": key, "previous": previous, "value": value, "by": by, "deployment": deployment},
+        )
+    return previous

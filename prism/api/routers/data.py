@@ -1,8 +1,9 @@
-"""``/api/v1/data``: stored series, bars (cursor-paged, JSON or CSV), gaps, quarantine and
+"""``/api/v1/data``: stored series, bars (cursor-paged, JSON, CSV or Parquet), gaps, quarantine and
 the data status ``prism data status`` prints."""
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -19,6 +20,7 @@ router = APIRouter(prefix="/api/v1/data", tags=["data"])
 
 Ctx = Annotated[ApiContext, Depends(context)]
 Timeframe = Literal["1m", "5m", "1h", "1d"]
+PARQUET = "application/vnd.apache.parquet"
 
 
 @router.get("/symbols")
@@ -36,14 +38,18 @@ def bars(
     end: datetime | None = None,
     cursor: Annotated[datetime | None, Query(description="next_cursor of the last page")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    format: Literal["json", "csv"] = "json",
+    format: Literal["json", "csv", "parquet"] = "json",
 ) -> BarsPage | Response:
     """Return one page of a series' bars, oldest first; pass ``next_cursor`` back as
-    ``cursor`` for the next page. CSV answers carry the cursor in ``X-Next-Cursor``."""
+    ``cursor`` for the next page. CSV and Parquet answers carry it in ``X-Next-Cursor``."""
     frame, following = bars_page(ctx.engine, symbol, timeframe, start, end, cursor, limit)
+    headers = {"X-Next-Cursor": following.isoformat()} if following else {}
     if format == "csv":
-        headers = {"X-Next-Cursor": following.isoformat()} if following else {}
         return Response(frame.to_csv(index=False), media_type="text/csv", headers=headers)
+    if format == "parquet":
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return Response(buffer.getvalue(), media_type=PARQUET, headers=headers)
     return BarsPage(symbol=symbol, timeframe=timeframe, bars=records(frame), next_cursor=following)
 
 

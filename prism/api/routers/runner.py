@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from prism.api.deps import ApiContext, caller, context
-from prism.api.models import Done, HaltRequest, Row, records
+from prism.api.models import Done, HaltRequest, LimitChange, LimitChanged, Row, records
 from prism.api.security import Claims
 from prism.core.events import recent_events
 from prism.live import cycle, deployments, risk
@@ -62,6 +62,15 @@ def limits(ctx: Ctx, deployment: str | None = None) -> Row:
     """Return the risk limits in force (globally, or for one deployment)."""
     with ctx.engine.connect() as conn:
         return dataclasses.asdict(risk.load_limits(conn, deployment))
+
+
+@router.put("/runner/limits/{key}", response_model=LimitChanged)
+def set_limit(key: str, body: LimitChange, ctx: Ctx, claims: Caller) -> LimitChanged:
+    """Change one risk limit (recorded with the caller); the next cycle trades under it."""
+    previous = deployments.change_limit(
+        ctx.engine, key, body.value, claims.subject, body.deployment
+    )
+    return LimitChanged(key=key, deployment=body.deployment, value=body.value, previous=previous)
 
 
 def _filter(

@@ -40,6 +40,11 @@ def test_bars_come_page_by_page_as_json_or_csv_and_match_the_stored_bars(client,
     csv_closes = pd.read_csv(io.StringIO(as_csv.text))["close"].tolist()
     assert csv_closes == [bar["close"] for bar in pages[0]]
     assert pd.Timestamp(as_csv.headers["x-next-cursor"]) == pd.Timestamp(cursors[0])
+    first["format"] = "parquet"
+    as_parquet = client.get("/api/v1/data/bars/SPX", params=first, headers=auth("viewer"))
+    table = pd.read_parquet(io.BytesIO(as_parquet.content))
+    assert table["close"].tolist() == csv_closes
+    assert table["time"].tolist() == stored["time"].iloc[:100].tolist()
     rows = client.get("/api/v1/data/symbols", headers=auth("viewer")).json()
     with stocked.connect() as conn:
         expected = conn.execute(
@@ -102,6 +107,19 @@ def test_a_trader_halts_and_resumes_a_deployment_as_themselves(client, auth, eng
         ("trader-user", "/api/v1/runner/deployments/desk/halt"),
         ("trader-user", "/api/v1/runner/deployments/desk/resume"),
     ]
+    changed = client.put(
+        "/api/v1/runner/limits/max_position_pct",
+        json={"value": 0.15, "deployment": "desk"},
+        headers=auth("approver"),
+    )
+    assert changed.status_code == 200, changed.text
+    limits = client.get(
+        "/api/v1/runner/limits", params={"deployment": "desk"}, headers=auth("viewer")
+    ).json()
+    assert limits["max_position_pct"] == 0.15
+    assert changed.json()["previous"] != 0.15
+    bad = client.put("/api/v1/runner/limits/max_fun", json={"value": 1}, headers=auth("approver"))
+    assert bad.status_code == 400 and "max_fun" in bad.json()["detail"]
     missing = client.post("/api/v1/runner/deployments/ghost/resume", headers=auth("trader"))
     assert missing.status_code == 400
     assert "ghost" in missing.json()["detail"]
