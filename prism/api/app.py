@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import (
+    Depends,
+    FastAPI,
+    HTTPException,
+    Request,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import StreamingResponse
 from fastapi.routing import APIWebSocketRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,7 +40,7 @@ from prometheus_client import (
 from sqlalchemy import Engine, text
 
 from prism.api import problems
-from prism.api.deps import ApiContext, authorize
+from prism.api.deps import ApiContext, authorize, caller
 from prism.api.ratelimit import RateLimiter
 from prism.api.routers import admin, auth, data, registry, research, runner
 from prism.api.rules import rule_for
@@ -210,6 +220,44 @@ def _observe(app: FastAPI, ctx: ApiContext) -> None:
 
 
 def _stream_route(app: FastAPI, ctx: ApiContext, hub: Hub) -> None:
+    @app.get("/api/v1/stream/sse", tags=["stream"], dependencies=[Depends(authorize)])
+    async def server_sent_events(
+        request: Request,
+        channels: str,
+        symbols: str = "",
+        queue: int = 0,
+    ) -> StreamingResponse:
+        """The stream as Server-Sent Events for simple clients: ``channels`` and ``symbols``
+        comma separated; each message is ``event: <channel>`` with the row as JSON ``data``.
+        A client that falls behind gets ``event: dropped`` and the response ends."""
+        claims = caller(request)
+        limit = ctx.settings.api_stream_queue
+        subscriber = Subscriber(claims.role, min(queue, limit) if queue > 0 else limit)
+        refused = subscriber.subscribe(_split(channels), _split(symbols))
+        if refused:
+            raise HTTPException(403, "; ".join(f"{c}: {why}" for c, why in refused.items()))
+        await hub.start()
+        hub.subscribers.add(subscriber)
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                yield f"event: subscribed\ndata: {json.dumps(sorted(subscriber.channels))}\n\n"
+                while not subscriber.overflowed.is_set():
+                    try:
+                        message = await asyncio.wait_for(subscriber.queue.get(), 5)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield ": keep-alive\n\n"
+                        continue
+                    data = json.dumps(message["data"], default=str)
+                    yield f"event: {message['channel']}\ndata: {data}\n\n"
+                yield "event: dropped\ndata: slow client: queue full\n\n"
+            finally:
+                hub.subscribers.discard(subscriber)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     @app.websocket("/api/v1/stream")
     async def stream(websocket: WebSocket, token: str = "", queue: int = 0) -> None:
         """Live orders, fills, bars, alerts and events (see :mod:`prism.api.stream`); ``queue``
@@ -249,6 +297,10 @@ def _stream_route(app: FastAPI, ctx: ApiContext, hub: Hub) -> None:
             hub.subscribers.discard(subscriber)
             for task in (commands, overflow):
                 task.cancel()
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 async def _commands(websocket: WebSocket, subscriber: Subscriber) -> None:

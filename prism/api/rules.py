@@ -47,6 +47,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/admin/keys"): "admin",
     ("POST", "/api/v1/admin/keys"): "admin",
     ("DELETE", "/api/v1/admin/keys/{key_id}"): "admin",
+    ("GET", "/api/v1/stream/sse"): "viewer",
     ("WS", "/api/v1/stream"): "viewer",
 }
 """``(method, path template) -> lowest role`` (``WS`` for the WebSocket)."""

@@ -1,5 +1,6 @@
 """``prism api`` as a real uvicorn process: a key is exchanged for a token over HTTP, bars are
-read, and a WebSocket client receives the NOTIFY of a bar inserted into the database."""
+read, a WebSocket client receives the NOTIFY of a bar inserted into the database and a
+Server-Sent Events client that of a fill."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from websockets.sync.client import connect
 
 from prism.api import accounts
 from tests.integration.api.conftest import SIGNING
+from tests.integration.api.test_api_routes import insert_order_and_fill
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -80,6 +82,19 @@ def test_prism_api_serves_tokens_bars_and_the_stream(engine, database_url, tmp_p
         assert message["channel"] == "bars"
         assert (message["data"]["symbol"], message["data"]["close"]) == ("SPX", 11)
         assert datetime.fromisoformat(message["data"]["time"]) == now
+        sse = f"{base}/api/v1/stream/sse"
+        refused = httpx.get(sse, params={"channels": "events"}, headers=headers)
+        assert refused.status_code == 403 and "needs role admin" in refused.json()["detail"]
+        with httpx.stream(
+            "GET", sse, params={"channels": "fills", "symbols": "SPX"}, headers=headers, timeout=30
+        ) as events:
+            lines = events.iter_lines()
+            assert next(lines) == "event: subscribed"
+            insert_order_and_fill(engine, "sse-1")
+            while next(lines) != "event: fills":
+                pass
+            pushed = json.loads(next(lines).removeprefix("data: "))
+        assert (pushed["fill_id"], pushed["symbol"]) == ("fill-sse-1", "SPX")
         scraped = httpx.get(f"{base}/metrics").text
         assert 'prism_api_request_seconds_count{method="POST",route="/api/v1/auth/api-key"' in (
             scraped
