@@ -12,6 +12,7 @@ import typer
 
 from prism.cli import (
     alerts,
+    api,
     backtest,
     config,
     data,
@@ -47,6 +48,7 @@ app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(report.report_app, name="report")
 app.command("demo")(demo.demo)
 app.command("dashboard")(demo.dashboard)
+app.add_typer(api.api_app, name="api")
 
 
 def main() -> None:

@@ -160,24 +160,11 @@ def halt_command(
 def resume_command(name: Annotated[str, typer.Argument(help="deployment")]) -> None:
     """Clear a halt (kill switch, circuit breaker, reconciliation, outage) after a person
     has looked at why."""
-    from prism.core.events import record_event
     from prism.live import deployments
 
-    engine = _engine()
-    by = getpass.getuser()
-    with engine.begin() as conn:
-        before = deployments.get_deployment(conn, name)
-        if not deployments.resume(conn, name, by):
-            console.print(f"{name} was not halted")
-            return
-        record_event(
-            conn,
-            "deployment_resumed",
-            "warning",
-            "runner",
-            f"{name} resumed by {by} (was halted by {before.halted_by}: {before.halt_reason})",
-            {"deployment": name, "by": by},
-        )
+    if not deployments.resume_deployment(_engine(), name, getpass.getuser()):
+        console.print(f"{name} was not halted")
+        return
     console.print(f"[green]✓[/] {name} resumed; it trades from its next cycle")
 
 
@@ -309,26 +296,10 @@ def limits_set(
 ) -> None:
     """Change one risk limit, globally or for one deployment, recorded as a system event; the
     next cycle trades under it."""
-    from prism.core.events import record_event
-    from prism.live import deployments, risk
+    from prism.live import deployments
 
-    by = getpass.getuser()
-    engine = _engine()
-    if deployment is not None:
-        deployments.get_deployment(engine, deployment)
+    previous = deployments.change_limit(_engine(), key, value, getpass.getuser(), deployment)
     scope = f" for {deployment}" if deployment else ""
-    with engine.begin() as conn:
-        before = risk.load_limits(conn, deployment)
-        risk.set_limit(conn, key, value, by, deployment)
-        previous = float(getattr(before, key))
-        record_event(
-            conn,
-            "risk_limit_changed",
-            "warning",
-            "runner",
-            f"risk limit {key}{scope} changed from {previous:g} to {value:g} by {by}",
-            {"key": key, "previous": previous, "value": value, "by": by, "deployment": deployment},
-        )
     console.print(
         f"[green]✓[/] {key}{scope} = {value:g} (was {previous:g}); applies from the next cycle"
     )

@@ -211,6 +211,29 @@ class Settings(BaseSettings):
     dashboard_benchmark: str = Field(
         "SPX", description="symbol the equity curve is compared with on the dashboard"
     )
+    api_host: str = Field("127.0.0.1", description="address `prism api` listens on")
+    api_port: int = Field(8000, ge=1, le=65535, description="port `prism api` listens on")
+    api_signing_keys: SecretStr | None = Field(
+        None,
+        description="API token signing keys, 'kid:secret' comma separated: the first signs, "
+        "the others still verify tokens until they expire (rotation); unset: one generated "
+        "into the workspace (api-signing.key)",
+    )
+    api_token_minutes: float = Field(
+        60.0, gt=0, description="lifetime of an API access token (JWT), minutes"
+    )
+    api_rate_per_minute: int = Field(
+        120, ge=1, description="API requests one key or user may make per minute (then 429)"
+    )
+    api_cors_origins: str = Field(
+        "", description="origins the API allows cross-site, comma separated; empty: CORS off"
+    )
+    api_backtest_max_bars: int = Field(
+        50_000, ge=1, description="most bars a synchronous API backtest may run over"
+    )
+    api_stream_queue: int = Field(
+        256, ge=1, description="messages queued per WebSocket client before it is dropped"
+    )
 
     @property
     def mlflow_tracking_uri(self) -> str:

@@ -249,3 +249,49 @@ def exclusive(engine: Engine, name: str) -> Iterator[None]:
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), key)
             conn.commit()
+
+
+def resume_deployment(engine: Engine, name: str, by: str) -> bool:
+    """Clear ``name``'s halt and record who resumed it and what the halt was (a warning
+    event); return False when it was not halted."""
+    from prism.core.events import record_event
+
+    with engine.begin() as conn:
+        before = get_deployment(conn, name)
+        if not resume(conn, name, by):
+            return False
+        record_event(
+            conn,
+            "deployment_resumed",
+            "warning",
+            "runner",
+            f"{name} resumed by {by} (was halted by {before.halted_by}: {before.halt_reason})",
+            {"deployment": name, "by": by},
+        )
+    return True
+
+
+def change_limit(
+    engine: Engine, key: str, value: float, by: str, deployment: str | None = None
+) -> float:
+    """Set one risk limit, globally or for ``deployment`` (which must exist), and record the
+    change as a warning event naming ``by``; return the value it replaced."""
+    from prism.core.events import record_event
+    from prism.live import risk
+
+    if deployment is not None:
+        get_deployment(engine, deployment)
+    scope = f" for {deployment}" if deployment else ""
+    with engine.begin() as conn:
+        before = risk.load_limits(conn, deployment)
+        risk.set_limit(conn, key, value, by, deployment)
+        previous = float(getattr(before, key))
+        record_event(
+            conn,
+            "risk_limit_changed",
+            "warning",
+            "runner",
+            f"risk limit {key}{scope} changed from {previous:g} to {value:g} by {by}",
+            {"key": key, "previous": previous, "value": value, "by": by, "deployment": deployment},
+        )
+    return previous

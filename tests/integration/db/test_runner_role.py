@@ -1,7 +1,8 @@
 """The runner's login is a boundary: ``prism_runner`` trades whole cycles (bars in, orders,
 fills, snapshots, signals, decisions, a halt) and can do nothing the operator, the registry or
 the schema's owner does: approve, loosen its limits, resume, lower its high-water mark, erase or
-rewrite history, change the schema, or become another role."""
+rewrite history, read the API's password and key hashes, change the schema, or become another
+role."""
 
 from __future__ import annotations
 
@@ -160,6 +161,8 @@ def test_the_runner_cannot_approve_loosen_erase_rewrite_or_escalate(engine, runn
         "GRANT pg_read_server_files TO prism_runner",
         "SELECT pg_read_file('PG_VERSION')",
         "COPY audit.system_events (message) FROM '/etc/hostname'",
+        "SELECT count(*) FROM config.api_users",
+        "SELECT count(*) FROM config.api_keys",
     ]
 
     outcomes = {sql: _refusal(runner, sql) for sql in attempts}

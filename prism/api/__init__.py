@@ -1,0 +1,1 @@
+"""The Prism API: a versioned REST and WebSocket service (FastAPI), thin over the library."""
