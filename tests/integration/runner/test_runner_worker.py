@@ -67,7 +67,7 @@ def test_deploy_registers_the_runner_on_a_work_pool_and_a_worker_runs_a_flow(
             }
         assert pool.type == "process"
         assert (
-            set(found) == set(expected) == {"ingest", "trade", "reconcile", "daily", "maintenance"}
+            set(found) == set(expected) == {"ingest", "trade", "reconcile", "alerts", "daily", "maintenance"}
         )
         for name, deployment in found.items():
             assert f"/{name} on pool {POOL}" in deployed.stdout
