@@ -266,15 +266,16 @@ def _send(
     failed = [d for d in deliveries if not d["delivered"]]
     outcome["deliveries"] = deliveries
     outcome["notified"] = any(d["delivered"] for d in deliveries)
-    status = "delivered" if not failed else "failed" if row.attempts >= max_rounds else "pending"
+    rounds = row.attempts + 1  # row was read before its claim counted this round
+    status = "delivered" if not failed else "failed" if rounds >= max_rounds else "pending"
     error = "; ".join(f"{d['url']}: not delivered after {d['attempts']} attempt(s)" for d in failed)
-    wait = settings.alert_backoff_seconds * 2**row.attempts if failed else 0
+    wait = settings.alert_backoff_seconds * 2**rounds if failed else 0
     with engine.begin() as conn:
         conn.execute(
             _MARK,
             {
                 "status": status,
-                "attempts": row.attempts,
+                "attempts": rounds,
                 "wait": wait,
                 "error": error or None,
                 "id": row.id,
