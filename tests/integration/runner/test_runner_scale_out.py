@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -17,7 +18,7 @@ from sqlalchemy import text
 
 from prism.core.settings import project_root
 from prism.live import deployments
-from prism.live.serving import local_prefect_server
+from prism.live.serving import ensure_process_pool, local_prefect_server
 from prism.registry import promotion
 from prism.strategies import SmaCrossover
 from tests.integration.runner.test_runner_worker import POOL, worker_environment
@@ -31,6 +32,20 @@ from tests.integration.runner_support import (
 )
 
 QUEUES = ("first", "second")
+
+
+def register_trade_all() -> None:
+    """Register ``trade_all`` on the process pool from this checkout's source, as
+    :func:`runner.deploy.deploy_runner` registers it (only that deployment, to keep the test
+    short)."""
+    from prefect import Flow
+    from prefect.deployments.runner import RunnerDeployment
+
+    ensure_process_pool(POOL)
+    flow = cast(
+        Flow, Flow.from_source(source=project_root(), entrypoint="runner/flows.py:trade_all")
+    )
+    cast(RunnerDeployment, flow.to_deployment(name="trade")).apply(work_pool_name=POOL)
 
 
 @pytest.mark.timeout(600)
@@ -54,15 +69,7 @@ def test_two_workers_trading_the_same_bar_send_each_order_once(
             "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlruns'}/mlflow.db",
             "PRISM_RUNNER_STALE_INTERVALS": "100000",
         }
-        deployed = subprocess.run(
-            [sys.executable, "-m", "runner.deploy", "--pool", POOL],
-            env=env,
-            cwd=project_root(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        register_trade_all()
         with get_client(sync_client=True) as client:
             for queue in QUEUES:
                 client.create_work_queue(name=queue, work_pool_name=POOL)
