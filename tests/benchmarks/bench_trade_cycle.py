@@ -255,8 +255,9 @@ def run(notes: list[str]) -> list[Row]:
         f"URL answering after {SLOW_SINK_SECONDS * 1000:.0f} ms: locked section (run_cycle) p50 "
         f"{_ms(locked, 50):.0f} ms / p99 {_ms(locked, 99):.0f} ms against {_ms(cycles, 50):.0f} "
         f"/ {_ms(cycles, 99):.0f} ms with no URL (p50 ratio "
-        f"{np.median(locked) / np.median(cycles):.2f}); afterwards deliver_alerts sent the "
-        f"{len(delivered)} queued alerts ({received} received) in {sending:.1f} s, outside the lock"
+        f"{np.median(locked) / np.median(cycles):.2f}); afterwards one deliver_alerts run took "
+        f"{len(delivered)} rows of the queue (every deployment's fill alerts; its limit is 200), "
+        f"{received} reached the slow URL, in {sending:.1f} s, outside any lock"
     )
     notes.append(
         f"trade cycle goal: cycle p99 < {GOAL_MS:.0f} ms at {max(SIZES)} symbols: {verdict} "
