@@ -8,6 +8,9 @@ de-duplicate on, with ``attempts``, ``last_error`` and ``next_attempt_at`` for r
 backoff. ``delivered_to`` holds a digest of each alert URL already served (never the URL, whose
 host part may be a token), so a retry resends only to the sinks that failed.
 
+Where the runner's login ``prism_runner`` exists (issue 16), it may queue (INSERT) and mark
+(UPDATE) rows and use the id sequence: the cycle and the ``deliver_alerts`` flow run as it.
+
 Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-05
@@ -42,6 +45,14 @@ CREATE TABLE audit.alert_outbox (
 );
 CREATE INDEX alert_outbox_due ON audit.alert_outbox (id)
 WHERE status IN ('pending', 'sending');
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'prism_runner') THEN
+        GRANT SELECT, INSERT, UPDATE ON audit.alert_outbox TO prism_runner;
+        GRANT USAGE ON SEQUENCE audit.alert_outbox_id_seq TO prism_runner;
+    END IF;
+END $$;
 """
 
 DOWNGRADE = """
