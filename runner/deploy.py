@@ -1,7 +1,7 @@
 """``python -m runner.deploy [--pool prism]``: register the runner's flows on a Prefect work pool.
 
 The alternative to ``runner.serve`` for a long-lived stack (Docker Compose): this one-shot
-creates the process work pool if it is missing and registers the same five deployments on the
+creates the process work pool if it is missing and registers the same six deployments on the
 same schedules (:func:`runner.schedules.runner_schedules`), their code read from this checkout;
 ``prefect worker start --pool prism --type process`` then runs them. It needs a Prefect server
 (``PREFECT_API_URL``); re-running it updates the deployments in place.

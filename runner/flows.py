@@ -10,6 +10,8 @@
   gaps healed by backfill (:func:`prism.live.serving.ingest_deployment_bars`).
 - ``reconcile``: each enabled deployment's positions against its broker's, each its own task
   run (:func:`prism.live.reconcile.reconcile`; a mismatch halts it).
+- ``deliver_alerts``: the alert outbox sent to the alert URLs (the other flows and the cycle
+  only queue alerts, so no flow waits on a webhook; :mod:`prism.live.alerts`).
 - ``daily_report``: the report notebook executed to HTML
   (:func:`prism.monitoring.reports.run_daily_report`).
 - ``maintenance``: rollups refreshed and retention applied (:mod:`prism.db.rollups`).
@@ -54,29 +56,25 @@ def _owner_engine() -> Engine:
     return open_database(load_settings())
 
 
-def alert_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """Prefect ``on_failure`` hook: a failed flow run is an error alert (system event plus the
-    alert URLs), naming the flow, the run and the error."""
-    from prism.live.alerts import send_alert
+def _alert(kind: str, message: str, metadata: dict[str, Any]) -> None:
+    """The runner's one way to raise an error alert from a flow: queued in the outbox
+    (:func:`prism.live.alerts.raise_alert`) and sent by :func:`deliver_alerts`."""
+    from prism.live.alerts import raise_alert
 
-    message = f"flow {flow.name} run {flow_run.name} failed: {state.message}"
+    raise_alert(_engine(), kind, "error", "runner", message, metadata)
+
+
+def alert_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect ``on_failure`` hook: a failed flow run is an error alert naming the flow, the
+    run and the error."""
     metadata = {"flow": flow.name, "flow_run_id": str(flow_run.id)}
     if "deployment" in (flow_run.parameters or {}):
         metadata["deployment"] = flow_run.parameters["deployment"]
-    send_alert(_engine(), load_settings(), "flow_failed", "error", "runner", message, metadata)
+    _alert("flow_failed", f"flow {flow.name} run {flow_run.name} failed: {state.message}", metadata)
 
 
 class DeploymentsFailed(PrismError):
     """Some deployments' task runs failed (each one already alerted); the others completed."""
-
-
-def _alert_task_failure(task_name: str, deployment: str, state: State[Any]) -> None:
-    """An error alert for a per-deployment task run that failed, naming the deployment."""
-    from prism.live.alerts import send_alert
-
-    message = f"{task_name} of deployment {deployment} failed: {state.message}"
-    metadata = {"task": task_name, "deployment": deployment}
-    send_alert(_engine(), load_settings(), "task_failed", "error", "runner", message, metadata)
 
 
 def each_deployment(work: Any) -> list[Any]:
@@ -88,7 +86,8 @@ def each_deployment(work: Any) -> list[Any]:
     failed = [name for name, state in zip(names, states, strict=True) if not state.is_completed()]
     for name, state in zip(names, states, strict=True):
         if not state.is_completed():
-            _alert_task_failure(work.name, name, state)
+            message = f"{work.name} of deployment {name} failed: {state.message}"
+            _alert("task_failed", message, {"task": work.name, "deployment": name})
     if failed:
         raise DeploymentsFailed(
             f"{len(failed)} of {len(names)} deployments failed: {', '.join(failed)} "
@@ -147,6 +146,17 @@ async def reconcile() -> list[str]:
     """Reconcile every enabled deployment with its broker, each as its own task; return one
     line per deployment."""
     return each_deployment(reconcile_deployment)
+
+
+@flow(name="deliver_alerts", log_prints=False)
+async def deliver_alerts() -> dict[str, int]:
+    """Send the alert outbox's due rows (:func:`prism.live.alerts.deliver_alerts`: at-least-once,
+    each with its delivery key; a failing sink is retried by a later run with backoff); return
+    how many rows ended in each status. No ``on_failure`` alert: it would queue behind itself."""
+    from prism.live.alerts import deliver_alerts as deliver
+
+    done = deliver(_engine(), load_settings())
+    return {status: sum(d.status == status for d in done) for status in {d.status for d in done}}
 
 
 @flow(name="daily_report", log_prints=False, on_failure=[alert_failure])

@@ -3,7 +3,8 @@
 One list shared by ``python -m runner.serve`` (Prefect's ``serve``) and ``python -m runner.deploy``
 (deployments on a work pool, run by a worker), so both paths run the same flows on the same
 schedules. Intervals come from the settings (``PRISM_RUNNER_CYCLE_SECONDS``,
-``..._INGEST_SECONDS``); the daily report runs at 22:30 UTC on weekdays, maintenance at 03:00 UTC.
+``..._INGEST_SECONDS``, ``PRISM_ALERT_DELIVERY_SECONDS``); the daily report runs at 22:30 UTC
+on weekdays, maintenance at 03:00 UTC.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def runner_schedules(settings: Settings) -> list[ScheduledFlow]:
         ScheduledFlow("ingest_bars", "ingest", interval=settings.runner_ingest_seconds),
         ScheduledFlow("trade_all", "trade", interval=settings.runner_cycle_seconds),
         ScheduledFlow("reconcile", "reconcile", interval=settings.runner_cycle_seconds),
+        ScheduledFlow("deliver_alerts", "alerts", interval=settings.alert_delivery_seconds),
         ScheduledFlow("daily_report", "daily", cron="30 22 * * 1-5"),
         ScheduledFlow("maintenance", "maintenance", cron="0 3 * * *"),
     ]

@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     alert_backoff_seconds: float = Field(
         1.0, description="wait before the second try of an alert URL; doubles with each try"
     )
+    alert_delivery_seconds: float = Field(
+        15.0, description="how often the deliver_alerts flow sends the alert outbox's due rows"
+    )
     ccxt_api_key: SecretStr | None = Field(
         None, description="API key of the ccxt broker's exchange"
     )

@@ -36,7 +36,7 @@ from prism.data.bars import INTERVALS
 from prism.data.health import missed_bars
 from prism.data.store import newest_time
 from prism.live import deployments, risk, steps
-from prism.live.alerts import send_alert
+from prism.live.alerts import enqueue_alert, raise_alert
 from prism.live.sources import CheckedSource, StrategySource, registry_source
 from prism.registry import checks
 
@@ -166,9 +166,9 @@ def alert(
     message: str,
     metadata: dict[str, Any],
 ) -> None:
-    """Raise an alert (audit.system_events plus the configured apprise URLs)."""
-
-    send_alert(engine, settings, kind, severity, "runner", message, metadata)
+    """Raise an alert: queued in the outbox with its system event, sent later by the
+    ``deliver_alerts`` flow, so no network call happens while the cycle holds its lock."""
+    raise_alert(engine, kind, severity, "runner", message, metadata)
 
 
 def halt_deployment(
@@ -177,8 +177,9 @@ def halt_deployment(
     """Halt ``name`` and raise a critical alert; return False if it was already halted."""
     with engine.begin() as conn:
         changed = deployments.halt(conn, name, reason, by)
-    if changed:
-        alert(engine, settings, kind, "critical", f"{name} halted: {reason}", {"deployment": name})
+        if changed:
+            message = f"{name} halted: {reason}"
+            enqueue_alert(conn, kind, "critical", "runner", message, {"deployment": name})
     return changed
 
 

@@ -22,6 +22,13 @@ The table's "peer" is the flow run, so the ratio column is flow time over cycle 
 symbols traded per second, so that sizes compare); the notes
 give the milliseconds, Prefect's overhead per cycle (flow p50 - cycle p50) per size, and the
 goal: the cycle's p99 under 250 ms at 100 symbols.
+
+The alert outbox: at 100 symbols a third deployment advances in the same lockstep with an alert
+URL that answers after ``SLOW_SINK_SECONDS`` (a real local webhook) and no de-duplication window,
+so every cycle's ``fill`` alert would be sent if the cycle sent alerts. Its :func:`run_cycle`
+time is the deployment's locked section (the call is the lock's ``with`` block); the row compares
+it with the plain cycle's (no alert URL): a ratio ~1 says the outbox adds no network time under the
+lock. Sending the queued alerts afterwards (:func:`prism.live.alerts.deliver_alerts`) is noted.
 """
 
 from __future__ import annotations
@@ -39,12 +46,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from prism.backtest.engine import BacktestConfig, run_backtest
 from prism.core.settings import GateSettings, Settings
 from prism.data.store import upsert_bars
 from prism.live import cycle, deployments
+from prism.live.alerts import deliver_alerts
 from prism.registry import promotion
 from prism.registry.gates import Overrides
 from prism.research import tracking
@@ -54,8 +63,10 @@ from tests.benchmarks.measure import Measurement
 from tests.benchmarks.row import Row
 from tests.benchmarks.synthetic import random_walk_bars
 from tests.benchmarks.workspace import fresh_workspace
+from tests.integration.webhook import serve_webhook
 
 SIZES = (1, 10, 100)
+SLOW_SINK_SECONDS = 0.2
 HISTORY = 2_000
 CYCLES = int(os.environ.get("PRISM_BENCH_CYCLES", "40"))
 UNTIMED = 3
@@ -63,6 +74,7 @@ MODEL = "bench-trade-cycle"
 STRATEGY = SmaCrossover(fast=5, slow=20, allow_short=True)
 GOAL_MS = 250.0
 PEER = "the same cycle as a Prefect flow run"
+QUIET = "the same cycle with no alert URL"
 LENIENT = GateSettings(min_sharpe=-100.0, max_drawdown=1.0, min_trades=1, min_deflated_sharpe=0.0)
 
 
@@ -118,17 +130,20 @@ def _timed(call: Callable[[], dict[str, Any]], first: bool, counts: list[int]) -
 
 
 def _measure_size(
-    engine: Engine, settings: Settings, size: int, times: list[datetime]
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    engine: Engine, settings: Settings, size: int, times: list[datetime], slow: Settings | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
     """Return the cycle and flow seconds of ``size`` symbols over the timed bars of ``times``,
-    and the orders and fills of the timed direct cycles."""
+    the seconds of the same cycle under ``slow``'s alert sink (empty without ``slow``), and the
+    orders and fills of the timed direct cycles."""
     from runner.flows import trade_cycle
 
     symbols = [f"S{k:03d}" for k in range(size)]
-    direct, flowed = f"cycle{size}", f"flow{size}"
+    direct, flowed, alerted = f"cycle{size}", f"flow{size}", f"alerted{size}"
     _deploy(engine, direct, symbols)
     _deploy(engine, flowed, symbols)
-    cycles, flows = [], []
+    if slow is not None:
+        _deploy(engine, alerted, symbols)
+    cycles, flows, locked = [], [], []
     counts, ignored = [0, 0], [0, 0]
     for k, as_of in enumerate(times):
 
@@ -140,10 +155,18 @@ def _measure_size(
 
         timed = counts if k >= UNTIMED else ignored
         seconds = _timed(by_call, k == 0, timed), _timed(by_flow, k == 0, ignored)
+        if slow is not None:
+
+            def under_slow_sink(t: datetime = as_of, s: Settings = slow) -> dict[str, Any]:
+                return cycle.run_cycle(engine, s, alerted, as_of=t).as_dict()
+
+            alerted_seconds = _timed(under_slow_sink, k == 0, ignored)
+            if k >= UNTIMED:
+                locked.append(alerted_seconds)
         if k >= UNTIMED:
             cycles.append(seconds[0])
             flows.append(seconds[1])
-    return np.array(cycles), np.array(flows), counts
+    return np.array(cycles), np.array(flows), np.array(locked), counts
 
 
 def _ms(values: np.ndarray, q: float) -> float:
@@ -170,10 +193,19 @@ def run(notes: list[str]) -> list[Row]:
         tempfile.TemporaryDirectory() as folder,
         fresh_workspace(Path(folder), PRISM_MODEL_NAME=MODEL) as (engine, settings),
     ):
+        sink = serve_webhook()
+        hook = next(sink)
+        hook.delay = SLOW_SINK_SECONDS
+        slow = settings.model_copy(
+            update={"alert_urls": SecretStr(hook.url("slow")), "alert_window_seconds": 0.0}
+        )
         upsert_bars(engine, bars)
         _promote(settings, engine, bars[bars["symbol"].isin(["S000", "S001"])])
         for size in SIZES:
-            cycles, flows, (orders, fills) = _measure_size(engine, settings, size, replayed)
+            measured = _measure_size(
+                engine, settings, size, replayed, slow if size == max(SIZES) else None
+            )
+            cycles, flows, locked, (orders, fills) = measured
             for label, q in (("p50", 50.0), ("p99", 99.0)):
                 rows.append(
                     Row(
@@ -194,12 +226,38 @@ def run(notes: list[str]) -> list[Row]:
                 f"Prefect overhead {overheads[size]:.0f} ms"
             )
         largest = _ms(cycles, 99)
+        for label, q in (("p50", 50.0), ("p99", 99.0)):
+            rows.append(
+                Row(
+                    f"trade cycle, {max(SIZES)} symbols, locked section with a slow alert "
+                    f"sink, {label}",
+                    "symbol-cycles/s",
+                    max(SIZES),
+                    Measurement(float(np.percentile(locked, q)), math.nan),
+                    Measurement(float(np.percentile(cycles, q)), math.nan),
+                    QUIET,
+                )
+            )
+        started = time.perf_counter()
+        delivered = deliver_alerts(engine, slow)
+        sending = time.perf_counter() - started
+        sink.close()
+        received = len(hook.keys.get("slow", []))
     verdict = "met" if largest < GOAL_MS else "MISSED"
     growth = overheads[max(SIZES)] - overheads[min(SIZES)]
     notes.append(
         f"trade cycle: {CYCLES} timed cycles per size on 1m bars (paper broker, every cycle "
         "books fills and sends orders; p99 of that many samples is close to the "
         "maximum): " + "; ".join(lines)
+    )
+    notes.append(
+        f"alert outbox: at {max(SIZES)} symbols every cycle raised a fill alert with an alert "
+        f"URL answering after {SLOW_SINK_SECONDS * 1000:.0f} ms: locked section (run_cycle) p50 "
+        f"{_ms(locked, 50):.0f} ms / p99 {_ms(locked, 99):.0f} ms against {_ms(cycles, 50):.0f} "
+        f"/ {_ms(cycles, 99):.0f} ms with no URL (p50 ratio "
+        f"{np.median(locked) / np.median(cycles):.2f}); afterwards one deliver_alerts run took "
+        f"{len(delivered)} rows of the queue (every deployment's fill alerts; its limit is 200), "
+        f"{received} reached the slow URL, in {sending:.1f} s, outside any lock"
     )
     notes.append(
         f"trade cycle goal: cycle p99 < {GOAL_MS:.0f} ms at {max(SIZES)} symbols: {verdict} "

@@ -41,6 +41,7 @@ INSERTS = {
     "trading.risk_snapshots",
     "audit.decisions",
     "audit.system_events",
+    "audit.alert_outbox",
 }
 """What a trade cycle inserts (the 1h/1d rollups are tables only in plain-PostgreSQL mode)."""
 HISTORY = {"trading.fills", "trading.paper_fills", "audit.decisions", "audit.system_events"}

@@ -3,14 +3,12 @@ de-duplication and rate-limit state read back from a real ``audit.system_events`
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -21,44 +19,17 @@ from prism.core.errors import ConfigError
 from prism.core.events import recent_events, record_event
 from prism.core.settings import Settings, public_values
 from prism.live.alerts import check_alert_urls, send_alert
-
-
-@dataclass
-class Webhook:
-    """A local HTTP endpoint: ``/ok`` answers 200, ``/fail`` answers 500; keeps every body."""
-
-    port: int
-    received: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-    def url(self, path: str) -> str:
-        return f"json://127.0.0.1:{self.port}/{path}"
+from tests.integration.webhook import Webhook, serve_webhook
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Webhook]:
-    hook = Webhook(0)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            hook.received.setdefault(self.path.strip("/"), []).append(body)
-            self.send_response(200 if self.path == "/ok" else 500)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.port = httpd.server_port
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield hook
-    httpd.shutdown()
+    yield from serve_webhook()
 
 
 @pytest.fixture
 def hook(server: Webhook) -> Webhook:
-    server.received.clear()
+    server.clear()
     return server
 
 

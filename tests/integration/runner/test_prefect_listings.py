@@ -25,7 +25,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prism.core.settings import project_root, service_environment
 from prism.live.serving import local_prefect_server
 
-DEPLOYMENTS = {"ingest", "trade", "reconcile", "daily", "maintenance"}
+DEPLOYMENTS = {"ingest", "trade", "reconcile", "alerts", "daily", "maintenance"}
 
 
 def prefect_cli(api_url: str, home: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -95,6 +95,7 @@ def test_prefect_client_and_cli_list_the_runners_flows_runs_and_deployments(
         ("ingest_bars", "ingest"),
         ("trade_all", "trade"),
         ("reconcile", "reconcile"),
+        ("deliver_alerts", "alerts"),
         ("daily_report", "daily"),
         ("maintenance", "maintenance"),
     ]:

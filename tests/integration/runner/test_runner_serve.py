@@ -19,7 +19,7 @@ import pytest
 
 from prism.core.settings import project_root
 
-DEPLOYMENTS = {"ingest", "trade", "reconcile", "daily", "maintenance"}
+DEPLOYMENTS = {"ingest", "trade", "reconcile", "alerts", "daily", "maintenance"}
 STARTUP_SECONDS = 240.0
 
 

@@ -1,5 +1,5 @@
 """The work-pool path of the runner, as Docker Compose runs it: ``python -m runner.deploy``
-creates the process work pool and registers the runner's five deployments with their schedules
+creates the process work pool and registers the runner's six deployments with their schedules
 on a Prefect server, and ``prefect worker start --pool prism --type process`` runs a flow run of
 one of them to completion from this checkout's source."""
 
@@ -66,9 +66,8 @@ def test_deploy_registers_the_runner_on_a_work_pool_and_a_worker_runs_a_flow(
                 if d.work_pool_name == POOL
             }
         assert pool.type == "process"
-        assert (
-            set(found) == set(expected) == {"ingest", "trade", "reconcile", "daily", "maintenance"}
-        )
+        names = {"ingest", "trade", "reconcile", "alerts", "daily", "maintenance"}
+        assert set(found) == set(expected) == names
         for name, deployment in found.items():
             assert f"/{name} on pool {POOL}" in deployed.stdout
             (schedule,) = [s.schedule for s in deployment.schedules]

@@ -1,6 +1,7 @@
 """The scheduled ``trade_all`` flow, run for real (Prefect's ephemeral API): each deployment is
 its own task run, so a deployment that cannot trade (its model alias points nowhere) fails its
-task and raises an alert while the healthy deployment beside it trades."""
+task and raises an alert while the healthy deployment beside it trades. The alerts are only
+queued; the scheduled ``deliver_alerts`` flow then sends each once to a local webhook."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.integration.runner_support import (
     research_run,
     use_mlflow_store,
 )
+from tests.integration.webhook import serve_webhook
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -42,10 +44,18 @@ def test_one_failing_deployment_does_not_stop_the_others_in_trade_all(
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP
     from prefect.settings import temporary_settings
 
-    from runner.flows import DeploymentsFailed, trade_all
+    from runner.flows import DeploymentsFailed, deliver_alerts, trade_all
 
-    with temporary_settings({STARTUP: 300}), pytest.raises(DeploymentsFailed, match="broken"):
-        asyncio.run(trade_all())
+    hook = serve_webhook()
+    webhook = next(hook)
+    with temporary_settings({STARTUP: 300}):
+        monkeypatch.setenv("PRISM_ALERT_URLS", webhook.url("ok"))
+        with pytest.raises(DeploymentsFailed, match="broken"):
+            asyncio.run(trade_all())
+        assert webhook.received == {}  # queued, not sent, by the trading flow
+        delivered = asyncio.run(deliver_alerts())
+        again = asyncio.run(deliver_alerts())
+    hook.close()
 
     with stocked.connect() as conn:
         orders = dict(
@@ -62,3 +72,7 @@ def test_one_failing_deployment_does_not_stop_the_others_in_trade_all(
     assert orders.get("healthy", 0) > 0, "the healthy deployment must have traded"
     assert "broken" not in orders
     assert alerts == [("error", "broken")]
+    assert delivered == {"delivered": 2} and again == {}  # task_failed and trade_all's flow_failed
+    titles = sorted(body["title"] for body in webhook.received["ok"])
+    assert titles == ["[ERROR] Prism flow_failed", "[ERROR] Prism task_failed (deployment=broken)"]
+    assert len(webhook.processed("ok")) == 2
