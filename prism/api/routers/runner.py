@@ -59,9 +59,10 @@ def resume(name: str, ctx: Ctx, claims: Caller) -> Done:
 
 @router.get("/runner/limits")
 def limits(ctx: Ctx, deployment: str | None = None) -> Row:
-    """Return the risk limits in force (globally, or for one deployment)."""
+    """Return the risk limits in force (globally, or for one deployment), as numbers."""
     with ctx.engine.connect() as conn:
-        return dataclasses.asdict(risk.load_limits(conn, deployment))
+        limits = dataclasses.asdict(risk.load_limits(conn, deployment))
+    return {key: float(value) for key, value in limits.items()}
 
 
 @router.put("/runner/limits/{key}", response_model=LimitChanged)
