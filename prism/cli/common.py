@@ -4,8 +4,12 @@ the data-quality gate of ``prism backtest`` and ``prism sweep``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+import json
+import math
+import numbers
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -67,3 +71,34 @@ AllowGaps = Annotated[
     bool,
     typer.Option("--allow-gaps", help="run even on bars with open gaps or a stale feed"),
 ]
+
+
+def plain_value(value: Any) -> Any:
+    """Return ``value`` as strict JSON can hold it: None for NaN, infinities and missing values,
+    int for integral numbers of integer type (numpy included), float for Decimal and numpy
+    floats, ISO 8601 text for timestamps, lists for tuples."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_value(v) for v in value]
+    if isinstance(value, int | numbers.Integral):
+        return int(value)
+    if isinstance(value, float | Decimal | numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    try:
+        missing = bool(value != value)  # NaT and pandas' NA are unequal to themselves
+    except TypeError:
+        missing = True
+    if missing:
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def strict_json(value: Any) -> str:
+    """Return ``value`` as strict JSON (RFC 8259: no NaN or Infinity; see :func:`plain_value`)."""
+    return json.dumps(plain_value(value), allow_nan=False)

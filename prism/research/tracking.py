@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import subprocess
 import tempfile
@@ -45,9 +44,11 @@ from prism.backtest.engine import BacktestResult, report
 from prism.backtest.plots import save_equity_png
 from prism.backtest.tearsheet import tear_sheet, write_tear_sheet, write_tear_sheet_png
 from prism.core.errors import ConfigError
-from prism.core.settings import Settings, export_service_environment, project_root
+from prism.core.settings import Settings, project_root
 from prism.data.bars import BAR_COLUMNS, close_panel
 from prism.research.evaluation import split_metrics
+from prism.research.mlflow_store import connect as connect
+from prism.research.mlflow_store import mlflow_client as mlflow_client
 from prism.strategies import Strategy, strategy_params
 from prism.strategies.code import copy_sources, strategy_modules
 from prism.strategies.pyfunc import (
@@ -85,22 +86,6 @@ PARITY_BARS = 20
 """Bars the backtest/live parity check steps through by default."""
 SHARPE_VARIANCE_METRIC = "oos_sharpe_variance"
 """Variance of the annualised ``oos_sharpe`` across a sweep's trials (logged by sweeps)."""
-
-
-def mlflow_client(settings: Settings) -> MlflowClient:
-    """Return an MLflow client on the configured store (see :func:`connect`)."""
-    connect(settings)
-    return MlflowClient()
-
-
-def connect(settings: Settings) -> None:
-    """Point MLflow at the configured store (the local one under ``mlruns/``, or the server
-    ``MLFLOW_TRACKING_URI`` names), quietly."""
-    export_service_environment(settings)
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    settings.mlruns_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
 
 
 def configure(settings: Settings, experiment: str | None = None) -> str:
