@@ -35,6 +35,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 import polars as pl
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
@@ -49,6 +50,7 @@ from prism.data.bars import BAR_COLUMNS, close_panel
 from prism.research.evaluation import split_metrics
 from prism.research.mlflow_store import connect as connect
 from prism.research.mlflow_store import mlflow_client as mlflow_client
+from prism.research.plots import plotly_js_reference
 from prism.strategies import Strategy, strategy_params
 from prism.strategies.code import copy_sources, strategy_modules
 from prism.strategies.pyfunc import (
@@ -78,6 +80,9 @@ version installed here (the lock file's, in an environment made by ``make instal
 PARENT_TAG = "mlflow.parentRunId"
 SWEEP_TAG = "prism.sweep"
 """``parent`` on a sweep's parent run (the grid's table), ``child`` on its kept trials."""
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+"""The output type plotly's ``plotly_mimetype`` renderer stores a figure as."""
+
 TRIALS_METRIC = "trials"
 BACKTEST_CONFIG_PARAM = "backtest_config"
 """The run's :class:`~prism.backtest.engine.BacktestConfig` as JSON, so a gate can re-run it."""
@@ -313,7 +318,10 @@ def log_backtest(
         figure = (
             sheet if sheet is not None else backtest_tear_sheet(strategy, bars, result, symbols)
         )
-        mlflow.log_artifact(str(write_tear_sheet(figure, result.trades, out / "tear_sheet.html")))
+        page = write_tear_sheet(
+            figure, result.trades, out / "tear_sheet.html", plotlyjs=plotly_js_reference()
+        )
+        mlflow.log_artifact(str(page))
         picture = write_tear_sheet_png(figure, out / "tear_sheet.png")
         if picture is not None:
             mlflow.log_artifact(str(picture))
@@ -436,12 +444,27 @@ def log_frame(frame: pd.DataFrame, name: str) -> None:
 
 
 def render_html(notebook: Path, target: Path) -> Path:
-    """Write ``notebook`` rendered as a self-contained HTML page to ``target``."""
+    """Write ``notebook`` rendered as an HTML page to ``target``: its plotly figures (stored as
+    JSON by :func:`prism.research.plots.use_notebook_renderer`) drawn with the installed
+    plotly.js, referenced once in the page's head rather than embedded."""
     # Imported here: read with nbconvert, only when rendering a notebook.
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    node = nbformat.read(notebook, as_version=4)
+    figures = 0
+    for cell in node.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if PLOTLY_MIME in data and "text/html" not in data:
+                data["text/html"] = pio.to_html(
+                    data[PLOTLY_MIME], include_plotlyjs=False, full_html=False, validate=False
+                )
+                figures += 1
+    body, _ = HTMLExporter().from_notebook_node(node)
+    if figures:
+        script = f'<script src="{plotly_js_reference()}" charset="utf-8"></script>'
+        body = body.replace("</head>", f"{script}\n</head>", 1)
     target.write_text(body, encoding="utf-8")
     return target
 
