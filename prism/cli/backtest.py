@@ -7,13 +7,23 @@ Heavy libraries (MLflow, Prefect, papermill, pandas) are imported inside the com
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from prism.cli.common import AllowGaps, console, errors, folding_table, quality_gate, symbol_list
+from prism.cli.common import (
+    AllowGaps,
+    End,
+    Start,
+    check_span,
+    console,
+    errors,
+    folding_table,
+    quality_gate,
+    strict_json,
+    symbol_list,
+)
 from prism.core.errors import ConfigError
 from prism.core.settings import load_settings
 
@@ -54,8 +64,8 @@ def backtest_command(
     strategy: Annotated[str, typer.Argument(help="strategy name (see `prism strategies`)")],
     symbols: Annotated[str, typer.Option(help="comma-separated symbols")] = "SPX,NDX",
     timeframe: Annotated[str, typer.Option(help="bar timeframe")] = "1d",
-    start: Annotated[str | None, typer.Option(help="first bar (UTC date)")] = None,
-    end: Annotated[str | None, typer.Option(help="last bar (UTC date)")] = None,
+    start: Start = None,
+    end: End = None,
     param: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
     cash: Annotated[float, typer.Option(help="starting capital")] = 1_000_000.0,
     commission_bps: Annotated[float, typer.Option(help="commission, bps of notional")] = 1.0,
@@ -68,8 +78,9 @@ def backtest_command(
     from prism.backtest.engine import BacktestConfig, report, run_backtest
     from prism.data.store import read_bars
     from prism.db.engine import open_database
-    from prism.strategies import make_strategy
+    from prism.strategies import make_strategy, strategy_params
 
+    check_span(start, end)
     chosen = make_strategy(strategy, parse_assignments(param or []))
     names = symbol_list(symbols)
     engine = open_database(load_settings())
@@ -77,12 +88,20 @@ def backtest_command(
     quality_gate(engine, names, timeframe, start, end, allow_gaps)
     config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
     figures = report(run_backtest(bars, chosen, config), timeframe)
-    figures["trades"] = figures.pop("n_trades")
+    figures["trades"] = int(figures.pop("n_trades"))
     if as_json:
+        span = {"start": bars["time"].min(), "end": bars["time"].max(), "bars": len(bars)}
         print(
-            json.dumps(
-                {"strategy": strategy, "symbols": names, "allow_gaps": allow_gaps, **figures},
-                default=float,
+            strict_json(
+                {
+                    "strategy": strategy,
+                    "parameters": strategy_params(chosen),
+                    "symbols": names,
+                    "timeframe": timeframe,
+                    "span": span,
+                    "allow_gaps": allow_gaps,
+                    **figures,
+                }
             )
         )
         return
@@ -101,8 +120,8 @@ def sweep_command(
     where: Annotated[list[str] | None, typer.Option(help="filter, e.g. fast<slow")] = None,
     symbols: Annotated[str, typer.Option(help="comma-separated symbols")] = "SPX,NDX",
     timeframe: Annotated[str, typer.Option(help="bar timeframe")] = "1d",
-    start: Annotated[str | None, typer.Option(help="first bar (UTC date)")] = None,
-    end: Annotated[str | None, typer.Option(help="last bar (UTC date)")] = None,
+    start: Start = None,
+    end: End = None,
     param: Annotated[list[str] | None, typer.Option(help="fixed key=value, repeatable")] = None,
     cash: Annotated[float, typer.Option(help="starting capital")] = 1_000_000.0,
     commission_bps: Annotated[float, typer.Option(help="commission, bps of notional")] = 1.0,
@@ -120,6 +139,7 @@ def sweep_command(
     from prism.data.store import read_bars
     from prism.db.engine import open_database
 
+    check_span(start, end)
     axes = dict(parse_axis(axis) for axis in grid)
     filters = [parse_condition(text) for text in where or []]
     combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))

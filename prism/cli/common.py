@@ -102,3 +102,47 @@ def plain_value(value: Any) -> Any:
 def strict_json(value: Any) -> str:
     """Return ``value`` as strict JSON (RFC 8259: no NaN or Infinity; see :func:`plain_value`)."""
     return json.dumps(plain_value(value), allow_nan=False)
+
+
+def parse_moment(value: str, option: str) -> datetime:
+    """Return ``value`` (``YYYY-MM-DD`` or an ISO 8601 time; naive means UTC) as a UTC time, or
+    raise a usage error naming ``option``, the value and the accepted forms."""
+    try:
+        stamp = datetime.fromisoformat(value.strip())
+    except ValueError as err:
+        raise typer.BadParameter(
+            f"{value!r} is not a date ({err}); use YYYY-MM-DD such as 2018-12-31, or an ISO "
+            "8601 time such as 2018-12-31T16:00",
+            param_hint=option,
+        ) from None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def moment_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """Typer callback: check a date option's value with :func:`parse_moment`."""
+    if value is not None:
+        parse_moment(value, "/".join(param.opts))
+    return value
+
+
+def check_span(
+    start: str | None, end: str | None, names: tuple[str, str] = ("--start", "--end")
+) -> None:
+    """Refuse a span whose start comes after its end, naming both options and values."""
+    if start is None or end is None:
+        return
+    if parse_moment(start, names[0]) > parse_moment(end, names[1]):
+        raise typer.BadParameter(
+            f"{names[0]} {start} is after {names[1]} {end}; the span must run forwards",
+            param_hint=names[0],
+        )
+
+
+Start = Annotated[
+    str | None,
+    typer.Option(help="first bar (UTC date, YYYY-MM-DD)", callback=moment_option),
+]
+End = Annotated[
+    str | None,
+    typer.Option(help="last bar (UTC date, YYYY-MM-DD)", callback=moment_option),
+]

@@ -58,6 +58,8 @@ def research_run(
     run = run_notebook(load_settings(), notebook, parse_parameters(list(ctx.args)))
     errors.print(f"executed notebook: {run.executed}")
     errors.print(", ".join(f"{k} {v:.4g}" for k, v in sorted(run.metrics.items())))
+    if run.stored_bytes is not None:
+        errors.print(f"stored: {run.stored_bytes / 1e6:.2f} MB of artifacts")
     print(run.run_id)
 
 
