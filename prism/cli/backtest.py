@@ -21,6 +21,7 @@ from prism.cli.common import (
     errors,
     folding_table,
     quality_gate,
+    sample_warning,
     strict_json,
     symbol_list,
 )
@@ -89,6 +90,7 @@ def backtest_command(
     config = BacktestConfig(capital=cash, commission_bps=commission_bps, slippage_bps=slippage_bps)
     figures = report(run_backtest(bars, chosen, config), timeframe)
     figures["trades"] = int(figures.pop("n_trades"))
+    warning = sample_warning(int(bars["time"].nunique()))
     if as_json:
         span = {"start": bars["time"].min(), "end": bars["time"].max(), "bars": len(bars)}
         print(
@@ -101,6 +103,7 @@ def backtest_command(
                     "span": span,
                     "allow_gaps": allow_gaps,
                     **figures,
+                    "warnings": [warning] if warning else [],
                 }
             )
         )
@@ -110,6 +113,8 @@ def backtest_command(
         shown = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4f}"
         table.add_row(key, shown)
     console.print(table)
+    if warning:
+        errors.print(f"[yellow]warning:[/] {warning}")
 
 
 def sweep_command(

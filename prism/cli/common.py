@@ -146,3 +146,19 @@ End = Annotated[
     str | None,
     typer.Option(help="last bar (UTC date, YYYY-MM-DD)", callback=moment_option),
 ]
+
+
+MIN_SAMPLE_BARS = 60
+"""Fewer bars than this behind a Sharpe ratio or a drawdown make it noise (about a quarter of
+daily bars): the figure is printed with a warning."""
+
+
+def sample_warning(bars: int, what: str = "these metrics") -> str | None:
+    """Return a warning when ``bars`` (the bars behind ``what``) are too few to judge by, or
+    None."""
+    if bars >= MIN_SAMPLE_BARS:
+        return None
+    return (
+        f"{what} come from only {bars} bar(s) (fewer than {MIN_SAMPLE_BARS}): Sharpe, "
+        "drawdown and returns this short are noise, not evidence"
+    )

@@ -26,6 +26,10 @@ def check_statuses(values: list[str] | None) -> list[str]:
     return chosen
 
 
+def _quantity(value: object) -> str:
+    return f"{value:f}".rstrip("0").rstrip(".")
+
+
 def _price(value: object) -> str:
     number = plain_value(value)
     return "" if number is None else f"{number:,.4f}"
@@ -69,17 +73,17 @@ def orders_list(
         "client order id",
         whole="client order id",
     )
-    for row in frame.itertuples(index=False):
+    for row in frame.to_dict("records"):
         table.add_row(
-            row.decided_at.strftime("%Y-%m-%d %H:%M:%S"),
-            row.deployment,
-            row.symbol,
-            row.side,
-            f"{row.quantity:f}".rstrip("0").rstrip("."),
-            row.status,
-            f"{row.filled_quantity:f}".rstrip("0").rstrip("."),
-            _price(row.average_fill_price),
-            row.client_order_id,
+            f"{row['decided_at']:%Y-%m-%d %H:%M:%S}",
+            str(row["deployment"]),
+            str(row["symbol"]),
+            str(row["side"]),
+            _quantity(row["quantity"]),
+            str(row["status"]),
+            _quantity(row["filled_quantity"]),
+            _price(row["average_fill_price"]),
+            str(row["client_order_id"]),
         )
     console.print(table)
     if frame.empty:

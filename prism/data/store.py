@@ -371,12 +371,11 @@ def trading_calendars(engine: Engine, assets: list[Asset]) -> dict[str, str]:
     """Return each asset's trading calendar: the source's, else the stored one, else the
     assets table's default (XNYS)."""
     with engine.connect() as conn:
-        stored = dict(
-            conn.execute(
-                text("SELECT symbol, calendar FROM market_data.assets WHERE symbol = ANY(:s)"),
-                {"s": [a.symbol for a in assets]},
-            ).all()
-        )
+        rows = conn.execute(
+            text("SELECT symbol, calendar FROM market_data.assets WHERE symbol = ANY(:s)"),
+            {"s": [a.symbol for a in assets]},
+        ).all()
+    stored = {str(symbol): str(calendar) for symbol, calendar in rows}
     return {a.symbol: a.calendar or stored.get(a.symbol) or "XNYS" for a in assets}
 
 

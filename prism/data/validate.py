@@ -127,9 +127,13 @@ def validate(
     rejected["rule"] = rule_of_row[rejected_mask].astype(str)
     rejected["reason"] = rejected["rule"].map(lambda name: RULES[name][1])
     accepted = frame[~rejected_mask].reset_index(drop=True)
-    review = _review(accepted, previous)
+    moves = _review(accepted, previous)
     off = _off_calendar(accepted, calendars or {})
-    accepted["review"] = review.where(review.notna(), off)
+    accepted["review"] = pd.Series(
+        [move if move is not None else day for move, day in zip(moves, off, strict=True)],
+        index=accepted.index,
+        dtype=object,
+    )
     return Validated(accepted, rejected.reset_index(drop=True))
 
 
@@ -172,7 +176,7 @@ def _off_calendar(accepted: pd.DataFrame, calendars: dict[str, str]) -> pd.Serie
     session of its symbol's calendar (``24/7`` calendars have no such day), or None."""
     from prism.data.gaps import ALWAYS_OPEN, exchange_calendar
 
-    flags = pd.Series(None, index=accepted.index, dtype=object)
+    flags = pd.Series([None] * len(accepted), index=accepted.index, dtype=object)
     daily = accepted[accepted["timeframe"] == "1d"]
     for symbol, rows in daily.groupby("symbol", sort=False):
         name = calendars.get(str(symbol))

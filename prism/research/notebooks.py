@@ -101,8 +101,12 @@ def run_notebook(
     """
     export_service_environment(settings)
     notebook = notebook.resolve()
-    parameters = coerce_parameters(notebook_parameters(notebook), raw_parameters)
-    run_id = start_run(settings, str(notebook), parameters)
+    defaults = notebook_parameters(notebook)
+    parameters = coerce_parameters(defaults, raw_parameters)
+    strategy = defaults.get("strategy")
+    run_id = start_run(
+        settings, str(notebook), parameters, strategy if isinstance(strategy, str) else None
+    )
     client = MlflowClient()
     tags = {**(extra_tags or {}), **({PARENT_TAG: parent_run_id} if parent_run_id else {})}
     for key, value in tags.items():

@@ -191,15 +191,29 @@ def provenance_tags(settings: Settings, notebook: Path | None) -> dict[str, str]
     }
 
 
-def start_run(settings: Settings, source: str, params: dict[str, Any]) -> str:
+def start_run(
+    settings: Settings, source: str, params: dict[str, Any], strategy: str | None = None
+) -> str:
     """Create a research run for the notebook ``source`` (in the experiment named after it),
-    tagged with its provenance and parameters; return its id (the run is left open)."""
+    tagged with its provenance and parameters and named by :func:`run_name`; return its id (the
+    run is left open)."""
     experiment_id = configure(settings, experiment_name(source))
     tags = {**provenance_tags(settings, Path(source)), "source": source, EXECUTION_TAG: "papermill"}
-    run = MlflowClient().create_run(experiment_id, tags=tags, run_name=Path(source).stem)
+    name = run_name(Path(source).stem, params, strategy)
+    run = MlflowClient().create_run(experiment_id, tags=tags, run_name=name)
     for key, value in params.items():
         MlflowClient().log_param(run.info.run_id, f"notebook.{key}", _param_value(value))
     return str(run.info.run_id)
+
+
+def run_name(stem: str, params: dict[str, Any], strategy: str | None = None) -> str:
+    """Return a run's name: the strategy (given, or the notebook's default), then the parameters
+    it was run with, then the notebook, e.g. ``sma_crossover fast=10 slow=50 · 02_backtest``
+    (at most 250 characters, MLflow's limit)."""
+    chosen = str(params.get("strategy", strategy or "")).strip()
+    shown = " ".join(f"{k}={_param_value(v)}" for k, v in params.items() if k != "strategy")
+    name = " · ".join(part for part in (f"{chosen} {shown}".strip(), stem) if part)
+    return name if len(name) <= 250 else name[:249] + "…"
 
 
 def _param_value(value: Any) -> str:

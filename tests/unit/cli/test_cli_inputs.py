@@ -83,3 +83,22 @@ def test_strict_json_has_null_for_undefined_numbers_and_integers_for_counts() ->
     assert loaded["trades"] == 420 and isinstance(loaded["trades"], int)
     assert math.isclose(loaded["cash"], 1.25)
     assert loaded["first"] == "2024-01-02T00:00:00+00:00"
+
+
+def test_metrics_from_too_few_bars_carry_a_warning_naming_the_count() -> None:
+    from prism.cli.common import MIN_SAMPLE_BARS, sample_warning
+
+    warning = sample_warning(MIN_SAMPLE_BARS - 1, "the oos metrics")
+
+    assert warning is not None and f"only {MIN_SAMPLE_BARS - 1} bar" in warning
+    assert sample_warning(MIN_SAMPLE_BARS) is None
+
+
+def test_a_run_is_named_by_its_strategy_and_parameters() -> None:
+    from prism.research.tracking import run_name
+
+    assert run_name("02_backtest", {"fast": 10, "slow": 50}, "sma_crossover") == (
+        "sma_crossover fast=10 slow=50 · 02_backtest"
+    )
+    assert run_name("02_backtest", {"strategy": "tsmom"}, "sma_crossover").startswith("tsmom")
+    assert len(run_name("n", {"p": "x" * 400})) == 250
