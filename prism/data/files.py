@@ -19,7 +19,7 @@ import polars as pl
 
 from prism.core.errors import ConfigError
 from prism.data.bars import PRICE_COLUMNS, TIMEFRAMES, bar_times, normalise
-from prism.data.gaps import ALWAYS_OPEN, exchange_calendar
+from prism.data.calendars import ALWAYS_OPEN, exchange_calendar
 from prism.data.sources import Asset
 
 FileFormat = Literal["csv", "parquet"]

@@ -174,7 +174,7 @@ def _review(accepted: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Series:
 def _off_calendar(accepted: pd.DataFrame, calendars: dict[str, str]) -> pd.Series:
     """Return each accepted bar's off-calendar flag: a daily bar dated on a day that is not a
     session of its symbol's calendar (``24/7`` calendars have no such day), or None."""
-    from prism.data.gaps import ALWAYS_OPEN, exchange_calendar
+    from prism.data.calendars import ALWAYS_OPEN, exchange_calendar
 
     flags = pd.Series([None] * len(accepted), index=accepted.index, dtype=object)
     daily = accepted[accepted["timeframe"] == "1d"]
