@@ -93,10 +93,13 @@ def tear_sheet(
     return figure
 
 
-def write_tear_sheet(figure: go.Figure, trades: pd.DataFrame, path: Path) -> Path:
-    """Write the figure and the trade list as one self-contained HTML page; return its path."""
+def write_tear_sheet(
+    figure: go.Figure, trades: pd.DataFrame, path: Path, plotlyjs: bool | str = True
+) -> Path:
+    """Write the figure and the trade list as one HTML page; return its path. ``plotlyjs`` is
+    plotly's ``include_plotlyjs``: True embeds plotly.js, a ``.js`` URL references it."""
     table = trades.to_html(index=False, float_format=lambda v: f"{v:,.4f}", border=0)
-    page = figure.to_html(full_html=True, include_plotlyjs=True)
+    page = figure.to_html(full_html=True, include_plotlyjs=plotlyjs)
     path.write_text(page.replace("</body>", f"<h2>Trades</h2>{table}</body>"))
     return path
 

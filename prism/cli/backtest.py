@@ -7,13 +7,24 @@ Heavy libraries (MLflow, Prefect, papermill, pandas) are imported inside the com
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from prism.cli.common import AllowGaps, console, errors, folding_table, quality_gate, symbol_list
+from prism.cli.common import (
+    AllowGaps,
+    End,
+    Start,
+    check_span,
+    console,
+    errors,
+    folding_table,
+    quality_gate,
+    sample_warning,
+    strict_json,
+    symbol_list,
+)
 from prism.core.errors import ConfigError
 from prism.core.settings import load_settings
 
@@ -108,8 +119,8 @@ def backtest_command(
     strategy: Annotated[str, typer.Argument(help="strategy name (see `prism strategies`)")],
     symbols: Annotated[str, typer.Option(help="comma-separated symbols")] = "SPX,NDX",
     timeframe: Annotated[str, typer.Option(help="bar timeframe")] = "1d",
-    start: Annotated[str | None, typer.Option(help="first bar (UTC date)")] = None,
-    end: Annotated[str | None, typer.Option(help="last bar (UTC date)")] = None,
+    start: Start = None,
+    end: End = None,
     param: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
     cash: Cash = None,
     commission_bps: CommissionBps = None,
@@ -132,8 +143,9 @@ def backtest_command(
     from prism.backtest.engine import report, run_backtest
     from prism.data.store import read_bars
     from prism.db.engine import open_database
-    from prism.strategies import make_strategy
+    from prism.strategies import make_strategy, strategy_params
 
+    check_span(start, end)
     chosen = make_strategy(strategy, parse_assignments(param or []))
     names = symbol_list(symbols)
     engine = open_database(load_settings())
@@ -155,12 +167,22 @@ def backtest_command(
     if trades is not None:
         result.trades.to_csv(trades, index=False)
     figures = report(result, timeframe)
-    figures["trades"] = figures.pop("n_trades")
+    figures["trades"] = int(figures.pop("n_trades"))
+    warning = sample_warning(int(bars["time"].nunique()))
     if as_json:
+        span = {"start": bars["time"].min(), "end": bars["time"].max(), "bars": len(bars)}
         print(
-            json.dumps(
-                {"strategy": strategy, "symbols": names, "allow_gaps": allow_gaps, **figures},
-                default=float,
+            strict_json(
+                {
+                    "strategy": strategy,
+                    "parameters": strategy_params(chosen),
+                    "symbols": names,
+                    "timeframe": timeframe,
+                    "span": span,
+                    "allow_gaps": allow_gaps,
+                    **figures,
+                    "warnings": [warning] if warning else [],
+                }
             )
         )
         return
@@ -169,6 +191,8 @@ def backtest_command(
         shown = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4f}"
         table.add_row(key, shown)
     console.print(table)
+    if warning:
+        errors.print(f"[yellow]warning:[/] {warning}")
 
 
 def sweep_command(
@@ -179,8 +203,8 @@ def sweep_command(
     where: Annotated[list[str] | None, typer.Option(help="filter, e.g. fast<slow")] = None,
     symbols: Annotated[str, typer.Option(help="comma-separated symbols")] = "SPX,NDX",
     timeframe: Annotated[str, typer.Option(help="bar timeframe")] = "1d",
-    start: Annotated[str | None, typer.Option(help="first bar (UTC date)")] = None,
-    end: Annotated[str | None, typer.Option(help="last bar (UTC date)")] = None,
+    start: Start = None,
+    end: End = None,
     param: Annotated[list[str] | None, typer.Option(help="fixed key=value, repeatable")] = None,
     cash: Cash = None,
     commission_bps: CommissionBps = None,
@@ -206,6 +230,7 @@ def sweep_command(
     from prism.data.store import read_bars
     from prism.db.engine import open_database
 
+    check_span(start, end)
     axes = dict(parse_axis(axis) for axis in grid)
     filters = [parse_condition(text) for text in where or []]
     combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from prism.cli.common import console, folding_table, symbol_list
+from prism.cli.common import console, folding_table, moment_option, symbol_list
 from prism.core.settings import load_settings
 
 if TYPE_CHECKING:
@@ -179,8 +179,12 @@ def ingest_parquet(
 def ingest_yahoo(
     symbols: Annotated[str, typer.Argument(help="comma-separated Yahoo symbols: AAPL,^GSPC")],
     interval: Annotated[str, typer.Option(help="1m, 5m, 1h or 1d")] = "1d",
-    start: Annotated[str | None, typer.Option(help="first day (YYYY-MM-DD)")] = None,
-    end: Annotated[str | None, typer.Option(help="day after the last (exclusive)")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="first day (YYYY-MM-DD)", callback=moment_option)
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="day after the last (exclusive)", callback=moment_option)
+    ] = None,
     adjust: Annotated[bool, typer.Option(help="split- and dividend-adjusted prices")] = True,
 ) -> None:
     """Load bars from Yahoo Finance through yfinance (needs the network)."""
@@ -194,8 +198,12 @@ def ingest_ccxt(
     exchange: Annotated[str, typer.Argument(help="a ccxt exchange id: binance, kraken, …")],
     symbols: Annotated[str, typer.Argument(help="comma-separated unified symbols: BTC/USDT")],
     timeframe: Annotated[str, typer.Option(help="1m, 5m, 1h or 1d")] = "1h",
-    since: Annotated[str, typer.Option(help="first candle (UTC date or time)")] = "2024-01-01",
-    until: Annotated[str | None, typer.Option(help="last candle (default: now)")] = None,
+    since: Annotated[
+        str, typer.Option(help="first candle (UTC date or time)", callback=moment_option)
+    ] = "2024-01-01",
+    until: Annotated[
+        str | None, typer.Option(help="last candle (default: now)", callback=moment_option)
+    ] = None,
     limit: Annotated[int, typer.Option(help="candles asked for per request")] = 1000,
 ) -> None:
     """Load candles from a crypto exchange through ccxt, paged within its rate limit."""

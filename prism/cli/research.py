@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from prism.cli.common import console, errors, folding_table
+from prism.cli.common import console, errors, folding_table, sample_warning
 from prism.core.errors import ConfigError
 from prism.core.settings import load_settings
 
@@ -58,6 +58,14 @@ def research_run(
     run = run_notebook(load_settings(), notebook, parse_parameters(list(ctx.args)))
     errors.print(f"executed notebook: {run.executed}")
     errors.print(", ".join(f"{k} {v:.4g}" for k, v in sorted(run.metrics.items())))
+    periods = {k: v for k, v in run.metrics.items() if k.endswith("n_periods")}
+    for key, value in sorted(periods.items()):
+        label = key.removesuffix("n_periods").rstrip("_") or "whole-period"
+        warning = sample_warning(int(value), f"the {label} metrics")
+        if warning:
+            errors.print(f"[yellow]warning:[/] {warning}")
+    if run.stored_bytes is not None:
+        errors.print(f"stored: {run.stored_bytes / 1e6:.2f} MB of artifacts")
     print(run.run_id)
 
 

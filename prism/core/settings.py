@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 import prism
 
@@ -271,6 +270,8 @@ def load_settings() -> Settings:
 
 def mask_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)
 
 

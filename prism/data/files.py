@@ -10,6 +10,7 @@ bar-frame convention of :func:`prism.data.bars.bar_times`.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +19,7 @@ import polars as pl
 
 from prism.core.errors import ConfigError
 from prism.data.bars import PRICE_COLUMNS, TIMEFRAMES, bar_times, normalise
-from prism.data.gaps import ALWAYS_OPEN, exchange_calendar
+from prism.data.calendars import ALWAYS_OPEN, exchange_calendar
 from prism.data.sources import Asset
 
 FileFormat = Literal["csv", "parquet"]
@@ -115,6 +116,8 @@ class FileBarSource:
     def _parse(self) -> pl.DataFrame:
         """Read the whole file with polars; a file it cannot parse is a :class:`ConfigError`
         naming the file, the line and the problem."""
+        if self.file_format == "csv":
+            _check_text(self.path)
         try:
             if self.file_format == "csv":
                 return pl.read_csv(self.path, infer_schema_length=None)
@@ -124,7 +127,7 @@ class FileBarSource:
                 f"{self.path}: line 1: the file is empty; nothing was loaded"
             ) from None
         except pl.exceptions.PolarsError as err:
-            line = _ragged_line(self.path) if self.file_format == "csv" else None
+            line = _csv_problem_line(self.path) if self.file_format == "csv" else None
             where = line or f"cannot be read as {self.file_format}"
             problem = str(err).splitlines()[0]
             raise ConfigError(f"{self.path}: {where} ({problem}); nothing was loaded") from err
@@ -155,16 +158,62 @@ def _first_bad_time(values: pd.Series, date_format: str | None) -> int:
     return 0
 
 
-def _ragged_line(path: Path) -> str | None:
-    """Return "line N: has K fields, the header has H" for a CSV's first line whose field
-    count differs from the header's (polars' error does not say where), or None."""
-    with path.open(newline="") as handle:
-        rows = csv.reader(handle)
-        header = next(rows, [])
-        for row in rows:
-            if row and len(row) != len(header):
-                return f"line {rows.line_num}: has {len(row)} fields, the header has {len(header)}"
+def _check_text(path: Path) -> None:
+    """Raise a :class:`ConfigError` naming the file, the line and the encoding when a CSV is
+    not UTF-8 text (a binary file, or text saved in another encoding)."""
+    data = path.read_bytes()
+    if b"\x00" in data[:65536]:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: holds NUL bytes, so it is a binary file, not CSV text; "
+            "nothing was loaded"
+        )
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: byte 0x{data[err.start]:02x} is not UTF-8; save the file as "
+            "UTF-8 text (it may be Latin-1 or UTF-16); nothing was loaded"
+        ) from None
+
+
+def _csv_problem_line(path: Path) -> str | None:
+    """Return where a CSV polars cannot parse goes wrong (polars' error does not say): "line
+    N: a quote opened here is never closed", or "line N: has K fields, the header has H" for
+    the first line whose field count differs from the header's, or None."""
+    text = path.read_text(encoding="utf-8")
+    opened = _unclosed_quote_line(text)
+    if opened is not None:
+        return f"line {opened}: a quote opened here is never closed"
+    rows = csv.reader(io.StringIO(text, newline=""))
+    header = next(rows, [])
+    for row in rows:
+        if row and len(row) != len(header):
+            return f"line {rows.line_num}: has {len(row)} fields, the header has {len(header)}"
     return None
+
+
+def _unclosed_quote_line(text: str) -> int | None:
+    """Return the line on which a double-quoted CSV field opens and never closes, or None."""
+    line, quoted_since, at_field_start, position = 1, None, True, 0
+    while position < len(text):
+        char = text[position]
+        if quoted_since is not None:
+            if char == '"':
+                if text[position + 1 : position + 2] == '"':
+                    position += 1
+                else:
+                    quoted_since = None
+            elif char == "\n":
+                line += 1
+        elif char == '"' and at_field_start:
+            quoted_since = line
+        elif char == "\n":
+            line += 1
+        at_field_start = quoted_since is None and char in ",\n\r"
+        position += 1
+    return quoted_since
 
 
 def _check_numbers(frame: pl.DataFrame, path: Path, header_lines: int) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -29,11 +28,11 @@ from sqlalchemy import Engine, text
 
 from prism.core.errors import ConfigError, PrismError
 from prism.data.bars import STEPS, TIMEFRAMES, empty_bars
+from prism.data.calendars import ALWAYS_OPEN as ALWAYS_OPEN
+from prism.data.calendars import CALENDAR_START as CALENDAR_START
+from prism.data.calendars import exchange_calendar as exchange_calendar
 from prism.data.sources import Asset, BarSource
 from prism.data.store import IngestReport, ingest
-
-ALWAYS_OPEN = "24/7"
-CALENDAR_START = "1970-01-01"
 
 
 @dataclass(frozen=True)
@@ -64,22 +63,6 @@ class Gap:
 
 def _shown(stamp: pd.Timestamp, timeframe: str) -> str:
     return stamp.date().isoformat() if timeframe == "1d" else stamp.isoformat()
-
-
-@lru_cache(maxsize=16)
-def exchange_calendar(name: str) -> Any:
-    """Return the ``exchange_calendars`` calendar ``name``, from 1970 on (its default starts
-    only 20 years back, which would cut the bundled 1990s data off)."""
-    # Imported here: exchange_calendars takes ~3 s to import; only calendar-aware checks need it.
-    import exchange_calendars as xc
-
-    try:
-        return xc.get_calendar(name, start=CALENDAR_START)
-    except xc.errors.InvalidCalendarName as err:
-        raise ConfigError(
-            f"unknown trading calendar {name!r}; use an exchange_calendars "
-            f"name such as XNYS, XLON, XTKS, or {ALWAYS_OPEN!r} for markets that never close"
-        ) from err
 
 
 def expected_times(

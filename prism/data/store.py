@@ -18,6 +18,7 @@ layout and batch rules; the sources and validation live beside it in :mod:`prism
 from __future__ import annotations
 
 import json
+import math
 import struct
 import sys
 from collections.abc import Iterator
@@ -313,20 +314,32 @@ def quarantine(engine: Engine, source: str, rejected: pd.DataFrame) -> int:
 
     A row already quarantined for the same rule (same source and raw payload, e.g. after an
     interrupted load is run again) is stored once: its ``times_seen`` goes up instead."""
-    if rejected.empty:
-        return 0
-    rows = [
+    return write_quarantine(engine, quarantine_rows(source, rejected))
+
+
+def quarantine_rows(source: str, rejected: pd.DataFrame) -> list[dict[str, object]]:
+    """Return the quarantine table's rows for ``rejected``, each raw payload strict JSON (an
+    infinite value is kept as the text ``"inf"``/``"-inf"``, NaN as null), so that building
+    them cannot fail once writing has begun."""
+    return [
         {
             "source": source,
             "symbol": str(row.get("symbol")),
             "raw": json.dumps(
-                {k: _jsonable(v) for k, v in row.items() if k not in ("rule", "reason")}
+                {k: _jsonable(v) for k, v in row.items() if k not in ("rule", "reason")},
+                allow_nan=False,
             ),
             "rule": row["rule"],
             "reason": row["reason"],
         }
         for row in rejected.to_dict("records")
     ]
+
+
+def write_quarantine(engine: Engine, rows: list[dict[str, object]]) -> int:
+    """Insert rows built by :func:`quarantine_rows`; return how many."""
+    if not rows:
+        return 0
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -343,9 +356,29 @@ def quarantine(engine: Engine, source: str, rejected: pd.DataFrame) -> int:
 def _jsonable(value: object) -> object:
     if isinstance(value, datetime | pd.Timestamp):
         return value.isoformat()
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float | np.floating):
+        if value != value:
+            return None
+        if not math.isfinite(value):
+            return "inf" if value > 0 else "-inf"
+        return float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if value is pd.NA or value is pd.NaT:
         return None
     return value
+
+
+def trading_calendars(engine: Engine, assets: list[Asset]) -> dict[str, str]:
+    """Return each asset's trading calendar: the source's, else the stored one, else the
+    assets table's default (XNYS)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT symbol, calendar FROM market_data.assets WHERE symbol = ANY(:s)"),
+            {"s": [a.symbol for a in assets]},
+        ).all()
+    stored = {str(symbol): str(calendar) for symbol, calendar in rows}
+    return {a.symbol: a.calendar or stored.get(a.symbol) or "XNYS" for a in assets}
 
 
 def upsert_assets(engine: Engine, assets: list[Asset]) -> None:
@@ -371,12 +404,17 @@ def upsert_assets(engine: Engine, assets: list[Asset]) -> None:
 
 
 def ingest(engine: Engine, source: BarSource) -> IngestReport:
-    """Fetch, validate and store ``source``'s bars; quarantine what fails validation."""
+    """Fetch, validate and store ``source``'s bars; quarantine what fails validation.
+
+    Everything that can refuse a source (reading, parsing, validation, the quarantine payloads)
+    happens before the first write, so a source that fails loads nothing."""
     bars = source.fetch()
-    checked = validate(bars, previous_closes(engine, bars))
-    upsert_assets(engine, source.assets())
+    assets = source.assets()
+    checked = validate(bars, previous_closes(engine, bars), trading_calendars(engine, assets))
+    rejected = quarantine_rows(source.name, checked.rejected)
+    upsert_assets(engine, assets)
     inserted, updated = upsert_bars(engine, checked.accepted)
-    quarantined = quarantine(engine, source.name, checked.rejected)
+    quarantined = write_quarantine(engine, rejected)
     minutes = checked.accepted[checked.accepted["timeframe"] == "1m"]
     if (inserted or updated) and not minutes.empty:
         refresh_rollups(

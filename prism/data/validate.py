@@ -31,6 +31,11 @@ def _missing_value(bars: pd.DataFrame) -> pd.Series:
     return bars[["time", *PRICE_COLUMNS, "volume"]].isna().any(axis=1)
 
 
+def _non_finite_value(bars: pd.DataFrame) -> pd.Series:
+    values = bars[[*PRICE_COLUMNS, "volume"]].astype("float64").to_numpy()
+    return pd.Series(np.isinf(values).any(axis=1), index=bars.index)
+
+
 def _non_positive_price(bars: pd.DataFrame) -> pd.Series:
     return (bars[PRICE_COLUMNS] <= 0).any(axis=1)
 
@@ -61,6 +66,10 @@ def _duplicate_key(bars: pd.DataFrame) -> pd.Series:
 
 RULES: dict[str, tuple[Rule, str]] = {
     "missing_value": (_missing_value, "time, a price or the volume is missing"),
+    "non_finite_value": (
+        _non_finite_value,
+        "a price or the volume is infinite (a number too large for float64)",
+    ),
     "non_positive_price": (_non_positive_price, "a price is zero or negative"),
     "negative_volume": (_negative_volume, "volume is negative"),
     "high_below_body": (_high_below_body, "high is below open, close or low"),
@@ -98,9 +107,15 @@ class Validated:
         return int(self.accepted["review"].notna().sum())
 
 
-def validate(bars: pd.DataFrame, previous: pd.DataFrame | None = None) -> Validated:
+def validate(
+    bars: pd.DataFrame,
+    previous: pd.DataFrame | None = None,
+    calendars: dict[str, str] | None = None,
+) -> Validated:
     """Return ``bars`` split by :data:`RULES` into accepted and rejected rows, the accepted ones
-    flagged where the close moved more than :data:`MAX_MOVE`.
+    flagged where the close moved more than :data:`MAX_MOVE`, or where a daily bar falls on a
+    day its symbol's trading calendar (``calendars``: symbol to exchange_calendars name) has no
+    session, such as an exchange holiday.
 
     ``previous`` (columns symbol, timeframe, close) holds the last stored close before the batch
     of each symbol and timeframe; without it a batch's first bar is compared with nothing.
@@ -112,7 +127,13 @@ def validate(bars: pd.DataFrame, previous: pd.DataFrame | None = None) -> Valida
     rejected["rule"] = rule_of_row[rejected_mask].astype(str)
     rejected["reason"] = rejected["rule"].map(lambda name: RULES[name][1])
     accepted = frame[~rejected_mask].reset_index(drop=True)
-    accepted["review"] = _review(accepted, previous)
+    moves = _review(accepted, previous)
+    off = _off_calendar(accepted, calendars or {})
+    accepted["review"] = pd.Series(
+        [move if move is not None else day for move, day in zip(moves, off, strict=True)],
+        index=accepted.index,
+        dtype=object,
+    )
     return Validated(accepted, rejected.reset_index(drop=True))
 
 
@@ -148,3 +169,26 @@ def _review(accepted: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Series:
         for m, p in zip(move[big], prior.to_numpy()[big], strict=True)
     ]
     return pd.Series(review, index=accepted.index, dtype=object)
+
+
+def _off_calendar(accepted: pd.DataFrame, calendars: dict[str, str]) -> pd.Series:
+    """Return each accepted bar's off-calendar flag: a daily bar dated on a day that is not a
+    session of its symbol's calendar (``24/7`` calendars have no such day), or None."""
+    from prism.data.calendars import ALWAYS_OPEN, exchange_calendar
+
+    flags = pd.Series([None] * len(accepted), index=accepted.index, dtype=object)
+    daily = accepted[accepted["timeframe"] == "1d"]
+    for symbol, rows in daily.groupby("symbol", sort=False):
+        name = calendars.get(str(symbol))
+        if name is None or name == ALWAYS_OPEN:
+            continue
+        calendar = exchange_calendar(name)
+        days = rows["time"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
+        inside = (days >= calendar.first_session) & (days <= calendar.last_session)
+        sessions = calendar.sessions
+        off = inside & ~days.isin(sessions)
+        for position, day in days[off].items():
+            flags.loc[position] = (
+                f"{day:%Y-%m-%d} is not a trading day of {name} (a holiday or weekend)"
+            )
+    return flags

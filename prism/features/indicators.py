@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from numba import njit
+
+from prism.core.jit import lazy_njit
 
 NAN = np.nan
 
@@ -30,7 +31,7 @@ def sma(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@lazy_njit(cache=True, nogil=True)
 def _sma(x: np.ndarray, n: int, out: np.ndarray) -> None:
     if x.size < n:
         return
@@ -44,7 +45,7 @@ def _sma(x: np.ndarray, n: int, out: np.ndarray) -> None:
     return
 
 
-@njit(cache=True, nogil=True)
+@lazy_njit(cache=True, nogil=True)
 def _ema_from(x: np.ndarray, n: int, first: int, out: np.ndarray) -> None:
     """EMA whose seed is the SMA of the ``n`` values ending at index ``first``."""
     if first >= x.size or first < n - 1:
@@ -75,7 +76,7 @@ def rsi(close: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@lazy_njit(cache=True, nogil=True)
 def _rsi(close: np.ndarray, n: int, out: np.ndarray) -> None:
     if close.size <= n:
         return
@@ -109,7 +110,7 @@ def macd(close: np.ndarray, fast: int, slow: int, signal: int) -> tuple[np.ndarr
     return outs
 
 
-@njit(cache=True, nogil=True)
+@lazy_njit(cache=True, nogil=True)
 def _macd(
     close: np.ndarray,
     fast: int,
@@ -152,7 +153,7 @@ def _macd(
         hist_out[i] = line - signal_value
 
 
-@njit(cache=True, nogil=True)
+@lazy_njit(cache=True, nogil=True)
 def _true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray, i: int) -> float:
     return max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1]))
 
@@ -164,7 +165,7 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndar
     return out
 
 
-@njit(cache=True, nogil=True)
+@lazy_njit(cache=True, nogil=True)
 def _atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int, out: np.ndarray) -> None:
     if close.size <= n:
         return
@@ -179,7 +180,7 @@ def _atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int, out: np.n
     return
 
 
-@njit(cache=True, nogil=True)
+@lazy_njit(cache=True, nogil=True)
 def _window_moments(x: np.ndarray, start: int, stop: int) -> tuple[float, float]:
     """Return the mean and the sum of squared deviations of ``x[start:stop]``, two-pass."""
     mean = 0.0
@@ -204,7 +205,7 @@ def bollinger(close: np.ndarray, n: int, k: float) -> tuple[np.ndarray, ...]:
     return outs
 
 
-@njit(cache=True, nogil=True)
+@lazy_njit(cache=True, nogil=True)
 def _bollinger(
     close: np.ndarray,
     n: int,
@@ -239,7 +240,7 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndar
     return out
 
 
-@njit(cache=True, nogil=True)
+@lazy_njit(cache=True, nogil=True)
 def _adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int, out: np.ndarray) -> None:
     if close.size < 2 * n:
         return

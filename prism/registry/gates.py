@@ -33,15 +33,15 @@ import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from prism.backtest.metrics import PERIODS_PER_YEAR
-from prism.backtest.validation import Violation, deflated_sharpe_ratio
 from prism.core.errors import ConfigError
 from prism.core.settings import GateSettings, Settings, project_root
-from prism.research.tracking import SHARPE_VARIANCE_METRIC, TRIALS_METRIC
+
+if TYPE_CHECKING:
+    from prism.backtest.validation import Violation
 
 NOT_RECORDED = "not recorded"
 
@@ -249,6 +249,8 @@ def trials(evidence: RunEvidence) -> int:
     """Return the trials behind a run: its own ``trials`` metric or its experiment's count,
     whichever is larger (a sweep's child carries the grid size; a lone run counts its
     experiment's other attempts)."""
+    from prism.research.tracking import TRIALS_METRIC
+
     own = _number(evidence.metrics, TRIALS_METRIC)
     return max(1, int(own or 1), evidence.experiment_trials)
 
@@ -257,6 +259,8 @@ def periods_per_year(params: dict[str, str]) -> float:
     """Return the bars per year the run annualised with: its ``periods_per_year`` parameter,
     else that of its ``timeframe`` parameter, else daily; to turn its annualised Sharpe back
     into a per-bar one."""
+    from prism.backtest.metrics import PERIODS_PER_YEAR
+
     for name in ("periods_per_year", "notebook.periods_per_year"):
         if params.get(name):
             try:
@@ -284,6 +288,9 @@ def deflated_oos_sharpe(evidence: RunEvidence) -> tuple[float | None, str]:
     n_obs = int(values["oos_n_periods"] or 0)
     if n_obs < 2:
         return None, f"oos_n_periods is {n_obs}: too short to judge"
+    from prism.backtest.validation import deflated_sharpe_ratio
+    from prism.research.tracking import SHARPE_VARIANCE_METRIC
+
     n_trials = trials(evidence)
     swept = _number(evidence.metrics, SHARPE_VARIANCE_METRIC)
     if swept is not None and swept > 0:

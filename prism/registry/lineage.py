@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings
-from prism.research.tracking import mlflow_client
+from prism.research.mlflow_store import mlflow_client
 
 STEPS = ("order", "decision", "model version", "MLflow run", "notebook")
 

@@ -47,6 +47,7 @@ from prism.registry.gates import (
     evaluate,
     load_gates_file,
 )
+from prism.registry.versions import CHAMPION
 from prism.research.tracking import (
     MODEL_URI_TAG,
     PARENT_TAG,
@@ -55,7 +56,6 @@ from prism.research.tracking import (
     mlflow_client,
 )
 
-CHAMPION = "champion"
 CHALLENGER = "challenger"
 ALIASES = (CHALLENGER, CHAMPION)
 
@@ -202,7 +202,7 @@ def promote(
     gates = _gates(settings, gates)
     record = _gates_record(gates)
     database = _engine(settings, engine)
-    _refuse_sweep_parent(client, run_id, settings)
+    _refuse_unpromotable(client, run_id, settings)
     evidence = run_evidence(client, run_id, settings, database)
     results = evaluate(evidence, _thresholds(gates), waive)
     name = settings.model_name
@@ -251,15 +251,23 @@ def promote(
     return Promotion(run_id, name, alias, results, version, record, evidence.recomputed)
 
 
-def _refuse_sweep_parent(client: MlflowClient, run_id: str, settings: Settings) -> None:
+def _refuse_unpromotable(client: MlflowClient, run_id: str, settings: Settings) -> None:
     try:
-        tags = client.get_run(run_id).data.tags
+        run = client.get_run(run_id)
     except MlflowException as err:
         raise ConfigError(
             f"no MLflow run with id {run_id!r} in {settings.mlflow_tracking_uri}; "
             "`prism research run` prints the id of each run it makes"
         ) from err
-    if tags.get(SWEEP_TAG) == "parent":
+    status = run.info.status
+    if status != "FINISHED":
+        state = "failed" if status == "FAILED" else "did not finish"
+        raise ConfigError(
+            f"run {run_id} {state} (MLflow status {status}): its metrics and model are not "
+            "evidence; fix the notebook and promote a run that finished "
+            "(`prism research run` prints its id)"
+        )
+    if run.data.tags.get(SWEEP_TAG) == "parent":
         raise ConfigError(
             f"run {run_id} is a sweep's parent (it holds the grid's table, not a model); "
             "promote one of its child runs, which `prism research sweep` prints"

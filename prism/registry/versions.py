@@ -14,8 +14,10 @@ from mlflow.tracking import MlflowClient
 
 from prism.core.errors import ConfigError, DataUnavailable
 from prism.core.settings import Settings
-from prism.registry.promotion import CHAMPION
-from prism.research.tracking import mlflow_client
+from prism.research.mlflow_store import mlflow_client
+
+CHAMPION = "champion"
+"""The alias the runner trades (promotion moves it; rollback moves it back)."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ class ResearchRun:
     run_id: str
     executed: Path
     metrics: dict[str, float]
+    stored_bytes: int | None = None
+    """Bytes of the run's artifacts on disk (None when the artifact store is not local)."""
 
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
@@ -99,8 +101,12 @@ def run_notebook(
     """
     export_service_environment(settings)
     notebook = notebook.resolve()
-    parameters = coerce_parameters(notebook_parameters(notebook), raw_parameters)
-    run_id = start_run(settings, str(notebook), parameters)
+    defaults = notebook_parameters(notebook)
+    parameters = coerce_parameters(defaults, raw_parameters)
+    strategy = defaults.get("strategy")
+    run_id = start_run(
+        settings, str(notebook), parameters, strategy if isinstance(strategy, str) else None
+    )
     client = MlflowClient()
     tags = {**(extra_tags or {}), **({PARENT_TAG: parent_run_id} if parent_run_id else {})}
     for key, value in tags.items():
@@ -122,8 +128,26 @@ def run_notebook(
     for key, number in (extra_metrics or {}).items():
         client.log_metric(run_id, key, number)
     finish_run(run_id, executed, failed=False)
-    metrics = client.get_run(run_id).data.metrics
-    return ResearchRun(run_id, executed, dict(metrics))
+    run = client.get_run(run_id)
+    return ResearchRun(
+        run_id, executed, dict(run.data.metrics), stored_bytes(run.info.artifact_uri)
+    )
+
+
+def stored_bytes(artifact_uri: str | None) -> int | None:
+    """Return the bytes stored under a local (``file:`` or plain path) artifact location, or
+    None for a remote one."""
+    from urllib.parse import unquote, urlparse
+
+    if not artifact_uri:
+        return None
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme not in ("", "file"):
+        return None
+    root = Path(unquote(parsed.path))
+    if not root.exists():
+        return None
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
 
 
 def execute(notebook: Path, executed: Path, parameters: dict[str, Any], progress: bool) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 import polars as pl
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
@@ -45,9 +45,12 @@ from prism.backtest.engine import BacktestResult, report
 from prism.backtest.plots import save_equity_png
 from prism.backtest.tearsheet import tear_sheet, write_tear_sheet, write_tear_sheet_png
 from prism.core.errors import ConfigError
-from prism.core.settings import Settings, export_service_environment, project_root
+from prism.core.settings import Settings, project_root
 from prism.data.bars import BAR_COLUMNS, close_panel
 from prism.research.evaluation import split_metrics
+from prism.research.mlflow_store import connect as connect
+from prism.research.mlflow_store import mlflow_client as mlflow_client
+from prism.research.plots import plotly_js_reference
 from prism.strategies import Strategy, strategy_params
 from prism.strategies.code import copy_sources, strategy_modules
 from prism.strategies.pyfunc import (
@@ -77,6 +80,9 @@ version installed here (the lock file's, in an environment made by ``make instal
 PARENT_TAG = "mlflow.parentRunId"
 SWEEP_TAG = "prism.sweep"
 """``parent`` on a sweep's parent run (the grid's table), ``child`` on its kept trials."""
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+"""The output type plotly's ``plotly_mimetype`` renderer stores a figure as."""
+
 TRIALS_METRIC = "trials"
 BACKTEST_CONFIG_PARAM = "backtest_config"
 """The run's :class:`~prism.backtest.engine.BacktestConfig` as JSON, so a gate can re-run it."""
@@ -85,22 +91,6 @@ PARITY_BARS = 20
 """Bars the backtest/live parity check steps through by default."""
 SHARPE_VARIANCE_METRIC = "oos_sharpe_variance"
 """Variance of the annualised ``oos_sharpe`` across a sweep's trials (logged by sweeps)."""
-
-
-def mlflow_client(settings: Settings) -> MlflowClient:
-    """Return an MLflow client on the configured store (see :func:`connect`)."""
-    connect(settings)
-    return MlflowClient()
-
-
-def connect(settings: Settings) -> None:
-    """Point MLflow at the configured store (the local one under ``mlruns/``, or the server
-    ``MLFLOW_TRACKING_URI`` names), quietly."""
-    export_service_environment(settings)
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    settings.mlruns_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
 
 
 def configure(settings: Settings, experiment: str | None = None) -> str:
@@ -201,15 +191,29 @@ def provenance_tags(settings: Settings, notebook: Path | None) -> dict[str, str]
     }
 
 
-def start_run(settings: Settings, source: str, params: dict[str, Any]) -> str:
+def start_run(
+    settings: Settings, source: str, params: dict[str, Any], strategy: str | None = None
+) -> str:
     """Create a research run for the notebook ``source`` (in the experiment named after it),
-    tagged with its provenance and parameters; return its id (the run is left open)."""
+    tagged with its provenance and parameters and named by :func:`run_name`; return its id (the
+    run is left open)."""
     experiment_id = configure(settings, experiment_name(source))
     tags = {**provenance_tags(settings, Path(source)), "source": source, EXECUTION_TAG: "papermill"}
-    run = MlflowClient().create_run(experiment_id, tags=tags, run_name=Path(source).stem)
+    name = run_name(Path(source).stem, params, strategy)
+    run = MlflowClient().create_run(experiment_id, tags=tags, run_name=name)
     for key, value in params.items():
         MlflowClient().log_param(run.info.run_id, f"notebook.{key}", _param_value(value))
     return str(run.info.run_id)
+
+
+def run_name(stem: str, params: dict[str, Any], strategy: str | None = None) -> str:
+    """Return a run's name: the strategy (given, or the notebook's default), then the parameters
+    it was run with, then the notebook, e.g. ``sma_crossover fast=10 slow=50 · 02_backtest``
+    (at most 250 characters, MLflow's limit)."""
+    chosen = str(params.get("strategy", strategy or "")).strip()
+    shown = " ".join(f"{k}={_param_value(v)}" for k, v in params.items() if k != "strategy")
+    name = " · ".join(part for part in (f"{chosen} {shown}".strip(), stem) if part)
+    return name if len(name) <= 250 else name[:249] + "…"
 
 
 def _param_value(value: Any) -> str:
@@ -328,7 +332,10 @@ def log_backtest(
         figure = (
             sheet if sheet is not None else backtest_tear_sheet(strategy, bars, result, symbols)
         )
-        mlflow.log_artifact(str(write_tear_sheet(figure, result.trades, out / "tear_sheet.html")))
+        page = write_tear_sheet(
+            figure, result.trades, out / "tear_sheet.html", plotlyjs=plotly_js_reference()
+        )
+        mlflow.log_artifact(str(page))
         picture = write_tear_sheet_png(figure, out / "tear_sheet.png")
         if picture is not None:
             mlflow.log_artifact(str(picture))
@@ -453,12 +460,27 @@ def log_frame(frame: pd.DataFrame, name: str) -> None:
 
 
 def render_html(notebook: Path, target: Path) -> Path:
-    """Write ``notebook`` rendered as a self-contained HTML page to ``target``."""
+    """Write ``notebook`` rendered as an HTML page to ``target``: its plotly figures (stored as
+    JSON by :func:`prism.research.plots.use_notebook_renderer`) drawn with the installed
+    plotly.js, referenced once in the page's head rather than embedded."""
     # Imported here: read with nbconvert, only when rendering a notebook.
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    node = nbformat.read(notebook, as_version=4)
+    figures = 0
+    for cell in node.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if PLOTLY_MIME in data and "text/html" not in data:
+                data["text/html"] = pio.to_html(
+                    data[PLOTLY_MIME], include_plotlyjs=False, full_html=False, validate=False
+                )
+                figures += 1
+    body, _ = HTMLExporter().from_notebook_node(node)
+    if figures:
+        script = f'<script src="{plotly_js_reference()}" charset="utf-8"></script>'
+        body = body.replace("</head>", f"{script}\n</head>", 1)
     target.write_text(body, encoding="utf-8")
     return target
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -117,18 +118,47 @@ def make_strategy(name: str, params: dict[str, Any]) -> Strategy:
         strategy: Strategy = cls(**{n: _coerce(cls, n, v) for n, v in params.items()})
         return strategy
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"strategy {name!r}: bad parameter value: {err}") from err
+        raise ConfigError(f"strategy {name!r}: {err}") from err
+
+
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Return ``value`` as the type ``cls`` declares for field ``name``, or raise a ValueError
+    naming the parameter, the value and what is allowed."""
     annotation = cls.__annotations__.get(name)
+    if annotation in ("bool", bool):
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise ValueError(
+            f"parameter {name} must be true or false ({'/'.join(TRUE_WORDS)} or "
+            f"{'/'.join(FALSE_WORDS)}), got {value!r}"
+        )
     if annotation in ("int", int):
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"{name} must be a whole number, got {value}")
-        return int(value)
-    if annotation in ("bool", bool) and isinstance(value, str):
-        return value.lower() in ("1", "true", "yes")
+        number = _number(name, value, "a whole number")
+        if not number.is_integer():
+            raise ValueError(f"parameter {name} must be a whole number, got {value!r}")
+        return int(number)
+    if annotation in ("float", float):
+        return _number(name, value, "a number")
     return value
+
+
+def _number(name: str, value: Any, kind: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"parameter {name} must be {kind}, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"parameter {name} must be {kind}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"parameter {name} must be a finite number, got {value!r}")
+    return number
 
 
 def strategy_params(strategy: Strategy) -> dict[str, Any]:

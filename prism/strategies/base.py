@@ -23,8 +23,8 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
+from prism.core.jit import lazy_njit
 from prism.data.bars import BarPanel
 
 
@@ -103,7 +103,7 @@ def split_equally(signal: np.ndarray, allow_short: bool) -> np.ndarray:
     return signal
 
 
-@njit(cache=True, nogil=True)
+@lazy_njit(cache=True, nogil=True)
 def _split_in_place(values: np.ndarray, allow_short: bool, symbols: int) -> None:
     for i in range(values.size):
         value = values[i]

@@ -16,6 +16,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     from tests.benchmarks import (
         bench_backtest,
+        bench_cli,
         bench_dashboard,
         bench_deep,
         bench_indicators,
@@ -27,6 +28,7 @@ def main() -> None:
     )
 
     suites = [
+        bench_cli,
         bench_ingest,
         bench_backtest,
         bench_minute,

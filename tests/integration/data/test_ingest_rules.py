@@ -35,7 +35,8 @@ GOOD = {
 
 
 class FrameSource:
-    """A bar source serving a fixed frame."""
+    """A bar source serving a fixed frame, of symbols that trade every day (the frames are
+    consecutive calendar days)."""
 
     name = "test"
 
@@ -43,7 +44,10 @@ class FrameSource:
         self.bars = bars
 
     def assets(self) -> list[Asset]:
-        return [Asset(s, s, asset_class="unknown") for s in sorted(set(self.bars["symbol"]))]
+        return [
+            Asset(s, s, asset_class="unknown", calendar="24/7")
+            for s in sorted(set(self.bars["symbol"]))
+        ]
 
     def fetch(self) -> pd.DataFrame:
         return self.bars.copy()
