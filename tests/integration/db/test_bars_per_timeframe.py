@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from prism.data.store import upsert_bars
+from prism.data.store import ingest, read_bars, upsert_bars
 from prism.db.bars import CHUNK_INTERVALS, bars_table
+from prism.db.migrate import _alembic_config, head_revision, upgrade
+from tests.integration.db.test_platform_schema import FrameSource, minute_bars, stored_rollup
 from tests.integration.db.test_timescale_design import daily_bars
 
 ROW = (
@@ -62,3 +65,34 @@ def test_bars_land_in_their_timeframes_table_and_read_back_through_the_view(engi
 def test_a_bar_of_an_unknown_timeframe_written_into_the_view_is_refused(engine):
     with pytest.raises(DBAPIError, match="unknown timeframe 2h"), engine.begin() as conn:
         conn.execute(text(ROW), {"tf": "2h"})
+
+
+def test_downgrading_0017_moves_every_bar_back_into_one_table_and_upgrading_splits_them(
+    engine,
+):
+    daily = daily_bars("AAA", pd.Timestamp("2024-06-28", tz="UTC"), years=1, seed=2)
+    minutes = minute_bars(pd.Timestamp("2024-06-27", tz="UTC"), 1, seed=2)
+    ingest(engine, FrameSource(pd.concat([daily, minutes], ignore_index=True)))
+    hourly = stored_rollup(engine, "ohlcv_1h")
+    before = read_bars(engine, ["AAA", "BBB"], timeframe="1m")
+
+    config = _alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0016")
+    with engine.connect() as conn:
+        kind = conn.execute(
+            text("SELECT relkind FROM pg_class WHERE oid = 'market_data.ohlcv'::regclass")
+        ).scalar_one()
+        old = dict(
+            conn.execute(text("SELECT timeframe, count(*) FROM market_data.ohlcv GROUP BY 1")).all()
+        )
+    assert upgrade(engine) == head_revision()
+
+    assert kind == "r"
+    assert old == {"1d": len(daily), "1m": len(minutes)}
+    assert read_bars(engine, ["AAA"], timeframe="1d")["close"].tolist() == pytest.approx(
+        daily["close"].tolist()
+    )
+    assert read_bars(engine, ["AAA", "BBB"], timeframe="1m").equals(before)
+    assert stored_rollup(engine, "ohlcv_1h").equals(hourly)

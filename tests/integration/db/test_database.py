@@ -14,7 +14,7 @@ from prism.db.engine import connect, sqlalchemy_url
 from prism.db.migrate import current_revision, database_mode, head_revision, upgrade
 
 FIRST_SCHEMA = {
-    "market_data": {"assets", "ohlcv", "quarantine", "indicators"},
+    "market_data": {"assets", "bars_1m", "bars_1d", "quarantine", "indicators"},
     "trading": {"accounts", "orders", "fills", "positions", "portfolio_snapshots"},
     "audit": {"decisions"},
 }

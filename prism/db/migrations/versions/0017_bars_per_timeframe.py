@@ -174,10 +174,10 @@ def downgrade() -> None:
     timescale = _timescale()
     op.execute("DROP VIEW market_data.ohlcv")
     op.execute("DROP FUNCTION market_data.route_bar()")
+    op.execute("ALTER TABLE market_data.bars_1m DROP CONSTRAINT bars_1m_timeframe")
     for timeframe in MOVED:
         op.execute(f"INSERT INTO market_data.bars_1m SELECT * FROM market_data.bars_{timeframe}")
         op.execute(f"DROP TABLE market_data.bars_{timeframe}")
-    op.execute("ALTER TABLE market_data.bars_1m DROP CONSTRAINT bars_1m_timeframe")
     op.execute("ALTER TABLE market_data.bars_1m RENAME TO ohlcv")
     if timescale:
         op.execute(OLD_RETENTION_JOB)
