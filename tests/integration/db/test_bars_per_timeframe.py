@@ -96,3 +96,23 @@ def test_downgrading_0017_moves_every_bar_back_into_one_table_and_upgrading_spli
     )
     assert read_bars(engine, ["AAA", "BBB"], timeframe="1m").equals(before)
     assert stored_rollup(engine, "ohlcv_1h").equals(hourly)
+
+
+@pytest.mark.timescaledb
+def test_0017_splits_bars_stored_in_compressed_chunks(timescale_engine):
+    daily = daily_bars("AAA", pd.Timestamp("2024-06-28", tz="UTC"), years=1, seed=3)
+    minutes = minute_bars(pd.Timestamp("2024-06-27", tz="UTC"), 1, seed=3)
+    config = _alembic_config()
+    with timescale_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0016")
+    ingest(timescale_engine, FrameSource(pd.concat([daily, minutes], ignore_index=True)))
+    with timescale_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("SELECT compress_chunk(c) FROM show_chunks('market_data.ohlcv') c"))
+
+    assert upgrade(timescale_engine) == head_revision()
+
+    assert read_bars(timescale_engine, ["AAA"], timeframe="1d")["close"].tolist() == (
+        pytest.approx(daily["close"].tolist())
+    )
+    assert len(read_bars(timescale_engine, ["AAA", "BBB"], timeframe="1m")) == len(minutes)
