@@ -131,9 +131,16 @@ def db_info(
     console.print(f"hypertables: {', '.join(info.hypertables) or '(none: plain PostgreSQL)'}")
     for rollup in info.rollups:
         console.print(f"rollup: {rollup['name']} ({rollup['kind']} of {rollup['source']})")
-    policies = folding_table("timeframe", "compress after", "keep", "applied by")
+    policies = folding_table("timeframe", "table", "chunks", "compress after", "keep", "applied by")
     for p in info.policies:
-        policies.add_row(p["timeframe"], p["compress_after"] or "-", p["keep"], p["applied_by"])
+        policies.add_row(
+            p["timeframe"],
+            p["table"],
+            p["chunk_interval"] or "-",
+            p["compress_after"] or "-",
+            p["keep"],
+            p["applied_by"],
+        )
     console.print(policies)
     if info.jobs:
         jobs = folding_table("job", "procedure", "target", "every", "scheduled", "config")

@@ -3,7 +3,8 @@
 A load is cut into batches of :data:`BATCH_ROWS` rows, each in its own transaction, so killing
 it loses at most the batch in flight and running it again finishes the job (every batch is an
 upsert). Rows newer than everything stored for their symbol and timeframe cannot conflict, so
-they are COPYed straight into ``market_data.ohlcv``; the others go through a temporary staging
+they are COPYed straight into their timeframe's table (:func:`prism.db.bars.bars_table`, behind
+the view ``market_data.ohlcv`` that reads use); the others go through a temporary staging
 table filled by ``COPY`` and one ``INSERT ... ON CONFLICT``. COPY buffers are CSV written by
 polars (the fastest builder measured here: pandas' ``to_csv`` is 20x slower). Rows identical to
 the stored ones are filtered out before the upsert and left untouched, so ingesting the same
@@ -38,6 +39,7 @@ from prism.core.errors import DataUnavailable
 from prism.data.bars import BAR_COLUMNS, empty_bars, normalise
 from prism.data.sources import Asset, BarSource
 from prism.data.validate import validate
+from prism.db.bars import bars_table
 from prism.db.rollups import refresh_rollups
 
 BATCH_ROWS = 100_000
@@ -65,15 +67,14 @@ class IngestReport:
 
 _UPSERT = f"""
 WITH upserted AS (
-    INSERT INTO market_data.ohlcv AS o ({", ".join(STORED_COLUMNS)})
+    INSERT INTO {{table}} AS o ({", ".join(STORED_COLUMNS)})
     SELECT s.time, s.symbol, s.timeframe, s.open, s.high, s.low, s.close, s.volume, s.source,
            s.review
     FROM staging_ohlcv s
-    LEFT JOIN market_data.ohlcv t
-      ON t.symbol = s.symbol AND t.timeframe = s.timeframe AND t.time = s.time
-    WHERE t.time IS NULL
+    LEFT JOIN {{table}} t ON t.symbol = s.symbol AND t.time = s.time
+    WHERE s.timeframe = :tf AND (t.time IS NULL
        OR ({", ".join(f"t.{c}" for c in _VALUES)}) IS DISTINCT FROM
-          ({", ".join(f"s.{c}" for c in _VALUES)})
+          ({", ".join(f"s.{c}" for c in _VALUES)}))
     ON CONFLICT (symbol, timeframe, time) DO UPDATE SET
         {", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUES)}, ingested_at = now()
     WHERE ({", ".join(f"o.{c}" for c in _VALUES)}) IS DISTINCT FROM
@@ -97,7 +98,8 @@ corrected AS (
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
 """
-"""Upsert the staged rows that differ from the stored ones; a stored bar some deployment
+"""Upsert the staged rows of timeframe ``:tf`` that differ from the stored ones into that
+timeframe's ``{table}``; a stored bar some deployment
 already decided on that changes is not rewritten silently: it is a ``bar_corrected_after_decision``
 warning in ``audit.system_events``, in the same transaction."""
 
@@ -240,7 +242,8 @@ def _insert_batch(engine: Engine, batch: pl.DataFrame) -> tuple[int, int]:
     try:
         with engine.begin() as conn:
             _begin_batch(conn)
-            _copy_bars(conn, "market_data.ohlcv", batch)
+            for part in batch.partition_by("timeframe"):
+                _copy_bars(conn, bars_table(part["timeframe"][0]), part)
     except IntegrityError:
         return _upsert_batch(engine, batch)
     return batch.height, 0
@@ -251,8 +254,13 @@ def _upsert_batch(engine: Engine, batch: pl.DataFrame) -> tuple[int, int]:
     with engine.begin() as conn:
         _begin_batch(conn)
         _copy_to_staging(conn, "staging_ohlcv", _STAGING_COLUMNS, batch)
-        inserted, updated = conn.execute(text(_UPSERT)).one()
-    return int(inserted), int(updated)
+        inserted = updated = 0
+        for timeframe in batch["timeframe"].unique().to_list():
+            new, changed = conn.execute(
+                text(_UPSERT.format(table=bars_table(timeframe))), {"tf": timeframe}
+            ).one()
+            inserted, updated = inserted + int(new), updated + int(changed)
+    return inserted, updated
 
 
 @contextmanager
@@ -526,8 +534,9 @@ def _as_utc(value: str | datetime | None) -> datetime | None:
 
 
 RECENT = timedelta(days=30)
-"""How far back :func:`newest_time` looks first: one chunk interval of ``market_data.ohlcv``
-(migration 0010), so on TimescaleDB the lookup plans over the newest one or two chunks."""
+"""How far back :func:`newest_time` looks first: one chunk interval of ``market_data.bars_1m``
+(:data:`prism.db.bars.CHUNK_INTERVALS`), so on TimescaleDB the lookup plans over the newest one
+or two chunks even when 1m bars are kept for years."""
 
 _NEWEST = """
 SELECT max(time) FROM market_data.ohlcv
@@ -542,12 +551,11 @@ def newest_time(
     """Return the time of the newest ``timeframe`` bar of any of ``symbols`` (at or before
     ``upto`` if given), or None when there is none.
 
-    Bars of every timeframe share one hypertable whose chunk interval suits 1m bars, so a
-    20-year daily series spans some 250 chunks; an unbounded ``max(time)`` plans over all of
-    them (about 20 ms measured, against under 1 ms on a plain table). The newest bar is nearly
-    always recent, so the window of :data:`RECENT` before ``upto`` (or now) is asked first, with
-    a constant lower bound that TimescaleDB excludes chunks by at planning; only a series with
-    nothing in that window pays for the full scan.
+    The window of :data:`RECENT` before ``upto`` (or now) is asked first, with a constant lower
+    bound that TimescaleDB excludes chunks by at planning; only a series with nothing in that
+    window pays for the whole series, which each timeframe's chunk interval keeps to a handful
+    of chunks for its usual retention (three for 20 years of daily bars, see
+    :mod:`prism.db.bars`).
     """
     since = (upto or datetime.now(UTC)) - RECENT
     params = {"s": symbols, "tf": timeframe, "upto": upto}

@@ -9,12 +9,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from prism.core.settings import Settings
+from prism.db.bars import CHUNK_INTERVALS, bars_table
 from prism.db.migrate import current_revision, database_mode, timescale_support
 from prism.db.rollups import ROLLUPS, configured_policies
 
 COUNTED_TABLES = (
     "market_data.assets",
-    "market_data.ohlcv",
+    *(bars_table(timeframe) for timeframe in CHUNK_INTERVALS),
     "market_data.indicators",
     "market_data.quarantine",
     "market_data.ohlcv_1h",
@@ -160,6 +161,8 @@ def _policies(settings: Settings, mode: str) -> list[dict[str, Any]]:
     return [
         {
             "timeframe": p.timeframe,
+            "table": bars_table(p.timeframe),
+            "chunk_interval": CHUNK_INTERVALS[p.timeframe] if mode == "timescaledb" else None,
             "compress_after": p.compress_after if mode == "timescaledb" else None,
             "keep": p.keep or "forever",
             "applied_by": how,

@@ -41,6 +41,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from prism.core.errors import ConfigError, TransientError
 from prism.core.settings import Settings
+from prism.db.bars import bars_table
 from prism.db.migrate import database_mode
 
 TIMEFRAMES = ("1m", "5m", "1h", "1d")
@@ -102,8 +103,8 @@ INSERT INTO {view} (symbol, time, open, high, low, close, volume, bars)
 SELECT symbol, date_bin(CAST(:width AS interval), time, {origin}) AS bucket,
        (array_agg(open ORDER BY time))[1], max(high), min(low),
        (array_agg(close ORDER BY time DESC))[1], sum(volume), count(*)
-FROM market_data.ohlcv
-WHERE timeframe = '1m' {where}
+FROM market_data.bars_1m
+WHERE true {where}
 GROUP BY 1, 2
 ON CONFLICT (symbol, time) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high,
     low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, bars = EXCLUDED.bars
@@ -270,32 +271,37 @@ def apply_retention(
                 {"key": CUTOFF_KEY.format(timeframe=policy.timeframe), "cutoff": cutoff},
             )
             result = conn.execute(
-                text("DELETE FROM market_data.ohlcv WHERE timeframe = :tf AND time < :cutoff"),
-                {"tf": policy.timeframe, "cutoff": cutoff},
+                text(f"DELETE FROM {bars_table(policy.timeframe)} WHERE time < :cutoff"),
+                {"cutoff": cutoff},
             )
             deleted[policy.timeframe] = result.rowcount
     return deleted
 
 
 def _timescale_compression(conn: Connection, policies: list[Policy]) -> list[str]:
+    """Compress each timeframe's bar table and each rollup after its setting. Migration 0010
+    runs this before migration 0019 has created the bar tables: it skips them then, and 0019
+    installs their compression."""
     by_timeframe = {p.timeframe: p for p in policies}
-    raw = [p.compress_after for p in policies if p.timeframe in ("1m", "5m") and p.compress_after]
     done = []
-    conn.execute(text("SELECT remove_compression_policy('market_data.ohlcv', if_exists => true)"))
-    if raw:
-        conn.execute(
-            text(
-                "ALTER TABLE market_data.ohlcv SET (timescaledb.compress, "
-                "timescaledb.compress_segmentby = 'symbol, timeframe', "
-                "timescaledb.compress_orderby = 'time DESC')"
+    for policy in policies:
+        table = bars_table(policy.timeframe)
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+            continue
+        conn.execute(text(f"SELECT remove_compression_policy('{table}', if_exists => true)"))
+        if policy.compress_after:
+            conn.execute(
+                text(
+                    f"ALTER TABLE {table} SET (timescaledb.compress, "
+                    "timescaledb.compress_segmentby = 'symbol, timeframe', "
+                    "timescaledb.compress_orderby = 'time DESC')"
+                )
             )
-        )
-        earliest = min(raw, key=lambda v: _seconds(conn, v))
-        conn.execute(
-            text("SELECT add_compression_policy('market_data.ohlcv', CAST(:after AS interval))"),
-            {"after": earliest},
-        )
-        done.append(f"compress market_data.ohlcv after {earliest}")
+            conn.execute(
+                text(f"SELECT add_compression_policy('{table}', CAST(:after AS interval))"),
+                {"after": policy.compress_after},
+            )
+            done.append(f"compress {table} after {policy.compress_after}")
     for view, timeframe in ROLLUPS.items():
         after = by_timeframe[timeframe].compress_after
         conn.execute(text(f"SELECT remove_compression_policy('{view}', if_exists => true)"))
@@ -378,9 +384,8 @@ def apply_policies(engine: Engine, settings: Settings) -> list[str]:
     there; return what was installed. On plain PostgreSQL nothing is installed (an empty list):
     retention there is :func:`apply_retention`, and there is no compression.
 
-    TimescaleDB compresses a whole hypertable chunk at once, so ``market_data.ohlcv`` (which
-    holds 1m and 5m bars side by side) is compressed after the shorter of the two settings;
-    the rollups follow the 1h and 1d settings.
+    Each timeframe's bar table (:func:`prism.db.bars.bars_table`) follows its own settings,
+    and the rollups follow the 1h and 1d settings.
     """
     if database_mode(engine) != "timescaledb":
         return []

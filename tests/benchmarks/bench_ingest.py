@@ -25,6 +25,7 @@ from sqlalchemy import Engine, text
 from prism.data.bars import BAR_COLUMNS
 from prism.data.store import upsert_bars
 from prism.db import embedded
+from prism.db.bars import CHUNK_INTERVALS, bars_table
 from prism.db.engine import sqlalchemy_url
 from prism.db.migrate import upgrade
 from tests.benchmarks.measure import Measurement, measure
@@ -49,10 +50,11 @@ CREATE UNIQUE INDEX ON market_data.peer_{name} (symbol, time);
 
 
 def _executemany(engine: Engine, bars: pd.DataFrame) -> None:
-    """Upsert ``bars`` with executemany, leaving identical rows alone like Prism does."""
+    """Upsert 1m ``bars`` with executemany into their table, leaving identical rows alone like
+    Prism does."""
     values = ("open", "high", "low", "close", "volume", "source")
     sql = (
-        f"INSERT INTO market_data.ohlcv AS o ({', '.join(BAR_COLUMNS)}) "
+        f"INSERT INTO {bars_table('1m')} AS o ({', '.join(BAR_COLUMNS)}) "
         f"VALUES ({', '.join(['%s'] * len(BAR_COLUMNS))}) ON CONFLICT (symbol, timeframe, time) "
         f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in values)} "
         f"WHERE ({', '.join(f'o.{c}' for c in values)}) IS DISTINCT FROM "
@@ -70,8 +72,9 @@ def _executemany(engine: Engine, bars: pd.DataFrame) -> None:
 
 
 def _truncate(engine: Engine) -> None:
+    """Empty every timeframe's bar table."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE market_data.ohlcv"))
+        conn.execute(text(f"TRUNCATE {', '.join(map(bars_table, CHUNK_INTERVALS))}"))
 
 
 def _scaled(measurement: Measurement, factor: int) -> Measurement:

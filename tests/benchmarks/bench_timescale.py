@@ -19,7 +19,8 @@ Two fresh workspaces side by side: one in TimescaleDB mode (the default) and one
   symbols (26M rows) would take far longer to load than this benchmark may run.
 - Runner reads: ``newest_bar`` over 20 years of daily bars of two symbols ending yesterday, and
   over the bundled SPX/NDX bars (ending 2018, so the recent-window lookup misses and falls back
-  to the whole series); and the bundled ingest itself, TimescaleDB against plain PostgreSQL.
+  to the whole series); and the bundled ingest itself into emptied tables (the best of three,
+  so that neither mode pays the process's first imports), TimescaleDB against plain PostgreSQL.
 
 ``python -m tests.benchmarks.bench_timescale`` runs it alone.
 """
@@ -40,10 +41,11 @@ from sqlalchemy import Engine, text
 
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest, read_bars, upsert_bars
+from prism.db.bars import bars_table
 from prism.db.migrate import database_mode
 from prism.db.rollups import refresh_rollups
 from prism.live.cycle import newest_bar
-from tests.benchmarks.bench_ingest import _executemany
+from tests.benchmarks.bench_ingest import _executemany, _truncate
 from tests.benchmarks.measure import Measurement, measure
 from tests.benchmarks.row import Row
 from tests.benchmarks.synthetic import random_walk_bars
@@ -89,22 +91,17 @@ def _timed(action: Callable[[], Any], setup: Callable[[], Any] = lambda: None) -
     return Measurement(time.perf_counter() - started, math.nan)
 
 
-def _truncate(engine: Engine) -> None:
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE market_data.ohlcv"))
-
-
 def _scalar(engine: Engine, sql: str) -> Any:
     with engine.connect() as conn:
         return conn.execute(text(sql)).scalar_one()
 
 
-def _compress_all(engine: Engine) -> None:
+def _compress_all(engine: Engine, timeframe: str) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(
             text(
                 "SELECT compress_chunk(c, if_not_compressed => true) "
-                "FROM show_chunks('market_data.ohlcv') c"
+                f"FROM show_chunks('{bars_table(timeframe)}') c"
             )
         )
 
@@ -170,9 +167,9 @@ def _rollup_row(ts: Engine, pg: Engine, bars: pd.DataFrame) -> Row:
 
 def _size_row(ts: Engine, rows: int) -> SizeRow:
     """Compress every chunk of the stored 1m bars; return bytes per bar before and after."""
-    before = _scalar(ts, "SELECT hypertable_size('market_data.ohlcv')")
-    _compress_all(ts)
-    after = _scalar(ts, "SELECT hypertable_size('market_data.ohlcv')")
+    before = _scalar(ts, "SELECT hypertable_size('market_data.bars_1m')")
+    _compress_all(ts, "1m")
+    after = _scalar(ts, "SELECT hypertable_size('market_data.bars_1m')")
     return SizeRow("TimescaleDB: storage of 1M 1m bars", after / rows, before / rows)
 
 
@@ -189,7 +186,7 @@ def _scan_row(ts: Engine, notes: list[str]) -> Row:
         assert len(read) == len(year)
 
     uncompressed = measure(scan, runs=2)
-    _compress_all(ts)
+    _compress_all(ts, "1h")
     compressed = measure(scan, runs=2)
     notes.append(
         f"timescale range scan: {SCAN_SYMBOLS} symbols x one year of 1h bars "
@@ -208,7 +205,9 @@ def _scan_row(ts: Engine, notes: list[str]) -> Row:
 def _runner_rows(ts: Engine, pg: Engine) -> list[Row]:
     """The bundled ingest and the runner's newest-bar read, TimescaleDB against plain."""
     loads = [
-        _timed(lambda e=engine: ingest(e, ArchBarSource()), setup=lambda e=engine: _truncate(e))
+        measure(
+            lambda e=engine: ingest(e, ArchBarSource()), runs=3, setup=lambda e=engine: _truncate(e)
+        )
         for engine in (ts, pg)
     ]
     bundled = [

@@ -9,11 +9,12 @@ from sqlalchemy import inspect, text
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings
 from prism.db import embedded
+from prism.db.bars import CHUNK_INTERVALS
 from prism.db.engine import connect, sqlalchemy_url
 from prism.db.migrate import current_revision, database_mode, head_revision, upgrade
 
 FIRST_SCHEMA = {
-    "market_data": {"assets", "ohlcv", "quarantine", "indicators"},
+    "market_data": {"assets", "bars_1m", "bars_1d", "quarantine", "indicators"},
     "trading": {"accounts", "orders", "fills", "positions", "portfolio_snapshots"},
     "audit": {"decisions"},
 }
@@ -39,14 +40,27 @@ def test_the_database_mode_is_recorded_once_at_migration_time(migrated_engine):
     assert database_mode(migrated_engine) == ("timescaledb" if has_timescale else "postgresql")
 
 
-def test_ohlcv_allows_one_row_per_symbol_timeframe_and_time(migrated_engine):
-    key = inspect(migrated_engine).get_pk_constraint("ohlcv", schema="market_data")
-    assert key["constrained_columns"] == ["symbol", "timeframe", "time"]
+def test_each_bar_table_allows_one_row_per_symbol_timeframe_and_time(migrated_engine):
+    for timeframe in CHUNK_INTERVALS:
+        key = inspect(migrated_engine).get_pk_constraint(f"bars_{timeframe}", schema="market_data")
+        assert key["constrained_columns"] == ["symbol", "timeframe", "time"]
 
 
 @pytest.mark.timescaledb
-def test_on_timescaledb_ohlcv_and_snapshots_are_hypertables(timescale_engine):
+def test_on_timescaledb_bars_and_snapshots_are_hypertables(timescale_engine):
     with timescale_engine.connect() as conn:
+        intervals = dict(
+            conn.execute(
+                text(
+                    "SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions "
+                    "WHERE hypertable_schema = 'market_data' AND hypertable_name LIKE 'bars%'"
+                )
+            ).all()
+        )
+        expected = {
+            f"bars_{tf}": conn.execute(text("SELECT CAST(:i AS interval)"), {"i": i}).scalar_one()
+            for tf, i in CHUNK_INTERVALS.items()
+        }
         tables = {
             r[0]
             for r in conn.execute(
@@ -59,7 +73,8 @@ def test_on_timescaledb_ohlcv_and_snapshots_are_hypertables(timescale_engine):
         version = conn.execute(
             text("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
         ).scalar()
-    assert {"market_data.ohlcv", "trading.portfolio_snapshots"} <= tables
+    assert {"market_data.bars_1m", "market_data.bars_1d", "trading.portfolio_snapshots"} <= tables
+    assert intervals == expected
     assert version == "2.29.2"
 
 

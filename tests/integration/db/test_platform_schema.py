@@ -285,7 +285,10 @@ def test_db_info_json_reports_the_mode_the_rollups_and_the_policies(engine):
     assert names == {"market_data.ohlcv_1h", "market_data.ohlcv_1d"}
     policies = {p["timeframe"]: p["keep"] for p in info["policies"]}
     assert policies == {"1m": "6 months", "5m": "2 years", "1h": "5 years", "1d": "forever"}
-    assert "market_data.ohlcv" in info["row_counts"]
+    assert {p["table"] for p in info["policies"]} == {
+        f"market_data.bars_{tf}" for tf in ("1m", "5m", "1h", "1d")
+    }
+    assert "market_data.bars_1d" in info["row_counts"]
 
 
 def test_migrations_downgrade_to_0003_and_upgrade_again(migrated_engine):
@@ -314,7 +317,7 @@ def test_on_timescaledb_the_rollups_are_continuous_aggregates_with_policies(
     assert {r["kind"] for r in info.rollups} == {"continuous aggregate"}
     procs = [j["proc_name"] for j in info.jobs]
     assert procs.count("policy_refresh_continuous_aggregate") == 2
-    assert procs.count("policy_compression") == 3
+    assert procs.count("policy_compression") == 6
     assert procs.count("policy_retention") == 1
     retention = [j["config"] for j in info.jobs if j["proc_name"] == "delete_old_bars"]
     assert len(retention) == 3

@@ -24,7 +24,7 @@ from tests.integration.runner_support import SYMBOLS, FixedSource, deploy, loose
 
 SCHEMAS = ("market_data", "features", "trading", "models", "config", "audit")
 INSERTS = {
-    "market_data.ohlcv",
+    *(f"market_data.bars_{tf}" for tf in ("1m", "5m", "1h", "1d")),
     "market_data.ohlcv_1h",
     "market_data.ohlcv_1d",
     "market_data.quarantine",

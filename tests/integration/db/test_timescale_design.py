@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from prism.data.store import _NEWEST, RECENT, ingest, newest_time, read_bars, upsert_bars
+from prism.data.store import _NEWEST, ingest, newest_time, read_bars, upsert_bars
 from prism.db.rollups import refresh_rollups
 from tests.integration.db.test_platform_schema import (
     FrameSource,
@@ -40,36 +40,41 @@ def daily_bars(symbol: str, end: pd.Timestamp, years: int, seed: int) -> pd.Data
     )
 
 
-def chunks_planned(engine: Engine, params: dict[str, object]) -> int:
-    """Return how many chunks of market_data.ohlcv the newest-bar query's plan reads."""
+def planned_chunks(engine: Engine, params: dict[str, object]) -> tuple[set[str], float]:
+    """Return the chunks the newest-bar query's plan reads and its planning time in ms."""
     with engine.connect() as conn:
-        plan = conn.execute(text(f"EXPLAIN {_NEWEST}"), params).scalars().all()
-    return sum("_hyper_" in line for line in plan)
+        plan = conn.execute(text(f"EXPLAIN (SUMMARY) {_NEWEST}"), params).scalars().all()
+    chunks = {word for line in plan for word in line.split() if "_hyper_" in word}
+    planning = next(float(line.split()[2]) for line in plan if line.startswith("Planning Time"))
+    return {chunk.rsplit(".", 1)[-1] for chunk in chunks}, planning
 
 
-def test_the_newest_bar_of_twenty_years_of_daily_bars_plans_over_the_newest_chunks(
+def test_twenty_years_of_daily_bars_are_a_few_chunks_and_the_newest_plans_in_milliseconds(
     timescale_engine,
 ):
     yesterday = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=1)
     bars = daily_bars("AAA", yesterday, years=20, seed=3)
     upsert_bars(timescale_engine, bars)
+    upsert_bars(timescale_engine, minute_bars(pd.Timestamp("2024-01-02", tz="UTC"), 2, seed=5))
     with timescale_engine.connect() as conn:
-        chunks = conn.execute(
-            text(
-                "SELECT count(*) FROM timescaledb_information.chunks "
-                "WHERE hypertable_schema = 'market_data' AND hypertable_name = 'ohlcv'"
-            )
-        ).scalar_one()
+        daily_chunks = set(
+            conn.execute(
+                text(
+                    "SELECT chunk_name FROM timescaledb_information.chunks "
+                    "WHERE hypertable_schema = 'market_data' AND hypertable_name = 'bars_1d'"
+                )
+            ).scalars()
+        )
 
     newest = newest_time(timescale_engine, ["AAA"], "1d")
-    since = pd.Timestamp.now(tz="UTC") - RECENT
-    planned = chunks_planned(
-        timescale_engine, {"s": ["AAA"], "tf": "1d", "upto": None, "since": since}
-    )
+    whole_series = {"s": ["AAA"], "tf": "1d", "upto": None, "since": pd.Timestamp(0, tz="UTC")}
+    planned, planning_ms = planned_chunks(timescale_engine, whole_series)
+    planned, planning_ms = planned_chunks(timescale_engine, whole_series)
 
     assert newest == bars["time"].max()
-    assert chunks > 100, "the 20 years should span many chunks for the lookup to skip"
-    assert 1 <= planned <= 2
+    assert 2 <= len(daily_chunks) <= 4
+    assert planned and planned <= daily_chunks, "only the daily table's chunks are planned"
+    assert planning_ms < 20
 
 
 def test_the_newest_bar_before_a_cutoff_far_back_falls_back_to_the_whole_series(
@@ -107,13 +112,13 @@ def test_a_bar_stored_after_the_last_refresh_shows_in_the_hourly_rollup(timescal
 
 
 def compressed_chunks(engine: Engine) -> list[bool]:
-    """Return whether each chunk of market_data.ohlcv is compressed."""
+    """Return whether each chunk of market_data.bars_1m is compressed."""
     with engine.connect() as conn:
         return list(
             conn.execute(
                 text(
                     "SELECT is_compressed FROM timescaledb_information.chunks "
-                    "WHERE hypertable_schema = 'market_data' AND hypertable_name = 'ohlcv'"
+                    "WHERE hypertable_schema = 'market_data' AND hypertable_name = 'bars_1m'"
                 )
             ).scalars()
         )
@@ -130,7 +135,7 @@ def test_a_backfill_into_compressed_chunks_stores_corrected_older_and_newer_bars
     newer = newer[newer["time"] >= start + pd.Timedelta(hours=20)]
     ingest(timescale_engine, FrameSource(stored))
     with timescale_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("SELECT compress_chunk(c) FROM show_chunks('market_data.ohlcv') c"))
+        conn.execute(text("SELECT compress_chunk(c) FROM show_chunks('market_data.bars_1m') c"))
     assert compressed_chunks(timescale_engine) and all(compressed_chunks(timescale_engine))
     corrected = stored.sample(n=200, random_state=1).copy()
     corrected["close"] = corrected[["close", "high"]].mean(axis=1)
