@@ -56,13 +56,17 @@ COMMANDS: dict[str, Entry] = {
         "prism.cli.backtest",
         "backtest_command",
         "Backtest a strategy on stored bars and print its metrics (no MLflow run); bars with "
-        "open gaps or a stale feed are refused unless --allow-gaps.",
+        "open gaps or a stale feed are refused unless --allow-gaps. Capital and costs default to "
+        "the settings; --rebalance change --lot 1 --size-at fill --slippage-bps 0 trades as "
+        "backtesting.py and vectorbt's from_signals do.",
     ),
     "sweep": Entry(
         "prism.cli.backtest",
         "sweep_command",
         "Backtest every combination of a parameter grid in parallel (threads here, or the Dask "
-        "cluster at PRISM_DASK_ADDRESS) and print the best, with its deflated Sharpe ratio.",
+        "cluster at PRISM_DASK_ADDRESS) and print the best, with its deflated Sharpe ratio. An "
+        "sma_crossover sweep of one symbol with --rebalance change --size-at fill runs fused on "
+        "this machine's cores (shared averages, one pass per combination).",
     ),
     "research": Entry(
         "prism.cli.research",

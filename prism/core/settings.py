@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -269,10 +270,13 @@ def load_settings() -> Settings:
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    """Return ``url`` with any password replaced by ``***`` (by ``urllib``, so that ``prism
+    config`` does not import SQLAlchemy)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def mask_secret(name: str, secret: SecretStr) -> str:

@@ -25,6 +25,9 @@ from sqlalchemy.engine import make_url
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings
 
+ROLE_LOCK = 0x70726F6C65
+"""Advisory lock key held while a login's role is altered (one process at a time)."""
+
 
 @dataclass(frozen=True)
 class Login:
@@ -86,6 +89,9 @@ def ensure_login(engine: Engine, settings: Settings, login: Login) -> bool:
     if not login.role:
         return False
     with engine.begin() as conn:
+        # Processes opening the database at once (flow runs of several deployments) would
+        # otherwise ALTER the same role concurrently: "tuple concurrently updated".
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ROLE_LOCK})
         allowed = conn.execute(
             text(
                 "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :r) AND "
