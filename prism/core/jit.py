@@ -9,12 +9,17 @@ so compiled functions that call each other see dispatchers, as with ``@njit`` it
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _PENDING: dict[str, list[tuple[Callable[..., Any], dict[str, Any]]]] = {}
+_LOCK = threading.Lock()
+"""Held while a module's functions are replaced: a thread calling a marked function meanwhile
+(a sweep's first chunks run in threads) waits for the dispatchers instead of finding the
+stand-in still in place and calling it again, forever."""
 
 
 def lazy_njit(**options: Any) -> Callable[[F], F]:
@@ -36,10 +41,11 @@ def lazy_njit(**options: Any) -> Callable[[F], F]:
 
 def jit_module(module: str) -> None:
     """Replace every function of ``module`` marked with :func:`lazy_njit` by its dispatcher."""
-    pending = _PENDING.pop(module, [])
-    if not pending:
-        return
-    from numba import njit
+    with _LOCK:
+        pending = _PENDING.pop(module, [])
+        if not pending:
+            return
+        from numba import njit
 
-    for func, options in pending:
-        func.__globals__[func.__name__] = njit(**options)(func)
+        for func, options in pending:
+            func.__globals__[func.__name__] = njit(**options)(func)

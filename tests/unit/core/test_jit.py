@@ -47,3 +47,34 @@ def test_numba_is_imported_at_the_first_call_and_nested_calls_compile(tmp_path) 
     assert before == "False" and after == "True"
     assert float(value) == float(np.arange(5.0).sum() * 2)
     assert compiled == "CPUDispatcher"
+
+
+MANY = "from prism.core.jit import lazy_njit\n\n" + "".join(
+    f"\n@lazy_njit(cache=False)\ndef f{k}(x):\n    return x + {k}\n" for k in range(300)
+)
+
+
+def test_threads_calling_at_once_wait_for_the_compiled_functions(tmp_path) -> None:
+    (tmp_path / "many.py").write_text(MANY)
+    probe = (
+        "import sys, threading\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import numba, many\n"
+        "start = threading.Barrier(8)\n"
+        "results, errors = [], []\n"
+        "def call():\n"
+        "    start.wait()\n"
+        "    try:\n"
+        "        results.append(many.f299(1.0))\n"
+        "    except RecursionError as err:\n"
+        "        errors.append(type(err).__name__)\n"
+        "threads = [threading.Thread(target=call) for _ in range(8)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "print(sorted(results), errors)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300
+    )
+
+    assert done.stdout.strip() == f"{[300.0] * 8} []", done.stdout + done.stderr
