@@ -39,7 +39,7 @@ from prism.core.errors import DataUnavailable
 from prism.data.bars import BAR_COLUMNS, empty_bars, normalise
 from prism.data.sources import Asset, BarSource
 from prism.data.validate import validate
-from prism.db.bars import bars_table
+from prism.db.bars import CHUNK_INTERVALS, bars_table
 from prism.db.rollups import refresh_rollups
 
 BATCH_ROWS = 100_000
@@ -469,6 +469,14 @@ def store_indicators(engine: Engine, values: pd.DataFrame, timeframe: str) -> in
     return len(long)
 
 
+def _source(timeframe: str) -> str:
+    """Return the relation a hot read of ``timeframe`` bars queries: the timeframe's own table,
+    not the ``market_data.ohlcv`` view. Once psycopg prepares a statement (its fifth run, as in
+    every trade cycle) PostgreSQL's generic plan cannot prune the view's branches by a bound
+    ``timeframe`` and probes all four tables; an unknown timeframe reads the view (no rows)."""
+    return bars_table(timeframe) if timeframe in CHUNK_INTERVALS else "market_data.ohlcv"
+
+
 def read_bars(
     engine: Engine,
     symbols: list[str],
@@ -482,21 +490,22 @@ def read_bars(
     ``last`` keeps only each symbol's newest ``last`` bars in that window. Raises
     :class:`DataUnavailable` naming the symbols that have no bars at all in the window.
     """
-    query = """
+    table = _source(timeframe)
+    query = f"""
         SELECT time, symbol, timeframe, open, high, low, close, volume, source
-        FROM market_data.ohlcv
+        FROM {table}
         WHERE symbol = ANY(:symbols) AND timeframe = :timeframe
           AND (CAST(:start AS timestamptz) IS NULL OR time >= CAST(:start AS timestamptz))
           AND (CAST(:end AS timestamptz) IS NULL OR time <= CAST(:end AS timestamptz))
         ORDER BY symbol, time
     """
     if last is not None:
-        query = """
+        query = f"""
             SELECT b.time, b.symbol, b.timeframe, b.open, b.high, b.low, b.close, b.volume,
                    b.source
             FROM (SELECT DISTINCT unnest(CAST(:symbols AS text[])) AS symbol) s
             CROSS JOIN LATERAL (
-                SELECT * FROM market_data.ohlcv o
+                SELECT * FROM {table} o
                 WHERE o.symbol = s.symbol AND o.timeframe = :timeframe
                   AND (CAST(:start AS timestamptz) IS NULL OR o.time >= CAST(:start AS timestamptz))
                   AND (CAST(:end AS timestamptz) IS NULL OR o.time <= CAST(:end AS timestamptz))
@@ -539,7 +548,7 @@ RECENT = timedelta(days=30)
 or two chunks even when 1m bars are kept for years."""
 
 _NEWEST = """
-SELECT max(time) FROM market_data.ohlcv
+SELECT max(time) FROM {table}
 WHERE symbol = ANY(:s) AND timeframe = :tf AND time > :since
   AND (CAST(:upto AS timestamptz) IS NULL OR time <= :upto)
 """
@@ -560,10 +569,11 @@ def newest_time(
     since = (upto or datetime.now(UTC)) - RECENT
     params = {"s": symbols, "tf": timeframe, "upto": upto}
     with engine.connect() as conn:
-        newest = conn.execute(text(_NEWEST), {**params, "since": since}).scalar()
+        query = text(_NEWEST.format(table=_source(timeframe)))
+        newest = conn.execute(query, {**params, "since": since}).scalar()
         if newest is None:
             newest = conn.execute(
-                text(_NEWEST), {**params, "since": datetime.min.replace(tzinfo=UTC)}
+                query, {**params, "since": datetime.min.replace(tzinfo=UTC)}
             ).scalar()
     return None if newest is None else pd.Timestamp(newest).to_pydatetime()
 

@@ -119,9 +119,16 @@ def test_0019_splits_bars_stored_in_compressed_chunks(timescale_engine):
             text(OLD_BARS),
             {"tf": "1d", "start": "2004-01-01", "end": "2024-01-01", "step": "1 day"},
         )
+        # recent minutes: the 1m retention job that the upgrade installs may run at once
+        recent = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=3)
         conn.execute(
             text(OLD_BARS),
-            {"tf": "1m", "start": "2024-01-01", "end": "2024-01-03", "step": "1 minute"},
+            {
+                "tf": "1m",
+                "start": recent.isoformat(),
+                "end": (recent + pd.Timedelta(days=2)).isoformat(),
+                "step": "1 minute",
+            },
         )
         before = pd.read_sql_query(text(ALL_BARS), conn)
     with timescale_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
