@@ -29,6 +29,8 @@ from prism.core.errors import ConfigError
 from prism.core.settings import load_settings
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from prism.backtest.engine import BacktestConfig
 
 
@@ -115,6 +117,19 @@ def account_options(
     )
 
 
+def gated_bars(
+    names: list[str], start: str | None, end: str | None, timeframe: str, allow_gaps: bool
+) -> pd.DataFrame:
+    """Return the stored bars a backtest or sweep runs on, after the data-quality gate."""
+    from prism.data.store import read_bars
+    from prism.db.engine import open_database
+
+    engine = open_database(load_settings())
+    bars = read_bars(engine, names, start, end, timeframe)
+    quality_gate(engine, names, timeframe, start, end, allow_gaps)
+    return bars
+
+
 def backtest_command(
     strategy: Annotated[str, typer.Argument(help="strategy name (see `prism strategies`)")],
     symbols: Annotated[str, typer.Option(help="comma-separated symbols")] = "SPX,NDX",
@@ -141,16 +156,12 @@ def backtest_command(
     the settings; --rebalance change --lot 1 --size-at fill --slippage-bps 0 trades as
     backtesting.py and vectorbt's from_signals do."""
     from prism.backtest.engine import report, run_backtest
-    from prism.data.store import read_bars
-    from prism.db.engine import open_database
     from prism.strategies import make_strategy, strategy_params
 
     check_span(start, end)
     chosen = make_strategy(strategy, parse_assignments(param or []))
     names = symbol_list(symbols)
-    engine = open_database(load_settings())
-    bars = read_bars(engine, names, start, end, timeframe)
-    quality_gate(engine, names, timeframe, start, end, allow_gaps)
+    bars = gated_bars(names, start, end, timeframe, allow_gaps)
     config = account_options(
         cash,
         commission_bps,
@@ -227,17 +238,13 @@ def sweep_command(
     from rich.progress import Progress
 
     from prism.backtest.sweep import best, expand_grid, parse_axis, parse_condition, run_sweep
-    from prism.data.store import read_bars
-    from prism.db.engine import open_database
 
     check_span(start, end)
     axes = dict(parse_axis(axis) for axis in grid)
     filters = [parse_condition(text) for text in where or []]
     combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))
     names = symbol_list(symbols)
-    engine = open_database(load_settings())
-    bars = read_bars(engine, names, start, end, timeframe)
-    quality_gate(engine, names, timeframe, start, end, allow_gaps)
+    bars = gated_bars(names, start, end, timeframe, allow_gaps)
     config = account_options(
         cash,
         commission_bps,
