@@ -174,12 +174,18 @@ async def daily_report(report_date: date | None = None) -> list[str]:
 
 @flow(name="maintenance", log_prints=False, on_failure=[alert_failure])
 async def maintenance() -> dict[str, int]:
-    """Refresh the 1h/1d rollups and apply the retention policies."""
+    """Refresh the 1h/1d rollups, apply the retention policies and prune the settled rows of
+    the alert outbox; return what each removed."""
     from prism.db.rollups import apply_retention, refresh_rollups
+    from prism.live.alerts import prune_outbox
 
     engine = _owner_engine()
+    settings = load_settings()
     refresh_rollups(engine)
-    return apply_retention(engine, load_settings())
+    return {
+        **apply_retention(engine, settings),
+        "alert_outbox": prune_outbox(engine, settings),
+    }
 
 
 def replay(

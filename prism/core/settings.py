@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     alert_delivery_seconds: float = Field(
         15.0, description="how often the deliver_alerts flow sends the alert outbox's due rows"
     )
+    alert_outbox_keep_days: float = Field(
+        30.0,
+        gt=0,
+        description="maintenance deletes outbox rows delivered, suppressed or failed this many "
+        "days ago (the alert itself stays in audit.system_events)",
+    )
     ccxt_api_key: SecretStr | None = Field(
         None, description="API key of the ccxt broker's exchange"
     )

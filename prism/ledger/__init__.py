@@ -36,6 +36,7 @@ from prism.ledger.orders import (
     record_signals,
     set_order_status,
     set_order_statuses,
+    working_quantities,
 )
 
 __all__ = [
@@ -65,4 +66,5 @@ __all__ = [
     "set_order_status",
     "set_order_statuses",
     "to_decimal",
+    "working_quantities",
 ]

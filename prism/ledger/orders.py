@@ -114,6 +114,22 @@ def open_orders(conn: Connection, deployment: str) -> list[OrderRow]:
     return [OrderRow(*row) for row in rows]
 
 
+def working_quantities(conn: Connection, deployment: str) -> dict[str, Decimal]:
+    """Return, per symbol, the signed quantity still to fill of the deployment's orders that
+    may be at the broker (``pending``, ``sent``, ``partial``): what its position becomes once
+    they fill. Sizing against holdings alone would order again what a slow broker has not
+    filled yet."""
+    rows = conn.execute(
+        text(
+            "SELECT symbol, sum(CASE WHEN side = 'buy' THEN 1 ELSE -1 END "
+            "* (quantity - filled_quantity)) FROM trading.orders "
+            "WHERE deployment = :d AND status IN ('pending', 'sent', 'partial') GROUP BY symbol"
+        ),
+        {"d": deployment},
+    )
+    return {symbol: Decimal(quantity) for symbol, quantity in rows if quantity}
+
+
 def apply_fill(conn: Connection, deployment: str, side: str, symbol: str, fill: FillRow) -> bool:
     """Record ``fill`` and move cash, position and order with it, all or nothing.
 

@@ -203,6 +203,23 @@ def deliver_alerts(
     return done
 
 
+def prune_outbox(engine: Engine, settings: Settings) -> int:
+    """Delete the outbox rows settled (``delivered``, ``suppressed`` or ``failed``) more than
+    ``settings.alert_outbox_keep_days`` ago; return how many. The outbox is a queue, not the
+    record: each alert and its outcome stay in ``audit.system_events``, and de-duplication and
+    the rate limit read those, so pruning changes no delivery decision."""
+    with engine.begin() as conn:
+        deleted = conn.execute(
+            text(
+                "DELETE FROM audit.alert_outbox WHERE status IN ('delivered', 'suppressed', "
+                "'failed') AND coalesce(delivered_at, next_attempt_at) "
+                "< now() - make_interval(secs => :keep)"
+            ),
+            {"keep": settings.alert_outbox_keep_days * 86_400},
+        )
+    return int(deleted.rowcount or 0)
+
+
 def _claim(
     engine: Engine,
     settings: Settings,

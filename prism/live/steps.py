@@ -219,19 +219,28 @@ def decide(
         equity = ledger.cash(conn, config.deployment) + sum(
             (q * closes[s] for s, q in held.items()), money.ZERO
         )
+        working = {
+            s: q
+            for s, q in ledger.working_quantities(conn, config.deployment).items()
+            if s in closes
+        }
+        position = {
+            s: held.get(s, money.ZERO) + working.get(s, money.ZERO)
+            for s in held.keys() | working.keys()
+        }
         names = sorted(closes)
         capped = cap_leverage(np.array([weights.get(s, 0.0) for s in names]), config.max_leverage)
         targets = {s: money.exact(float(w)) for s, w in zip(names, capped, strict=True)}
-        quantities = size(config, targets, held, closes, equity)
-        book = Book(equity, dict(held), closes)
-        context = _Context(config, strategy, as_of, targets, held, closes, equity)
+        quantities = size(config, targets, position, closes, equity)
+        book = Book(equity, dict(position), closes)
+        context = _Context(config, strategy, as_of, targets, held, working, closes, equity)
         ordered = sorted(set(config.symbols), key=lambda s: (quantities.get(s, 0) > 0, s))
         minimum = money.exact(min_notional)
         for symbol in ordered:
             quantity = quantities.get(symbol, money.ZERO)
             check = None
             skip = None
-            if quantity and minimum and held.get(symbol, 0) + quantity != 0:
+            if quantity and minimum and position.get(symbol, 0) + quantity != 0:
                 notional = abs(quantity) * closes[symbol]
                 if notional < minimum:
                     skip = f"order notional {notional:,.2f} under the minimum {minimum:,.2f}"
@@ -316,6 +325,7 @@ class _Context:
     as_of: datetime
     targets: dict[str, Decimal]
     held: dict[str, Decimal]
+    working: dict[str, Decimal]
     closes: dict[str, Decimal]
     equity: Decimal
 
@@ -336,12 +346,15 @@ class _Context:
             action, reasoning = "skip", skip
         elif order is None:
             action, reasoning = "hold", "position within the rebalancing band of the target"
+            if symbol in self.working:
+                reasoning += f" once working orders for {self.working[symbol]:f} fill"
         else:
             action = order.side
             reasoning = (
                 f"target weight {self.targets.get(symbol, 0):+.4f} of equity "
-                f"{self.equity:,.2f}; held {self.held.get(symbol, 0):f}, trading "
-                f"{order.quantity} at ~{price:,.2f}"
+                f"{self.equity:,.2f}; held {self.held.get(symbol, 0):f}"
+                + (f" ({self.working[symbol]:+f} working)" if symbol in self.working else "")
+                + f", trading {order.quantity} at ~{price:,.2f}"
             )
             if check is not None and check.outcome == "trim":
                 reasoning += f" (trimmed from {abs(check.requested):f}: {_breaches(check)})"
@@ -356,6 +369,7 @@ class _Context:
                 "target_weight": _number(self.targets.get(symbol)),
                 "close": _number(price),
                 "held": float(self.held.get(symbol, money.ZERO)),
+                "working": float(self.working.get(symbol, money.ZERO)),
                 "equity": float(self.equity),
             },
             "risk_check": risk,

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, text
 from prism.core.settings import Settings
 from prism.data.store import ingest
 from prism.live import cycle, deployments
-from prism.live.alerts import deliver_alerts, raise_alert
+from prism.live.alerts import deliver_alerts, prune_outbox, raise_alert
 from tests.integration.live.test_calendar_staleness import FridayMinutes
 from tests.integration.runner_support import CAPITAL, SYMBOLS, FixedSource, loosen_limits
 from tests.integration.webhook import Webhook, serve_webhook
@@ -140,3 +140,31 @@ def test_a_deliverer_killed_between_sending_and_marking_is_redelivered_under_the
     assert hook.keys["ok"] == [row.delivery_key, row.delivery_key]  # sent twice...
     assert hook.processed("ok") == [row.delivery_key]  # ...acted on once, by its key
     assert deliver_alerts(engine, configured, lease_seconds=0) == []
+
+
+def test_maintenance_prunes_settled_outbox_rows_and_keeps_the_alerts(engine, settings, hook):
+    """Settled rows older than the keep window go; rows still due, newer ones and the alerts'
+    system events stay."""
+    sent = _with(settings, hook.url("ok"))
+    old, recent = (
+        raise_alert(engine, "old", "warning", "test", "x"),
+        raise_alert(engine, "recent", "warning", "test", "y"),
+    )
+    assert all(d.status == "delivered" for d in deliver_alerts(engine, sent))
+    waiting = raise_alert(engine, "waiting", "warning", "test", "z")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE audit.alert_outbox SET delivered_at = now() - interval '31 days', "
+                "created_at = now() - interval '31 days' WHERE id = :old OR id = :waiting"
+            ),
+            {"old": old, "waiting": waiting},
+        )
+
+    assert prune_outbox(engine, settings) == 1
+
+    with engine.connect() as conn:
+        left = set(conn.execute(text("SELECT id FROM audit.alert_outbox")).scalars())
+        kinds = set(conn.execute(text("SELECT event_type FROM audit.system_events")).scalars())
+    assert left == {recent, waiting}
+    assert {"old", "recent", "waiting"} <= kinds

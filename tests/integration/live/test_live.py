@@ -165,3 +165,29 @@ def test_every_order_traces_to_an_audit_decision_with_the_model_version(stocked)
         ).scalar()
     assert orders > 0
     assert orphans == 0
+
+
+def test_orders_the_broker_has_not_filled_yet_are_not_ordered_again(stocked):
+    """A broker slower than the bar: the first cycle's buys are still working when the next
+    cycle decides, so that cycle holds instead of buying the same target a second time."""
+    config = steps.LiveConfig(deployment="slow", symbols=SYMBOLS, **COSTS)
+    broker = PaperBroker(stocked, config)
+    ledger.ensure_account(stocked, config.deployment, Decimal("1000000"))
+    forty = steps.LiveStrategy(
+        "fixed", "test-model", "1", 1, lambda bars: bars[["time", "symbol"]].assign(weight=0.4)
+    )
+    first, second, third = replay_times(stocked, list(SYMBOLS), 3)
+
+    sent = steps.decide(stocked, broker, forty, config, first)
+    assert sorted(o.symbol for o in sent) == sorted(SYMBOLS)
+    assert steps.decide(stocked, broker, forty, config, second) == []
+    steps.fill_open_orders(stocked, broker, config.deployment, third)
+
+    with stocked.connect() as conn:
+        held = ledger.holdings(conn, config.deployment)
+        reasons = conn.execute(
+            text("SELECT reasoning FROM audit.decisions WHERE deployment = 'slow' AND time = :t"),
+            {"t": second},
+        ).scalars()
+        assert all("once working orders for" in r for r in reasons)
+    assert held == {o.symbol: o.quantity for o in sent}
