@@ -32,7 +32,7 @@ from prism.data.calendars import ALWAYS_OPEN as ALWAYS_OPEN
 from prism.data.calendars import CALENDAR_START as CALENDAR_START
 from prism.data.calendars import exchange_calendar as exchange_calendar
 from prism.data.sources import Asset, BarSource
-from prism.data.store import IngestReport, ingest
+from prism.data.store import IngestReport, bars_source, ingest
 
 
 @dataclass(frozen=True)
@@ -349,8 +349,8 @@ class BackfillResult:
 def source_before(engine: Engine, gap: Gap) -> str:
     """Return the source of the stored bar just before ``gap`` (its series' feed there)."""
     query = text(
-        "SELECT source FROM market_data.ohlcv WHERE symbol = :symbol AND timeframe = :timeframe "
-        "AND time < :start ORDER BY time DESC LIMIT 1"
+        f"SELECT source FROM {bars_source(gap.timeframe)} WHERE symbol = :symbol "
+        "AND timeframe = :timeframe AND time < :start ORDER BY time DESC LIMIT 1"
     )
     params = {"symbol": gap.symbol, "timeframe": gap.timeframe, "start": gap.start}
     with engine.connect() as conn:
@@ -359,7 +359,7 @@ def source_before(engine: Engine, gap: Gap) -> str:
 
 def _count_stored(engine: Engine, gap: Gap) -> int:
     query = text(
-        "SELECT count(*) FROM market_data.ohlcv WHERE symbol = :symbol "
+        f"SELECT count(*) FROM {bars_source(gap.timeframe)} WHERE symbol = :symbol "
         "AND timeframe = :timeframe AND time BETWEEN :start AND :end"
     )
     params = {"symbol": gap.symbol, "timeframe": gap.timeframe, "start": gap.start, "end": gap.end}

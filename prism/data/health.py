@@ -34,6 +34,7 @@ from prism.data.gaps import (
     find_gaps,
     is_feed,
 )
+from prism.data.store import bars_source
 
 WARN_AFTER = pd.Timedelta(minutes=5)
 """A live intraday symbol silent this long (in trading time) is a warning."""
@@ -150,19 +151,17 @@ def series_status(
     ]
 
 
-_NEWEST = text(
-    """
+_NEWEST = """
     SELECT s.symbol, b.time, b.source, coalesce(a.calendar, 'XNYS') AS calendar
     FROM (SELECT DISTINCT unnest(CAST(:symbols AS text[])) AS symbol) s
     CROSS JOIN LATERAL (
-        SELECT o.time, o.source FROM market_data.ohlcv o
+        SELECT o.time, o.source FROM {table} o
         WHERE o.symbol = s.symbol AND o.timeframe = :timeframe
         ORDER BY o.time DESC LIMIT 1
     ) b
     LEFT JOIN market_data.assets a ON a.symbol = s.symbol
     ORDER BY s.symbol
-    """
-)
+"""
 
 
 def _newest(engine: Engine, symbols: list[str], timeframe: str) -> list[SeriesStatus]:
@@ -170,7 +169,10 @@ def _newest(engine: Engine, symbols: list[str], timeframe: str) -> list[SeriesSt
     (calendar, source and time of its newest bar), from one index lookup per symbol instead of
     :func:`series_status`'s scan of every bar; ``first`` and ``bars`` are not filled in."""
     with engine.connect() as conn:
-        rows = conn.execute(_NEWEST, {"symbols": symbols, "timeframe": timeframe}).all()
+        rows = conn.execute(
+            text(_NEWEST.format(table=bars_source(timeframe))),
+            {"symbols": symbols, "timeframe": timeframe},
+        ).all()
     return [
         SeriesStatus(
             symbol=str(symbol),

@@ -469,7 +469,7 @@ def store_indicators(engine: Engine, values: pd.DataFrame, timeframe: str) -> in
     return len(long)
 
 
-def _source(timeframe: str) -> str:
+def bars_source(timeframe: str) -> str:
     """Return the relation a hot read of ``timeframe`` bars queries: the timeframe's own table,
     not the ``market_data.ohlcv`` view. Once psycopg prepares a statement (its fifth run, as in
     every trade cycle) PostgreSQL's generic plan cannot prune the view's branches by a bound
@@ -490,7 +490,7 @@ def read_bars(
     ``last`` keeps only each symbol's newest ``last`` bars in that window. Raises
     :class:`DataUnavailable` naming the symbols that have no bars at all in the window.
     """
-    table = _source(timeframe)
+    table = bars_source(timeframe)
     query = f"""
         SELECT time, symbol, timeframe, open, high, low, close, volume, source
         FROM {table}
@@ -569,7 +569,7 @@ def newest_time(
     since = (upto or datetime.now(UTC)) - RECENT
     params = {"s": symbols, "tf": timeframe, "upto": upto}
     with engine.connect() as conn:
-        query = text(_NEWEST.format(table=_source(timeframe)))
+        query = text(_NEWEST.format(table=bars_source(timeframe)))
         newest = conn.execute(query, {**params, "since": since}).scalar()
         if newest is None:
             newest = conn.execute(
@@ -582,7 +582,10 @@ def stored_symbols(engine: Engine, timeframe: str = "1d") -> list[str]:
     """Return the symbols that have at least one bar of ``timeframe``."""
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT DISTINCT symbol FROM market_data.ohlcv WHERE timeframe = :tf ORDER BY 1"),
+            text(
+                f"SELECT DISTINCT symbol FROM {bars_source(timeframe)} "
+                "WHERE timeframe = :tf ORDER BY 1"
+            ),
             {"tf": timeframe},
         )
         return [row[0] for row in rows]

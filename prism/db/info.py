@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, text
 from prism.core.settings import Settings
 from prism.db.bars import CHUNK_INTERVALS, bars_table
 from prism.db.migrate import current_revision, database_mode, timescale_support
-from prism.db.rollups import ROLLUPS, configured_policies
+from prism.db.rollups import ROLLUPS, SOURCES, configured_policies
 
 COUNTED_TABLES = (
     "market_data.assets",
@@ -124,7 +124,7 @@ def _rollups(conn: Connection, mode: str) -> list[dict[str, str]]:
         )
         kind = "table kept by ingestion"
     names = [str(r[0]) for r in conn.execute(text(query))]
-    return [{"name": n, "kind": kind, "source": "market_data.ohlcv (1m)"} for n in names]
+    return [{"name": n, "kind": kind, "source": SOURCES.get(n, ("",))[0]} for n in names]
 
 
 def _jobs(conn: Connection) -> list[dict[str, Any]]:

@@ -2,7 +2,10 @@
 
 The rollups ``market_data.ohlcv_1h`` and ``market_data.ohlcv_1d`` (first open, max high,
 min low, last close, summed volume, and the number of 1m bars in the bucket) are created by
-migration 0005 in the mode recorded for the database:
+migration 0005 in the mode recorded for the database. They are a hierarchy (migration 0020):
+the hourly rollup is computed from the 1m bars and the daily one from the hourly rollup (first
+hourly open, max high, min low, last hourly close, summed volume and bar counts), which gives the
+same values as from the 1m bars while reading 24 rows a day instead of 1,440.
 
 - TimescaleDB: continuous aggregates with refresh policies. :func:`refresh_rollups` refreshes
   them at once as well, so a bar ingested a moment ago shows up without waiting for the job,
@@ -18,14 +21,16 @@ migration 0005 in the mode recorded for the database:
   deletion: ``prism db retention`` runs :func:`apply_retention` (the runner's maintenance flow
   runs it daily). Compression has no plain-PostgreSQL equivalent.
 
-In both modes a bucket outlives the 1m bars it was computed from, so 1h/1d history reaches back
-further than 1m retention. A refresh therefore never reaches behind retention: each retention
-run records how far it deleted 1m bars (``retention_cutoff_1m`` in ``config.database_info``,
-only ever moving forward), and :func:`refresh_rollups` starts no earlier than the first whole
-bucket after that cutoff. Without that, a continuous aggregate refreshed over a range whose raw
-rows are gone deletes those buckets (and a plain-PostgreSQL upsert shrinks the bucket the cutoff
-falls in). The TimescaleDB refresh policies look back less far than 1m retention for the same
-reason.
+In both modes a bucket outlives the rows it was computed from, so 1h/1d history reaches back
+further than 1m retention. A refresh therefore never reaches behind what its source keeps: each
+retention run records how far it deleted 1m bars (``retention_cutoff_1m`` in
+``config.database_info``, only ever moving forward), and :func:`refresh_rollups` starts the
+hourly rollup no earlier than the first whole hour after that cutoff; the daily rollup, no
+earlier than the first whole day the hourly rollup still holds (on TimescaleDB its retention
+drops whole chunks of it; on plain PostgreSQL the hourly table is never trimmed). Without that, a
+continuous aggregate refreshed over a range whose source rows are gone deletes those buckets
+(and a plain-PostgreSQL upsert shrinks the bucket the cutoff falls in). The TimescaleDB refresh
+policies look back less far than their source keeps for the same reason.
 
 :func:`install_timescale_policies` is what migration 0010 runs, so that ``prism db upgrade``
 leaves a TimescaleDB database with its compression, retention and refresh jobs installed.
@@ -48,6 +53,18 @@ TIMEFRAMES = ("1m", "5m", "1h", "1d")
 ROLLUPS = {"market_data.ohlcv_1h": "1h", "market_data.ohlcv_1d": "1d"}
 """Each rollup view and the timeframe whose compression and retention it follows."""
 FOREVER = ("forever", "none", "")
+
+
+def rollup_of(timeframe: str) -> str:
+    """Return the rollup (continuous aggregate on TimescaleDB) holding ``timeframe`` buckets of
+    the 1m bars; a ConfigError for a timeframe that has none (1m, 5m)."""
+    views = {tf: view for view, tf in ROLLUPS.items()}
+    if timeframe not in views:
+        raise ConfigError(
+            f"no rollup of 1m bars into {timeframe!r} bars; rollups exist for "
+            f"{', '.join(views)}: read {timeframe!r} bars from the stored bars instead"
+        )
+    return views[timeframe]
 
 
 @dataclass(frozen=True)
@@ -102,8 +119,8 @@ INCREMENTAL_ROLLUP = """
 INSERT INTO {view} (symbol, time, open, high, low, close, volume, bars)
 SELECT symbol, date_bin(CAST(:width AS interval), time, {origin}) AS bucket,
        (array_agg(open ORDER BY time))[1], max(high), min(low),
-       (array_agg(close ORDER BY time DESC))[1], sum(volume), count(*)
-FROM market_data.bars_1m
+       (array_agg(close ORDER BY time DESC))[1], sum(volume), {bars}
+FROM {source}
 WHERE true {where}
 GROUP BY 1, 2
 ON CONFLICT (symbol, time) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high,
@@ -111,13 +128,30 @@ ON CONFLICT (symbol, time) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.h
 """
 
 WIDTHS = {"market_data.ohlcv_1h": "1 hour", "market_data.ohlcv_1d": "1 day"}
+"""Bucket width of each rollup, in the order they are refreshed (each after its source)."""
+
+SOURCES = {
+    "market_data.ohlcv_1h": ("market_data.bars_1m", "count(*)"),
+    "market_data.ohlcv_1d": ("market_data.ohlcv_1h", "sum(bars)"),
+}
+"""What each rollup is computed from, and how its bucket's count of 1m bars is."""
 
 REFRESH_POLICIES = {
     "market_data.ohlcv_1h": ("3 days", "1 hour", "30 minutes"),
     "market_data.ohlcv_1d": ("7 days", "1 day", "1 hour"),
 }
 """start_offset, end_offset and schedule_interval of each continuous aggregate's refresh job
-(start_offset is shortened to the 1m retention when that is shorter)."""
+(start_offset is shortened to what the source keeps when that is shorter: the 1m retention for
+the hourly rollup, the 1h retention for the daily one)."""
+
+REFRESH_JOB = """
+SELECT j.job_id FROM timescaledb_information.jobs j
+JOIN _timescaledb_catalog.continuous_agg ca
+  ON ca.mat_hypertable_id = CAST(j.config ->> 'mat_hypertable_id' AS integer)
+WHERE format('%s.%s', ca.user_view_schema, ca.user_view_name) = :view
+  AND j.proc_name = 'policy_refresh_continuous_aggregate'
+"""
+"""The refresh job of the continuous aggregate ``:view`` (``market_data.ohlcv_1d``)."""
 
 CUTOFF_KEY = "retention_cutoff_{timeframe}"
 """Key in ``config.database_info``: bars of the timeframe older than this were deleted."""
@@ -140,10 +174,38 @@ def retention_cutoff(conn: Connection, timeframe: str = "1m") -> datetime | None
     return value if isinstance(value, datetime) else None
 
 
-def _refresh_start(conn: Connection, width: str, start: datetime | None) -> datetime | None:
-    """Return where a refresh of ``width`` buckets may start: ``start``, but not before the
-    first whole bucket after the 1m retention cutoff."""
-    cutoff = retention_cutoff(conn)
+def source_floor(conn: Connection, view: str, mode: str) -> datetime | None:
+    """Return the time before which ``view``'s source may have lost rows, if it may have.
+
+    The hourly rollup's source is the 1m bars, deleted up to the recorded 1m retention cutoff.
+    The daily rollup's is the hourly rollup: on TimescaleDB its retention drops whole chunks,
+    so everything from its first remaining chunk on is whole; on plain PostgreSQL the hourly
+    table is never trimmed.
+    """
+    if SOURCES[view][0] == "market_data.bars_1m":
+        return retention_cutoff(conn)
+    if mode != "timescaledb":
+        return None
+    value = conn.execute(
+        text(
+            "SELECT min(ch.range_start) FROM timescaledb_information.continuous_aggregates ca "
+            "JOIN timescaledb_information.chunks ch "
+            "ON ch.hypertable_schema = ca.materialization_hypertable_schema "
+            "AND ch.hypertable_name = ca.materialization_hypertable_name "
+            "WHERE ca.view_schema || '.' || ca.view_name = :source"
+        ),
+        {"source": SOURCES[view][0]},
+    ).scalar()
+    return value if isinstance(value, datetime) else None
+
+
+def _refresh_start(
+    conn: Connection, view: str, mode: str, start: datetime | None
+) -> datetime | None:
+    """Return where a refresh of ``view`` may start: ``start``, but not before the first whole
+    bucket after the time its source may have lost rows before (:func:`source_floor`)."""
+    width = WIDTHS[view]
+    cutoff = source_floor(conn, view, mode)
     if cutoff is None:
         return start
     first_whole = conn.execute(
@@ -202,7 +264,10 @@ def refresh_rollups(
 
     Only the buckets of ``symbols`` between ``start`` and ``end`` (the bars an ingest just
     changed) are recomputed; without them, every bucket, but never a bucket behind the 1m
-    retention cutoff (whose raw bars are gone, see the module's docstring). Raises
+    retention cutoff (whose raw bars are gone, see the module's docstring). On TimescaleDB the
+    bucket now is in is left unmaterialized: real-time aggregation computes it from the layer
+    below on every read, so a bar stored later (by the runner, which may not refresh) shows in
+    it at once; the refresh jobs materialize it once it is over. Raises
     :class:`~prism.core.errors.TransientError` naming the rollup that failed; the bars themselves
     are already committed, so running ``prism db refresh`` later repairs it.
     """
@@ -211,28 +276,40 @@ def refresh_rollups(
         return
     for view, width in WIDTHS.items():
         with engine.connect() as conn:
-            window_start = _refresh_start(conn, width, start)
+            window_start = _refresh_start(conn, view, mode, start)
         if window_start is not None and end is not None and window_start > end:
             continue
         try:
             if mode == "timescaledb":
                 autocommit = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
                 with autocommit as conn:
-                    conn.execute(
+                    low, high = conn.execute(
                         text(
-                            f"CALL refresh_continuous_aggregate('{view}', "
-                            f"date_bin(CAST(:width AS interval), :start, {ORIGIN}), "
-                            f"date_bin(CAST(:width AS interval), :end, {ORIGIN}) "
-                            "+ CAST(:width AS interval))"
+                            f"SELECT date_bin(CAST(:width AS interval), :start, {ORIGIN}), "
+                            f"LEAST(date_bin(CAST(:width AS interval), :end, {ORIGIN}) "
+                            f"+ CAST(:width AS interval), "
+                            f"date_bin(CAST(:width AS interval), now(), {ORIGIN}))"
                         ),
                         {"width": width, "start": window_start, "end": end},
-                    )
+                    ).one()
+                    if low is None or low < high:
+                        conn.execute(
+                            text(
+                                f"CALL refresh_continuous_aggregate('{view}', "
+                                "CAST(:low AS timestamptz), CAST(:high AS timestamptz))"
+                            ),
+                            {"low": low, "high": high},
+                        )
             else:
                 with engine.begin() as conn:
                     conn.execute(
                         text(
                             INCREMENTAL_ROLLUP.format(
-                                view=view, origin=ORIGIN, where=_window(symbols, window_start, end)
+                                view=view,
+                                source=SOURCES[view][0],
+                                bars=SOURCES[view][1],
+                                origin=ORIGIN,
+                                where=_window(symbols, window_start, end),
                             )
                         ),
                         {"width": width, "symbols": symbols, "start": window_start, "end": end},
@@ -278,13 +355,15 @@ def apply_retention(
     return deleted
 
 
-def _timescale_compression(conn: Connection, policies: list[Policy]) -> list[str]:
-    """Compress each timeframe's bar table and each rollup after its setting. Migration 0010
-    runs this before migration 0019 has created the bar tables: it skips them then, and 0019
-    installs their compression."""
+def _timescale_compression(
+    conn: Connection, policies: list[Policy], views: list[str], bars: bool
+) -> list[str]:
+    """Compress each timeframe's bar table (if ``bars``) and each of ``views`` after its
+    setting. Migration 0010 runs this before migration 0019 has created the bar tables: it skips
+    them then, and 0019 installs their compression."""
     by_timeframe = {p.timeframe: p for p in policies}
     done = []
-    for policy in policies:
+    for policy in policies if bars else []:
         table = bars_table(policy.timeframe)
         if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
             continue
@@ -302,8 +381,8 @@ def _timescale_compression(conn: Connection, policies: list[Policy]) -> list[str
                 {"after": policy.compress_after},
             )
             done.append(f"compress {table} after {policy.compress_after}")
-    for view, timeframe in ROLLUPS.items():
-        after = by_timeframe[timeframe].compress_after
+    for view in views:
+        after = by_timeframe[ROLLUPS[view]].compress_after
         conn.execute(text(f"SELECT remove_compression_policy('{view}', if_exists => true)"))
         if after:
             conn.execute(text(f"ALTER MATERIALIZED VIEW {view} SET (timescaledb.compress = true)"))
@@ -315,16 +394,19 @@ def _timescale_compression(conn: Connection, policies: list[Policy]) -> list[str
     return done
 
 
-def _timescale_retention(conn: Connection, policies: list[Policy]) -> list[str]:
+def _timescale_retention(
+    conn: Connection, policies: list[Policy], views: list[str], bars: bool
+) -> list[str]:
     by_timeframe = {p.timeframe: p for p in policies}
     done = []
-    conn.execute(
-        text(
-            "SELECT delete_job(job_id) FROM timescaledb_information.jobs "
-            "WHERE proc_schema = 'market_data' AND proc_name = 'delete_old_bars'"
+    if bars:
+        conn.execute(
+            text(
+                "SELECT delete_job(job_id) FROM timescaledb_information.jobs "
+                "WHERE proc_schema = 'market_data' AND proc_name = 'delete_old_bars'"
+            )
         )
-    )
-    for policy in policies:
+    for policy in policies if bars else []:
         if policy.keep is None:
             continue
         conn.execute(
@@ -336,8 +418,8 @@ def _timescale_retention(conn: Connection, policies: list[Policy]) -> list[str]:
             {"tf": policy.timeframe, "keep": policy.keep},
         )
         done.append(f"delete {policy.timeframe} bars older than {policy.keep}")
-    for view, timeframe in ROLLUPS.items():
-        keep = by_timeframe[timeframe].keep
+    for view in views:
+        keep = by_timeframe[ROLLUPS[view]].keep
         conn.execute(text(f"SELECT remove_retention_policy('{view}', if_exists => true)"))
         if keep:
             conn.execute(
@@ -348,14 +430,18 @@ def _timescale_retention(conn: Connection, policies: list[Policy]) -> list[str]:
     return done
 
 
-def _timescale_refresh(conn: Connection, policies: list[Policy]) -> list[str]:
-    """(Re)install each continuous aggregate's refresh job, looking back no further than the
-    1m retention (a refresh behind it would delete buckets whose raw bars are gone)."""
-    keep_1m = next(p.keep for p in policies if p.timeframe == "1m")
+def _timescale_refresh(conn: Connection, policies: list[Policy], views: list[str]) -> list[str]:
+    """(Re)install each continuous aggregate's refresh job, looking back no further than its
+    source keeps: the 1m retention for the hourly aggregate, the 1h retention for the daily one
+    (a refresh behind it would delete buckets whose source rows are gone)."""
+    keep = {p.timeframe: p.keep for p in policies}
+    source_keeps = {"market_data.ohlcv_1h": keep["1m"], "market_data.ohlcv_1d": keep["1h"]}
     done = []
-    for view, (start, end, every) in REFRESH_POLICIES.items():
-        if keep_1m is not None and _seconds(conn, keep_1m) < _seconds(conn, start):
-            start = keep_1m
+    for view in views:
+        start, end, every = REFRESH_POLICIES[view]
+        kept = source_keeps[view]
+        if kept is not None and _seconds(conn, kept) < _seconds(conn, start):
+            start = kept
         conn.execute(
             text(f"SELECT remove_continuous_aggregate_policy('{view}', if_exists => true)")
         )
@@ -393,13 +479,21 @@ def apply_policies(engine: Engine, settings: Settings) -> list[str]:
         return install_timescale_policies(conn, settings)
 
 
-def install_timescale_policies(conn: Connection, settings: Settings) -> list[str]:
+def install_timescale_policies(
+    conn: Connection, settings: Settings, only: str | None = None
+) -> list[str]:
     """Install compression, retention and refresh jobs from ``settings`` on a TimescaleDB
-    database through ``conn`` (replacing those there); return what was installed."""
+    database through ``conn`` (replacing those there); return what was installed.
+
+    ``only`` (a rollup view) installs that rollup's jobs alone, leaving the bar tables' and the
+    other rollup's as they are (a migration that recreates one aggregate).
+    """
     policies = configured_policies(settings)
     check_policies(conn, policies)
+    views = [only] if only else list(ROLLUPS)
+    bars = only is None
     return (
-        _timescale_compression(conn, policies)
-        + _timescale_retention(conn, policies)
-        + _timescale_refresh(conn, policies)
+        _timescale_compression(conn, policies, views, bars)
+        + _timescale_retention(conn, policies, views, bars)
+        + _timescale_refresh(conn, policies, views)
     )

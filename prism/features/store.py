@@ -40,7 +40,7 @@ from sqlalchemy import Engine, text
 from prism.core.errors import ConfigError, DataUnavailable
 from prism.core.settings import load_settings
 from prism.data.bars import TIMEFRAMES
-from prism.data.store import read_bars, stored_symbols
+from prism.data.store import bars_source, read_bars, stored_symbols
 from prism.features import indicators, point_in_time
 
 DEFAULT_BENCHMARK = "SPX"
@@ -61,7 +61,7 @@ _MONTH_DIGESTS = """
                || float8send(open) || float8send(high) || float8send(low)
                || float8send(close) || float8send(volume),
                ''::bytea ORDER BY time)), 'hex') AS digest
-    FROM market_data.ohlcv
+    FROM {table}
     WHERE timeframe = :timeframe AND symbol = ANY(:symbols)
     GROUP BY symbol, month
     ORDER BY symbol, month
@@ -231,7 +231,9 @@ def _month_digests(engine: Engine, symbols: list[str], timeframe: str) -> pd.Dat
     open, high, low, close, volume; the source column is not a feature input)."""
     with engine.connect() as conn:
         return pd.read_sql_query(
-            text(_MONTH_DIGESTS), conn, params={"timeframe": timeframe, "symbols": symbols}
+            text(_MONTH_DIGESTS.format(table=bars_source(timeframe))),
+            conn,
+            params={"timeframe": timeframe, "symbols": symbols},
         )
 
 

@@ -13,15 +13,17 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
-from prism.core.errors import DataUnavailable
+from prism.core.errors import ConfigError, DataUnavailable
 from prism.core.settings import Settings
+from prism.db.bars import bars_table
+from prism.db.rollups import rollup_of
 from prism.monitoring.mlflow_reader import client
 from prism.monitoring.sql import read_frame
 
 _BARS = """
-SELECT time, open, high, low, close, volume, source
-FROM market_data.ohlcv
-WHERE symbol = :symbol AND timeframe = :timeframe
+SELECT time, open, high, low, close, volume, {source} AS source
+FROM {relation}
+WHERE symbol = :symbol
   AND (CAST(:start AS timestamptz) IS NULL OR time >= CAST(:start AS timestamptz))
   AND (CAST(:end AS timestamptz) IS NULL OR time <= CAST(:end AS timestamptz))
   AND (CAST(:after AS timestamptz) IS NULL OR time > CAST(:after AS timestamptz))
@@ -53,6 +55,10 @@ ORDER BY time DESC LIMIT :limit
 """
 
 
+BAR_SOURCES = ("stored", "aggregate")
+"""Where a bar page comes from: the bars stored for the timeframe, or the rollup of 1m bars."""
+
+
 def bars_page(
     engine: Engine,
     symbol: str,
@@ -61,15 +67,27 @@ def bars_page(
     end: datetime | None,
     after: datetime | None,
     limit: int,
+    source: str = "stored",
 ) -> tuple[pd.DataFrame, datetime | None]:
     """Return up to ``limit`` bars of one series after the cursor ``after`` (oldest first:
     time (UTC), open, high, low, close, volume, source) and the cursor of the next page
-    (None on the last page)."""
+    (None on the last page).
+
+    ``source="stored"`` reads the bars stored for ``timeframe`` from that timeframe's own table
+    (not the ``market_data.ohlcv`` view, whose branches a prepared statement's generic plan
+    cannot prune by a bound timeframe); ``"aggregate"`` reads the 1h or 1d rollup of the 1m bars
+    (source ``aggregate``; a ConfigError for 1m and 5m, which have none).
+    """
+    if source not in BAR_SOURCES:
+        raise ConfigError(f"unknown bar source {source!r}; expected one of {BAR_SOURCES}")
+    if source == "aggregate":
+        query = _BARS.format(source="text 'aggregate'", relation=rollup_of(timeframe))
+    else:
+        query = _BARS.format(source="source", relation=bars_table(timeframe))
     frame = read_frame(
         engine,
-        _BARS,
+        query,
         symbol=symbol,
-        timeframe=timeframe,
         start=start,
         end=end,
         after=after,

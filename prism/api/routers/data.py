@@ -39,10 +39,19 @@ def bars(
     cursor: Annotated[datetime | None, Query(description="next_cursor of the last page")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     format: Literal["json", "csv", "parquet"] = "json",
+    source: Annotated[
+        Literal["stored", "aggregate"],
+        Query(
+            description="stored: the bars stored for the timeframe; aggregate: the 1h or 1d "
+            "rollup of the stored 1m bars (TimescaleDB continuous aggregate; 1h and 1d only)"
+        ),
+    ] = "stored",
 ) -> BarsPage | Response:
     """Return one page of a series' bars, oldest first; pass ``next_cursor`` back as
-    ``cursor`` for the next page. CSV and Parquet answers carry it in ``X-Next-Cursor``."""
-    frame, following = bars_page(ctx.engine, symbol, timeframe, start, end, cursor, limit)
+    ``cursor`` for the next page. CSV and Parquet answers carry it in ``X-Next-Cursor``.
+    ``source=aggregate`` pages the hourly or daily rollup of the 1m bars instead of the bars
+    stored for that timeframe (a series loaded as minutes has no stored 1h/1d bars)."""
+    frame, following = bars_page(ctx.engine, symbol, timeframe, start, end, cursor, limit, source)
     headers = {"X-Next-Cursor": following.isoformat()} if following else {}
     if format == "csv":
         return Response(frame.to_csv(index=False), media_type="text/csv", headers=headers)

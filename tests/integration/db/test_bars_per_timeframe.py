@@ -71,7 +71,8 @@ def test_downgrading_0019_moves_every_bar_back_into_one_table_and_upgrading_spli
     engine,
 ):
     daily = daily_bars("AAA", pd.Timestamp("2024-06-28", tz="UTC"), years=1, seed=2)
-    minutes = minute_bars(pd.Timestamp("2024-06-27", tz="UTC"), 1, seed=2)
+    # recent minutes: the 1m retention job that the upgrade installs may run at once
+    minutes = minute_bars(pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=3), 1, seed=2)
     ingest(engine, FrameSource(pd.concat([daily, minutes], ignore_index=True)))
     hourly = stored_rollup(engine, "ohlcv_1h")
     before = read_bars(engine, ["AAA", "BBB"], timeframe="1m")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from prism.data.store import _NEWEST, _source, ingest, newest_time, read_bars, upsert_bars
+from prism.data.store import _NEWEST, bars_source, ingest, newest_time, read_bars, upsert_bars
 from prism.db.rollups import refresh_rollups
 from tests.integration.db.test_platform_schema import (
     FrameSource,
@@ -42,7 +42,7 @@ def daily_bars(symbol: str, end: pd.Timestamp, years: int, seed: int) -> pd.Data
 
 def planned_chunks(engine: Engine, params: dict[str, object]) -> tuple[set[str], float]:
     """Return the chunks the newest-bar query's plan reads and its planning time in ms."""
-    query = _NEWEST.format(table=_source(str(params["tf"])))
+    query = _NEWEST.format(table=bars_source(str(params["tf"])))
     with engine.connect() as conn:
         plan = conn.execute(text(f"EXPLAIN (SUMMARY) {query}"), params).scalars().all()
     chunks = {word for line in plan for word in line.split() if "_hyper_" in word}
