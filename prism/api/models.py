@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 import pandas as pd
@@ -15,7 +16,9 @@ Row = dict[str, Any]
 
 def records(frame: pd.DataFrame) -> list[Row]:
     """Return a frame's rows as JSON-ready dicts: times as ISO 8601 UTC, NaN as null."""
-    rows: list[Row] = json.loads(frame.to_json(orient="records", date_format="iso"))
+    rows: list[Row] = json.loads(
+        frame.to_json(orient="records", date_format="iso", double_precision=15)
+    )
     return rows
 
 
@@ -38,6 +41,11 @@ class Problem(BaseModel):
     status: int
     detail: str
     instance: str = ""
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI error responses ``codes`` of a route, each a :class:`Problem`."""
+    return {code: {"model": Problem, "description": HTTPStatus(code).phrase} for code in codes}
 
 
 class Token(BaseModel):

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from prism.api.deps import ApiContext, context
-from prism.api.models import BarsPage, IngestResult, Row, Series, records
+from prism.api.models import BarsPage, IngestResult, Row, Series, problem_responses, records
 from prism.core.errors import ConfigError
 from prism.data.files import FileBarSource, parse_mapping
 from prism.data.gaps import find_gaps
@@ -132,7 +132,7 @@ def _series(symbol: str, timeframe: str, frame: pd.DataFrame) -> Series:
     return Series(symbol=symbol, timeframe=timeframe, columns=columns, rows=records(frame[columns]))
 
 
-@router.get("/indicators/{symbol}", response_model=Series)
+@router.get("/indicators/{symbol}", response_model=Series, responses=problem_responses(404))
 def indicators(
     symbol: str,
     ctx: Ctx,
@@ -149,7 +149,7 @@ def indicators(
     return _series(symbol, timeframe, values)
 
 
-@router.get("/features/{symbol}", response_model=Series)
+@router.get("/features/{symbol}", response_model=Series, responses=problem_responses(400, 404))
 def features(
     symbol: str,
     ctx: Ctx,
@@ -224,6 +224,7 @@ def _ingest_upload(
 @router.post(
     "/ingest",
     response_model=IngestResult,
+    responses=problem_responses(400),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -25,6 +25,7 @@ from prism.api.models import (
     NotebookSweepRequest,
     Row,
     SweepRequest,
+    problem_responses,
     records,
 )
 from prism.api.security import Claims
@@ -105,7 +106,9 @@ def _queue(ctx: ApiContext, kind: str, request: Row, claims: Claims, work: Work)
     )
 
 
-@router.post("/backtest-jobs", status_code=202, response_model=JobAccepted)
+@router.post(
+    "/backtest-jobs", status_code=202, response_model=JobAccepted, responses=problem_responses(400)
+)
 def backtest_job(body: BacktestRequest, ctx: Ctx, claims: Caller) -> JobAccepted:
     """Queue a backtest of any size (the body of ``/backtests``) as a background job; its
     result, once ``done``, is what ``/backtests`` answers."""
@@ -117,6 +120,31 @@ def backtest_job(body: BacktestRequest, ctx: Ctx, claims: Caller) -> JobAccepted
         claims,
         lambda: _backtest(ctx, body, None).model_dump(),
     )
+
+
+def _axis_length(text: str) -> int:
+    """Return how many values a grid axis (``name=v1,v2`` or ``name=a..b[:step]``) holds,
+    without building them (``parse_axis`` names what is wrong with a malformed one)."""
+    values = text.partition("=")[2]
+    if ".." not in values:
+        return len(values.split(","))
+    span, _, step = values.partition(":")
+    first, _, last = span.partition("..")
+    try:
+        return len(range(int(first), int(last) + 1, int(step or 1)))
+    except ValueError:
+        return 0
+
+
+def _check_grid_size(grid: list[str], most: int) -> None:
+    """Refuse a grid of more than ``most`` combinations before it is expanded."""
+    size = 1
+    for axis in grid:
+        size *= _axis_length(axis)
+        if size > most:
+            raise ConfigError(
+                f"the grid {' '.join(grid)} has more than {most:,} combinations; narrow it"
+            )
 
 
 def _notebook(ctx: ApiContext, name: str) -> Path:
@@ -131,7 +159,9 @@ def _notebook(ctx: ApiContext, name: str) -> Path:
     return path
 
 
-@router.post("/notebook-runs", status_code=202, response_model=JobAccepted)
+@router.post(
+    "/notebook-runs", status_code=202, response_model=JobAccepted, responses=problem_responses(400)
+)
 def notebook_run(body: NotebookRunRequest, ctx: Ctx, claims: Caller) -> JobAccepted:
     """Queue a notebook run: papermill executes the notebook in a worker as one MLflow run
     (``prism research run``); the job's result holds ``run_id`` and the run's metrics."""
@@ -145,18 +175,19 @@ def notebook_run(body: NotebookRunRequest, ctx: Ctx, claims: Caller) -> JobAccep
     return _queue(ctx, "notebook", body.model_dump(mode="json"), claims, work)
 
 
-@router.post("/sweeps", status_code=202, response_model=JobAccepted)
+@router.post(
+    "/sweeps", status_code=202, response_model=JobAccepted, responses=problem_responses(400)
+)
 def sweep(body: SweepRequest, ctx: Ctx, claims: Caller) -> JobAccepted:
     """Queue a backtest sweep (``prism sweep``): every combination of the grid kept by the
     ``where`` filters; the result holds the best combination with its deflated Sharpe ratio
     (given every trial) and the ``top`` rows by Sharpe."""
+    _check_grid_size(body.grid, MOST_TRIALS)
     axes = dict(parse_axis(axis) for axis in body.grid)
     filters = [parse_condition(text) for text in body.where]
     combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))
     if not combos:
         raise ConfigError("the grid is empty: no combination passed the where filters")
-    if len(combos) > MOST_TRIALS:
-        raise ConfigError(f"{len(combos):,} combinations is more than {MOST_TRIALS:,}")
     make_strategy(body.strategy, {**body.params, **combos[0]})
 
     def work() -> dict[str, Any]:
@@ -174,15 +205,19 @@ def sweep(body: SweepRequest, ctx: Ctx, claims: Caller) -> JobAccepted:
     return _queue(ctx, "sweep", body.model_dump(mode="json"), claims, work)
 
 
-@router.post("/notebook-sweeps", status_code=202, response_model=JobAccepted)
+@router.post(
+    "/notebook-sweeps",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=problem_responses(400),
+)
 def notebook_sweep(body: NotebookSweepRequest, ctx: Ctx, claims: Caller) -> JobAccepted:
     """Queue a notebook sweep (``prism research sweep``): one parent MLflow run with the whole
     grid, child runs for the best ``keep``; the result names them and lists every trial."""
     path = _notebook(ctx, body.notebook)
+    _check_grid_size(body.grid, MOST_NOTEBOOK_TRIALS)
     axes = parse_grid(body.grid)
-    trials = len(combinations(notebook_parameters(path), axes, body.parameters))
-    if trials > MOST_NOTEBOOK_TRIALS:
-        raise ConfigError(f"{trials:,} notebook runs is more than {MOST_NOTEBOOK_TRIALS:,}")
+    combinations(notebook_parameters(path), axes, body.parameters)
 
     def work() -> dict[str, Any]:
         done = sweep_notebook(
@@ -215,7 +250,7 @@ def jobs(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Job]
 @router.get(
     "/jobs/{job_id}",
     response_model=Job,
-    responses={404: {"description": "no such job"}},
+    responses=problem_responses(404),
 )
 def job(job_id: str, ctx: Ctx) -> Job:
     """Return a background job: ``queued``, ``running``, ``done`` with its ``result`` or

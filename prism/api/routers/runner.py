@@ -18,6 +18,7 @@ from prism.api.models import (
     NewDeployment,
     Row,
     finite,
+    problem_responses,
     records,
 )
 from prism.api.security import Claims
@@ -50,7 +51,7 @@ def _shown(d: deployments.Deployment) -> Row:
 @router.post(
     "/runner/deployments",
     status_code=201,
-    responses={409: {"description": "a deployment of that name exists"}},
+    responses=problem_responses(400, 409),
 )
 def create_deployment(body: NewDeployment, ctx: Ctx) -> Row:
     """Create a deployment with the checks of ``prism runner deployments add`` (name, symbols,
@@ -82,7 +83,7 @@ def create_deployment(body: NewDeployment, ctx: Ctx) -> Row:
 
 @router.get(
     "/runner/deployments/{name}/drift",
-    responses={404: {"description": "the deployment did nothing in the window"}},
+    responses=problem_responses(400, 404),
 )
 def deployment_drift(
     name: str, ctx: Ctx, start: datetime | None = None, end: datetime | None = None

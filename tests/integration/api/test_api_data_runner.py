@@ -21,7 +21,9 @@ from prism.api.app import create_app
 from prism.data.store import read_bars
 from prism.features import indicators
 from prism.features import store as feature_store
-from prism.live import deployments
+from prism.live import cycle, deployments, drift, sources
+from prism.live.replay import replay_times
+from tests.integration.runner_support import SYMBOLS, FixedSource, deploy, loosen_limits
 
 CSV = "text/csv"
 
@@ -151,9 +153,9 @@ def test_a_deployment_is_created_with_the_clis_checks_and_its_drift_needs_activi
     with engine.connect() as conn:
         audit = conn.execute(
             text(
-                "SELECT metadata->>'subject', (metadata->>'status')::int FROM audit.system_events "
-                "WHERE event_type = 'api_call' AND metadata->>'path' = '/api/v1/runner/deployments' "
-                "ORDER BY id LIMIT 1"
+                "SELECT metadata->>'subject', (metadata->>'status')::int "
+                "FROM audit.system_events WHERE event_type = 'api_call' "
+                "AND metadata->>'path' = '/api/v1/runner/deployments' ORDER BY id LIMIT 1"
             )
         ).one()
     assert tuple(audit) == ("trader-user", 201)
@@ -161,6 +163,27 @@ def test_a_deployment_is_created_with_the_clis_checks_and_its_drift_needs_activi
     assert idle.status_code == 404 and "api-desk" in idle.json()["detail"]
     unknown = client.get("/api/v1/runner/deployments/ghost/drift", headers=auth("viewer"))
     assert unknown.status_code == 400 and "ghost" in unknown.json()["detail"]
+
+
+def test_drift_of_a_replayed_deployment_is_the_librarys_report(client, auth, stocked, api_settings):
+    loosen_limits(stocked, "api drift test")
+    source = FixedSource(model="api-drift-model")
+    deploy(stocked, "drifted", model_name="api-drift-model")
+    for as_of in replay_times(stocked, list(SYMBOLS), 30):
+        cycle.run_cycle(stocked, api_settings, "drifted", as_of=as_of, source=source)
+    expected = drift.drift(stocked, api_settings, "drifted", source=source).as_dict()
+    sources._REGISTRIES.clear()
+    registry = sources.registry_source(api_settings, "api-drift-model")
+    registry._loaded[("api-drift-model", "1")] = source.load("champion", "1")
+    try:
+        answer = client.get("/api/v1/runner/deployments/drifted/drift", headers=auth("viewer"))
+    finally:
+        sources._REGISTRIES.clear()
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["bars"] == expected["bars"] == 30
+    for figure in ("live_pnl", "simulated_pnl", "gap", "fees", "fill_prices", "timing"):
+        assert report[figure] == pytest.approx(expected[figure], abs=1e-6), figure
 
 
 @pytest.fixture
@@ -176,9 +199,7 @@ def hanging_prefect(monkeypatch):
 def test_ready_names_each_dependency_and_answers_in_time_when_one_hangs(
     api_settings, migrated_engine, engine, hanging_prefect
 ):
-    deployments.upsert_deployment(
-        engine, deployments.Deployment("ready-desk", ("SPX",), "1d", 1e5)
-    )
+    deployments.upsert_deployment(engine, deployments.Deployment("ready-desk", ("SPX",), "1d", 1e5))
     quick = api_settings.model_copy(update={"api_ready_timeout": 0.5})
     with TestClient(create_app(quick, migrated_engine)) as client:
         started = time.monotonic()
