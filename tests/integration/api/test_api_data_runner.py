@@ -236,6 +236,9 @@ def test_reads_go_through_a_login_that_cannot_write(app, client, auth, engine):
             )
         )
     assert refused.value.orig is not None and refused.value.orig.sqlstate == "42501"
+    with pytest.raises(ProgrammingError) as hidden, reader.connect() as conn:
+        conn.execute(text("SELECT count(*) FROM config.api_jobs"))
+    assert hidden.value.orig is not None and hidden.value.orig.sqlstate == "42501"
     assert client.get("/api/v1/runner/deployments", headers=auth("viewer")).json() == []
     csv = io.StringIO("time,open,high,low,close,volume\n2024-03-01,1,2,0.5,1.5,10\n")
     written = upload(client, auth, csv.getvalue().encode())
