@@ -1,7 +1,8 @@
 """The Prism API: one FastAPI app, assembled from a router per domain.
 
-:func:`create_app` is the composition root: it builds the context (settings, engine, signing
-keys, rate limiters, the stream hub), installs the problem-details error handlers, the one
+:func:`create_app` is the composition root: it builds the context (settings, the read-only
+engine every route reads through and the owner's for the routes that write, signing keys, rate
+limiters, the stream hub, the background job runner), installs the problem-details error handlers, the one
 authorisation dependency every route passes through (:func:`prism.api.deps.authorize`), the
 audit of every mutating call (``audit.system_events``, with the caller as ``subject``), the
 Prometheus request metrics and, only when origins are configured, CORS. A route with no rule

@@ -119,19 +119,18 @@ def test_a_notebook_run_is_an_mlflow_run_and_a_notebook_sweep_a_parent_run(
         json={"notebook": "sweep_probe.ipynb", "parameters": {"x": "3"}},
         headers=auth("researcher"),
     )
-    assert queued.status_code == 202, queued.text
+    swept = client.post(
+        "/api/v1/research/notebook-sweeps",
+        json={"notebook": "sweep_probe.ipynb", "grid": ["x=2"], "workers": 1, "keep": 0},
+        headers=auth("researcher"),
+    )
+    assert (queued.status_code, swept.status_code) == (202, 202), (queued.text, swept.text)
     job = finished(client, auth, queued.json()["href"])
     assert job["status"] == "done", job["error"]
     store = MlflowClient(api_settings.mlflow_tracking_uri)
     run = store.get_run(job["result"]["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.metrics["oos_sharpe"] == job["result"]["metrics"]["oos_sharpe"] == 0.5 * 3
-    swept = client.post(
-        "/api/v1/research/notebook-sweeps",
-        json={"notebook": "sweep_probe.ipynb", "grid": ["x=2"], "workers": 1, "keep": 0},
-        headers=auth("researcher"),
-    )
-    assert swept.status_code == 202, swept.text
     sweep = finished(client, auth, swept.json()["href"])
     assert sweep["status"] == "done", sweep["error"]
     parent = store.get_run(sweep["result"]["parent_run_id"])
