@@ -81,6 +81,17 @@ def test_an_upload_is_validated_as_ingest_does_and_a_broken_file_loads_nothing(
     assert refused.headers["content-type"] == "application/problem+json"
     assert "bad.csv" in refused.json()["detail"] and "/tmp" not in refused.json()["detail"]
     assert stored(engine, "UPL") == len(kept)
+    as_parquet = io.BytesIO()
+    kept.rename(columns={"time": "Date"}).to_parquet(as_parquet, index=False)
+    parquet = client.post(
+        "/api/v1/data/ingest",
+        params={"symbol": "UPQ", "map": "Date=time"},
+        content=as_parquet.getvalue(),
+        headers={**auth("trader"), "Content-Type": "application/vnd.apache.parquet"},
+    )
+    assert parquet.status_code == 200, parquet.text
+    assert (parquet.json()["inserted"], parquet.json()["quarantined"]) == (len(kept), 0)
+    assert read_bars(engine, ["UPQ"])["close"].tolist() == kept["close"].tolist()
     wrong_type = client.post(
         "/api/v1/data/ingest",
         content=b"x",
