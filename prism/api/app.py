@@ -1,7 +1,8 @@
 """The Prism API: one FastAPI app, assembled from a router per domain.
 
-:func:`create_app` is the composition root: it builds the context (settings, engine, signing
-keys, rate limiters, the stream hub), installs the problem-details error handlers, the one
+:func:`create_app` is the composition root: it builds the context (settings, the read-only
+engine every route reads through and the owner's for the routes that write, signing keys, rate
+limiters, the stream hub, the background job runner), installs the problem-details error handlers, the one
 authorisation dependency every route passes through (:func:`prism.api.deps.authorize`), the
 audit of every mutating call (``audit.system_events``, with the caller as ``subject``), the
 Prometheus request metrics and, only when origins are configured, CORS. A route with no rule
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,17 +39,21 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from prism.api import problems
 from prism.api.deps import ApiContext, authorize, caller
+from prism.api.jobs import JobRunner
+from prism.api.models import CheckOutcome, Readiness
 from prism.api.ratelimit import RateLimiter
+from prism.api.ready import readiness
 from prism.api.routers import admin, auth, data, registry, research, runner
 from prism.api.rules import rule_for
 from prism.api.security import AuthError, SigningKeys, role_allows
 from prism.api.stream import SLOW_CLIENT, UNAUTHORISED, Hub, Subscriber
 from prism.core.events import record_event
 from prism.core.settings import Settings
+from prism.monitoring.access import reader_engine
 
 VERSION = "1"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -61,22 +67,29 @@ def conninfo(engine: Engine) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def create_app(settings: Settings, engine: Engine) -> FastAPI:
-    """Return the API app over ``engine`` (already migrated) and ``settings``."""
+def create_app(settings: Settings, engine: Engine, reader: Engine | None = None) -> FastAPI:
+    """Return the API app over ``engine`` (the owner's, already migrated) and ``settings``;
+    reads go through ``reader`` (default: the read-only login,
+    :func:`prism.monitoring.access.reader_engine`)."""
     ctx = ApiContext(
         settings=settings,
-        engine=engine,
+        engine=reader if reader is not None else reader_engine(settings),
+        writer=engine,
         keys=SigningKeys.from_settings(settings),
         limiter=RateLimiter(settings.api_rate_per_minute),
         login_limiter=RateLimiter(LOGINS_PER_MINUTE),
     )
     hub = Hub(conninfo(engine))
     ctx.extra["hub"] = hub
+    jobs = JobRunner(engine, settings.api_job_workers)
+    jobs.recover()
+    ctx.extra["jobs"] = jobs
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await hub.stop()
+        await run_in_threadpool(jobs.shutdown)
 
     app = FastAPI(
         title="Prism API",
@@ -140,28 +153,26 @@ def _system_routes(app: FastAPI, ctx: ApiContext, guarded: list[Any]) -> None:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["system"], dependencies=guarded)
-    def ready(response: Response) -> dict[str, str]:
-        """Readiness: the database answers and the MLflow store opens."""
-        checks: dict[str, str] = {}
-        try:
-            with ctx.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as err:
-            checks["database"] = f"down: {type(err).__name__}"
-        try:
-            from prism.monitoring.mlflow_reader import client
-
-            store = client(ctx.settings)
-            if store is not None:
-                store.search_experiments(max_results=1)
-            checks["mlflow"] = "ok" if store is not None else "ok (empty)"
-        except Exception as err:
-            checks["mlflow"] = f"down: {type(err).__name__}"
-        if any(not v.startswith("ok") for v in checks.values()):
+    @app.get(
+        "/ready",
+        tags=["system"],
+        dependencies=guarded,
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "a dependency failed"}},
+    )
+    def ready(response: Response) -> Readiness:
+        """Readiness: the database (as the read-only login), the MLflow store, the Prefect API,
+        each enabled deployment's broker, feed staleness and the alert outbox, each by name with
+        why it failed; a dependency that does not answer within ``api_ready_timeout`` seconds
+        is failed (the answer never waits longer). 503 when any check failed."""
+        checks = readiness(ctx.engine, ctx.settings)
+        ok = all(c.ok for c in checks)
+        if not ok:
             response.status_code = 503
-        return checks
+        return Readiness(
+            status="ok" if ok else "failed",
+            checks=[CheckOutcome(**dataclasses.asdict(c)) for c in checks],
+        )
 
     @app.get("/metrics", tags=["system"], dependencies=guarded)
     def metrics() -> Response:
@@ -202,7 +213,7 @@ def _observe(app: FastAPI, ctx: ApiContext) -> None:
             status = response.status_code
             await run_in_threadpool(
                 record_event,
-                ctx.engine,
+                ctx.writer,
                 "api_call",
                 "info" if status < 400 else "warning",
                 "api",

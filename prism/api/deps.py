@@ -23,10 +23,15 @@ oauth2 = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 @dataclass
 class ApiContext:
-    """The service's long-lived parts, built once by :func:`prism.api.app.create_app`."""
+    """The service's long-lived parts, built once by :func:`prism.api.app.create_app`.
+
+    ``engine`` is the read-only login (``prism_reader``): every route reads through it.
+    ``writer`` is the owner's engine, for the routes that must write (logins and keys, halts,
+    limits, deployments, promotions, ingest, jobs, the audit trail) and nothing else."""
 
     settings: Settings
     engine: Engine
+    writer: Engine
     keys: SigningKeys
     limiter: RateLimiter
     login_limiter: RateLimiter

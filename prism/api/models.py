@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 import pandas as pd
@@ -14,8 +16,21 @@ Row = dict[str, Any]
 
 def records(frame: pd.DataFrame) -> list[Row]:
     """Return a frame's rows as JSON-ready dicts: times as ISO 8601 UTC, NaN as null."""
-    rows: list[Row] = json.loads(frame.to_json(orient="records", date_format="iso"))
+    rows: list[Row] = json.loads(
+        frame.to_json(orient="records", date_format="iso", double_precision=15)
+    )
     return rows
+
+
+def finite(value: Any) -> Any:
+    """Return ``value`` with NaN and infinities (which JSON has no word for) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 class Problem(BaseModel):
@@ -26,6 +41,11 @@ class Problem(BaseModel):
     status: int
     detail: str
     instance: str = ""
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI error responses ``codes`` of a route, each a :class:`Problem`."""
+    return {code: {"model": Problem, "description": HTTPStatus(code).phrase} for code in codes}
 
 
 class Token(BaseModel):
@@ -187,3 +207,122 @@ class LimitChanged(BaseModel):
     deployment: str | None
     value: float
     previous: float
+
+
+class IngestResult(BaseModel):
+    """What an upload's ingestion did (``prism data ingest``'s report) and the rows it
+    quarantined, each with the rule that refused it."""
+
+    source: str
+    received: int
+    inserted: int
+    updated: int
+    unchanged: int
+    quarantined: int
+    flagged: int
+    rejects: list[Row]
+
+
+class Series(BaseModel):
+    """One symbol's rows over a range (indicators or point-in-time features), oldest first."""
+
+    symbol: str
+    timeframe: str
+    columns: list[str]
+    rows: list[Row]
+
+
+class JobAccepted(BaseModel):
+    """A queued background job: poll ``href`` for its status and result."""
+
+    job_id: str
+    kind: str
+    status: str
+    href: str
+
+
+class Job(BaseModel):
+    """A background job: ``queued``, ``running``, ``done`` (``result``) or ``failed``
+    (``error``)."""
+
+    job_id: str
+    kind: str
+    status: str
+    request: Row
+    result: Row | None
+    error: str | None
+    submitted_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class NotebookRunRequest(BaseModel):
+    """A notebook of the API's notebook folder run with papermill as one MLflow run;
+    ``parameters`` as ``prism research run -p NAME VALUE`` takes them (typed by the notebook's
+    defaults)."""
+
+    notebook: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}\.ipynb$")
+    parameters: dict[str, str] = Field(default_factory=dict)
+
+
+class NotebookSweepRequest(BaseModel):
+    """A notebook run over a grid (``prism research sweep``): axes ``name=v1,v2`` or
+    ``name=start..stop[:step]``."""
+
+    notebook: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}\.ipynb$")
+    grid: list[str] = Field(min_length=1, max_length=10)
+    parameters: dict[str, str] = Field(default_factory=dict)
+    workers: int | None = Field(None, ge=1, le=32)
+    keep: int = Field(3, ge=0, le=100)
+    metric: str = "oos_sharpe"
+
+
+class SweepRequest(BaseModel):
+    """A backtest sweep (``prism sweep``): every combination of ``grid`` (axes
+    ``name=v1,v2`` or ``name=start..stop[:step]``) kept by every ``where`` (``fast<slow``)."""
+
+    strategy: str
+    grid: list[str] = Field(min_length=1, max_length=10)
+    where: list[str] = Field(default_factory=list)
+    symbols: list[str] = Field(min_length=1, max_length=50)
+    timeframe: str = "1d"
+    start: datetime | None = None
+    end: datetime | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    cash: float = Field(1_000_000.0, gt=0)
+    commission_bps: float = Field(1.0, ge=0)
+    slippage_bps: float = Field(2.0, ge=0)
+    allow_gaps: bool = False
+    top: int = Field(10, ge=1, le=1000)
+
+
+class NewDeployment(BaseModel):
+    """A deployment to create (``prism runner deployments add``)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    symbols: list[str] = Field(min_length=1, max_length=200)
+    capital: float
+    timeframe: str = "1d"
+    alias: str = "champion"
+    model: str | None = None
+    enabled: bool = True
+    broker: str = "paper"
+    account: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckOutcome(BaseModel):
+    """One dependency's readiness."""
+
+    name: str
+    ok: bool
+    reason: str
+    seconds: float
+
+
+class Readiness(BaseModel):
+    """Every dependency's readiness; ``status`` is ``ok`` only when all are."""
+
+    status: str
+    checks: list[CheckOutcome]

@@ -68,9 +68,18 @@ def parse_condition(text: str) -> Callable[[Combination], bool]:
         left, sep, right = text.partition(symbol)
         if sep and left.strip() and right.strip():
             a, b = left.strip(), right.strip()
-            return lambda combo: compare(
-                combo.get(a, read_literal(a)), combo.get(b, read_literal(b))
-            )
+
+            def keep(combo: Combination, a: str = a, b: str = b, op: Any = compare) -> bool:
+                x, y = combo.get(a, read_literal(a)), combo.get(b, read_literal(b))
+                try:
+                    return bool(op(x, y))
+                except TypeError:
+                    raise ConfigError(
+                        f"filter {text!r} compares {x!r} with {y!r}; each side must be a grid "
+                        f"axis ({', '.join(combo)}) or a number"
+                    ) from None
+
+            return keep
     raise ConfigError(
         f"filter {text!r} is not 'name OP name-or-number' with OP one of < <= > >= == !="
     )

@@ -243,6 +243,19 @@ class Settings(BaseSettings):
     api_stream_queue: int = Field(
         256, ge=1, description="messages queued per WebSocket client before it is dropped"
     )
+    api_job_workers: int = Field(
+        2, ge=1, description="API background jobs (backtests, notebook runs, sweeps) run at once"
+    )
+    api_notebook_dir: Path = Field(
+        default_factory=lambda: project_root() / "notebooks",
+        description="folder whose notebooks the API may run (by name; no other path)",
+    )
+    api_ready_timeout: float = Field(
+        2.0, gt=0, description="seconds /ready waits for each dependency before calling it failed"
+    )
+    api_ready_outbox_max: int = Field(
+        100, ge=0, description="undelivered alerts in the outbox above which /ready fails"
+    )
 
     @property
     def mlflow_tracking_uri(self) -> str:

@@ -24,7 +24,7 @@ import struct
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -63,6 +63,8 @@ class IngestReport:
     unchanged: int
     quarantined: int
     flagged: int = 0
+    rejects: tuple[dict[str, object], ...] = field(default=(), repr=False, compare=False)
+    """The quarantined rows themselves (source, symbol, raw as JSON text, rule, reason)."""
 
 
 _UPSERT = f"""
@@ -439,6 +441,7 @@ def ingest(engine: Engine, source: BarSource) -> IngestReport:
         unchanged=len(checked.accepted) - inserted - updated,
         quarantined=quarantined,
         flagged=checked.flagged,
+        rejects=tuple(rejected),
     )
 
 

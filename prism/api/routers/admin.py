@@ -21,30 +21,30 @@ Caller = Annotated[Claims, Depends(caller)]
 @router.get("/users")
 def users(ctx: Ctx) -> list[Row]:
     """List the API users (no password hashes)."""
-    return accounts.list_users(ctx.engine)
+    return accounts.list_users(ctx.writer)
 
 
 @router.post("/users", status_code=201)
 def add_user(body: NewUser, ctx: Ctx, claims: Caller) -> Row:
     """Create an API user."""
-    accounts.add_user(ctx.engine, body.username, body.password, body.role, claims.subject)
+    accounts.add_user(ctx.writer, body.username, body.password, body.role, claims.subject)
     return {"username": body.username, "role": body.role}
 
 
 @router.get("/keys")
 def keys(ctx: Ctx) -> list[Row]:
     """List the API keys (no secrets)."""
-    return accounts.list_keys(ctx.engine)
+    return accounts.list_keys(ctx.writer)
 
 
 @router.post("/keys", status_code=201, response_model=CreatedKey)
 def create_key(body: NewKeyRequest, ctx: Ctx, claims: Caller) -> CreatedKey:
     """Create an API key; its secret is in this response only."""
-    made, expires = accounts.create_key(ctx.engine, body.name, body.role, claims.subject, body.days)
+    made, expires = accounts.create_key(ctx.writer, body.name, body.role, claims.subject, body.days)
     return CreatedKey(key_id=made.key_id, api_key=made.key, role=body.role, expires_at=expires)
 
 
 @router.delete("/keys/{key_id}", status_code=204)
 def revoke_key(key_id: str, ctx: Ctx, claims: Caller) -> None:
     """Revoke an API key (tokens it already issued expire on their own)."""
-    accounts.revoke_key(ctx.engine, key_id, claims.subject)
+    accounts.revoke_key(ctx.writer, key_id, claims.subject)

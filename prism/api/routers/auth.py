@@ -40,7 +40,7 @@ async def token(
     throttle(ctx.login_limiter, f"user:{form.username}")
     try:
         who = await run_in_threadpool(
-            authenticate_password, ctx.engine, form.username, form.password
+            authenticate_password, ctx.writer, form.username, form.password
         )
     except AuthError as err:
         raise HTTPException(401, str(err), {"WWW-Authenticate": "Bearer"}) from err
@@ -54,7 +54,7 @@ def api_key(
     """Exchange a long-lived API key (``prism api keys create``) for an access token."""
     throttle(ctx.login_limiter, f"ip:{_client(request)}")
     try:
-        who = authenticate_key(ctx.engine, body.api_key)
+        who = authenticate_key(ctx.writer, body.api_key)
     except AuthError as err:
         raise HTTPException(401, str(err), {"WWW-Authenticate": "Bearer"}) from err
     request.state.subject = who.subject

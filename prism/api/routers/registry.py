@@ -78,7 +78,7 @@ def promotions(body: PromoteRequest, ctx: Ctx, claims: Caller) -> PromoteResult:
         approved_by=claims.subject,
         alias=body.alias,
         reason=body.reason,
-        engine=ctx.engine,
+        engine=ctx.writer,
         overrides=Overrides(body.allow_dirty, body.allow_gaps, body.override_reason),
     )
     return PromoteResult(
@@ -93,7 +93,7 @@ def promotions(body: PromoteRequest, ctx: Ctx, claims: Caller) -> PromoteResult:
 @router.post("/rollbacks", response_model=RollbackResult)
 def rollbacks(body: RollbackRequest, ctx: Ctx, claims: Caller) -> RollbackResult:
     """Move ``champion`` back to the previous version (or ``to``), recorded as the caller."""
-    done = rollback(ctx.settings, claims.subject, body.reason, body.to, engine=ctx.engine)
+    done = rollback(ctx.settings, claims.subject, body.reason, body.to, engine=ctx.writer)
     return RollbackResult(
         model_name=done.model_name,
         alias=done.alias,

@@ -4,6 +4,7 @@ for each role (issued by the app's own signing keys, as a login would)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -17,6 +18,8 @@ from prism.core.settings import Settings
 from tests.integration.runner_support import use_mlflow_store
 
 SIGNING = "k2:" + "n" * 40 + ",k1:" + "o" * 40
+NOTEBOOKS = Path(__file__).parents[2] / "fixtures" / "notebooks"
+"""The API's notebook folder in tests: ``sweep_probe.ipynb``, a notebook that runs in seconds."""
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +36,7 @@ def api_settings(
                 "api_signing_keys": SecretStr(SIGNING),
                 "api_rate_per_minute": 100_000,
                 "mlruns_dir": folder,
+                "api_notebook_dir": NOTEBOOKS,
             }
         )
 

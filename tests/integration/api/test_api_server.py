@@ -19,6 +19,7 @@ from sqlalchemy import text
 from websockets.sync.client import connect
 
 from prism.api import accounts
+from prism.db.roles import login_password, reader_login, runner_login
 from tests.integration.api.conftest import SIGNING
 from tests.integration.api.test_api_routes import insert_order_and_fill
 
@@ -31,11 +32,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_prism_api_serves_tokens_bars_and_the_stream(engine, database_url, tmp_path):
+def test_prism_api_serves_tokens_bars_and_the_stream(engine, settings, database_url, tmp_path):
     port = free_port()
     env = {
         **os.environ,
         "PRISM_DATABASE_URL": database_url,
+        # The server's workspace is new: it would give the session's logins new passwords.
+        "PRISM_READER_PASSWORD": login_password(settings, reader_login(settings)) or "",
+        "PRISM_RUNNER_PASSWORD": login_password(settings, runner_login(settings)) or "",
         "PRISM_API_SIGNING_KEYS": SIGNING,
         "PRISM_HOME": str(tmp_path / "home"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",

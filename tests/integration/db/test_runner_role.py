@@ -164,6 +164,7 @@ def test_the_runner_cannot_approve_loosen_erase_rewrite_or_escalate(engine, runn
         "COPY audit.system_events (message) FROM '/etc/hostname'",
         "SELECT count(*) FROM config.api_users",
         "SELECT count(*) FROM config.api_keys",
+        "SELECT count(*) FROM config.api_jobs",
     ]
 
     outcomes = {sql: _refusal(runner, sql) for sql in attempts}
