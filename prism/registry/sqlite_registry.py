@@ -8,12 +8,12 @@ SQLAlchemy and checks its schema with Alembic. Measured here that is 6-9 s of CP
 first row, 3 s even with those libraries hidden from MLflow. The rows a listing needs sit in
 four of MLflow's tables, read here with the standard library's ``sqlite3``, read-only.
 
-This reader declines (returns None, and the caller uses MLflow's client) whenever it is not
-sure to see what MLflow would: a store that is not a plain ``sqlite:///`` file, a separate
-``MLFLOW_REGISTRY_URI``, MLflow workspaces enabled, a missing file, or tables and columns that
-are not the ones read here. It applies MLflow's own filters: the default workspace, and no
-versions deleted (``current_stage = 'Deleted_Internal'``). A test holds its result equal to the
-client's on a real store.
+This reader declines (returns None, and the caller uses MLflow's client) whenever it is not sure
+to see what MLflow would: a store that is not a plain ``sqlite:///`` file, a separate
+``MLFLOW_REGISTRY_URI``, MLflow workspaces enabled, or tables and columns that are not the ones
+read here. A store file not yet created holds no versions (MLflow would create it empty). It
+applies MLflow's own filters: the default workspace, and no versions deleted (``current_stage =
+'Deleted_Internal'``). A test holds its result equal to the client's on a real store.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ ALIASES = "SELECT name, version, alias FROM registered_model_aliases WHERE works
 
 
 def store_file(tracking_uri: str) -> Path | None:
-    """Return the SQLite file of the registry at ``tracking_uri``, or None when the registry is
-    elsewhere or not a plain SQLite file (MLflow's client handles those)."""
+    """Return the SQLite file of the registry at ``tracking_uri`` (it may not exist yet), or None
+    when the registry is elsewhere or not a plain SQLite file (MLflow's client handles those)."""
     registry_uri = os.environ.get("MLFLOW_REGISTRY_URI")
     enabled = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower()
     if (registry_uri and registry_uri != tracking_uri) or enabled in ("true", "1"):
@@ -48,8 +48,7 @@ def store_file(tracking_uri: str) -> Path | None:
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix) or "?" in tracking_uri:
         return None
-    path = Path(tracking_uri.removeprefix(prefix))
-    return path if path.is_file() else None
+    return Path(tracking_uri.removeprefix(prefix))
 
 
 def read_versions(tracking_uri: str) -> list[VersionInfo] | None:
@@ -61,6 +60,8 @@ def read_versions(tracking_uri: str) -> list[VersionInfo] | None:
     path = store_file(tracking_uri)
     if path is None:
         return None
+    if not path.exists():
+        return []
     try:
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
             rows = db.execute(VERSIONS, (DEFAULT_WORKSPACE, DELETED_STAGE)).fetchall()

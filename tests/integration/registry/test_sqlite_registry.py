@@ -87,13 +87,16 @@ def test_models_list_shows_the_versions_without_importing_mlflow(
     assert json.loads(imported) is False, done.stderr
 
 
-def test_the_reader_declines_what_only_mlflow_can_answer(tmp_path: Path) -> None:
+def test_the_reader_declines_what_only_mlflow_can_answer_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
     missing = f"sqlite:///{tmp_path / 'none.db'}"
     foreign = tmp_path / "foreign.db"
     with sqlite3.connect(foreign) as db:
         db.execute("CREATE TABLE model_versions (name TEXT)")
 
-    assert read_versions(missing) is None
+    assert read_versions(missing) == []
+    assert not (tmp_path / "none.db").exists()
     assert read_versions(f"sqlite:///{foreign}") is None
     assert read_versions("postgresql://u@h/mlflow") is None
     assert read_versions("http://127.0.0.1:5000") is None

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from prism.core.errors import ConfigError
 from prism.research.notebooks import notebook_parameters
-from prism.research.sweeps import combinations, parse_grid
+from prism.research.sweeps import combinations, parse_grid, run_trial, warm_kernel
 
 PROBE = Path(__file__).parents[2] / "fixtures" / "notebooks" / "sweep_probe.ipynb"
 """Logs oos_sharpe = 0.5 x and sharpe = 0.25 x, and raises in its third cell when x == fail_on."""
@@ -111,3 +111,28 @@ def test_a_parameter_both_swept_and_fixed_is_refused():
 def test_an_unknown_grid_parameter_is_named():
     with pytest.raises(ConfigError, match="no parameter\\(s\\) y"):
         combinations(notebook_parameters(PROBE), parse_grid(["y=1,2"]), {})
+
+
+KERNEL_PROBE = PROBE.with_name("kernel_probe.ipynb")
+"""Logs its kernel's pid, and leftover = 1 if a variable an earlier notebook set is still
+defined; raises when x == fail_on."""
+
+
+def test_a_sweep_workers_trials_share_one_kernel_and_start_from_an_empty_namespace(
+    settings, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PRISM_MLRUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    raw = {"fail_on": "3"}
+    try:
+        trials = [
+            run_trial(x, str(KERNEL_PROBE), {}, {**raw, "x": str(x)}, str(tmp_path / f"{x}.ipynb"))
+            for x in (1, 2, 3, 4)
+        ]
+    finally:
+        warm_kernel(KERNEL_PROBE.parent).close()
+
+    pids = [trial.metrics.get("kernel_pid") for trial in trials]
+    assert trials[2].failed and not any(t.failed for t in (trials[0], trials[1], trials[3]))
+    assert pids[0] == pids[1] != pids[3]
+    assert [trials[k].metrics["leftover"] for k in (0, 1, 3)] == [0.0, 0.0, 0.0]
