@@ -22,10 +22,19 @@ import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    from prism.registry.versions import VersionInfo
+
+class VersionRecord(NamedTuple):
+    """One registered version's fields as MLflow stores them (creation time in epoch ms)."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    run_id: str | None
+    created_ms: int
+    tags: dict[str, str]
+
 
 DEFAULT_WORKSPACE = "default"
 DELETED_STAGE = "Deleted_Internal"
@@ -51,12 +60,10 @@ def store_file(tracking_uri: str) -> Path | None:
     return Path(tracking_uri.removeprefix(prefix))
 
 
-def read_versions(tracking_uri: str) -> list[VersionInfo] | None:
-    """Return every registered version (aliases, tags, approval tags) in the SQLite store at
-    ``tracking_uri``, newest version first within each model, or None when this reader cannot
-    answer for MLflow (see the module docstring)."""
-    from prism.registry.versions import VersionInfo
-
+def read_versions(tracking_uri: str) -> list[VersionRecord] | None:
+    """Return every registered version (with its aliases and tags) in the SQLite store at
+    ``tracking_uri``, or None when this reader cannot answer for MLflow (see the module
+    docstring)."""
     path = store_file(tracking_uri)
     if path is None:
         return None
@@ -73,15 +80,14 @@ def read_versions(tracking_uri: str) -> list[VersionInfo] | None:
                 aliases.setdefault((name, str(version)), []).append(alias)
     except sqlite3.Error:
         return None
-    found = [
-        VersionInfo.from_record(
+    return [
+        VersionRecord(
             name,
-            version,
-            aliases.get((name, str(version)), []),
+            str(version),
+            sorted(aliases.get((name, str(version)), [])),
             run_id,
             created_ms,
             tags.get((name, str(version)), {}),
         )
         for name, version, created_ms, run_id in rows
     ]
-    return sorted(found, key=lambda v: (v.name, -int(v.version)))

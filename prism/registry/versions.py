@@ -66,9 +66,10 @@ def list_versions(settings: Settings) -> list[VersionInfo]:
     through MLflow's client."""
     from prism.registry.sqlite_registry import read_versions
 
-    direct = read_versions(settings.mlflow_tracking_uri)
-    if direct is not None:
-        return direct
+    records = read_versions(settings.mlflow_tracking_uri)
+    if records is not None:
+        direct = (VersionInfo.from_record(*record) for record in records)
+        return sorted(direct, key=lambda v: (v.name, -int(v.version)))
     client = mlflow_client(settings)
     rows = []
     for model in client.search_registered_models():

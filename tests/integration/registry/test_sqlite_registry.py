@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from prism.registry.sqlite_registry import read_versions
-from prism.registry.versions import _version_info
+from prism.registry.versions import VersionInfo, _version_info
 
 PROBE = """
 import json, sys
@@ -60,7 +60,13 @@ def test_the_direct_read_equals_mlflows_client(registry: tuple[str, MlflowClient
         key=lambda v: (v.name, -int(v.version)),
     )
 
-    assert read_versions(uri) == expected
+    records = read_versions(uri)
+
+    assert records is not None
+    direct = sorted(
+        (VersionInfo.from_record(*r) for r in records), key=lambda v: (v.name, -int(v.version))
+    )
+    assert direct == expected
     assert [(v.name, v.version) for v in expected] == [
         ("alpha", "3"),
         ("alpha", "2"),

@@ -123,16 +123,23 @@ def test_a_sweep_workers_trials_share_one_kernel_and_start_from_an_empty_namespa
 ):
     monkeypatch.setenv("PRISM_MLRUNS_DIR", str(tmp_path))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    raw = {"fail_on": "3"}
+    kernel = warm_kernel(KERNEL_PROBE.parent)
     try:
         trials = [
-            run_trial(x, str(KERNEL_PROBE), {}, {**raw, "x": str(x)}, str(tmp_path / f"{x}.ipynb"))
-            for x in (1, 2, 3, 4)
+            run_trial(
+                x,
+                str(KERNEL_PROBE),
+                {},
+                {"fail_on": "3", "x": str(x)},
+                str(tmp_path / f"{x}.ipynb"),
+            )
+            for x in (1, 2, 3)
         ]
+        after_failure = kernel.manager
     finally:
-        warm_kernel(KERNEL_PROBE.parent).close()
+        kernel.close()
 
-    pids = [trial.metrics.get("kernel_pid") for trial in trials]
-    assert trials[2].failed and not any(t.failed for t in (trials[0], trials[1], trials[3]))
-    assert pids[0] == pids[1] != pids[3]
-    assert [trials[k].metrics["leftover"] for k in (0, 1, 3)] == [0.0, 0.0, 0.0]
+    assert [t.failed for t in trials] == [False, False, True]
+    assert trials[0].metrics["kernel_pid"] == trials[1].metrics["kernel_pid"]
+    assert [t.metrics["leftover"] for t in trials[:2]] == [0.0, 0.0]
+    assert after_failure is None
