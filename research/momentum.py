@@ -9,13 +9,17 @@ packages it, and the live runner trades it like any built-in strategy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, ClassVar
 
 from prism.core.errors import ConfigError
+from prism.core.lazy import lazy_module
 from prism.strategies import equal_split
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
 
 
 @dataclass(frozen=True)

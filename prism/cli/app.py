@@ -48,7 +48,7 @@ COMMANDS: dict[str, Entry] = {
         "The Parquet feature store and its catalog (features.catalog).",
     ),
     "strategies": Entry(
-        "prism.cli.backtest",
+        "prism.cli.strategies",
         "strategies_command",
         "List the strategies (built in and registered by research/) with their parameters.",
     ),

@@ -1,5 +1,5 @@
-"""``prism strategies``, ``prism backtest`` and ``prism sweep``: the strategy library and
-in-process backtests and parameter sweeps, without MLflow.
+"""``prism backtest`` and ``prism sweep``: in-process backtests and parameter sweeps, without
+MLflow.
 
 Heavy libraries (MLflow, Prefect, papermill, pandas) are imported inside the commands, so
 ``prism --help`` and commands that do not need them start fast.
@@ -32,25 +32,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from prism.backtest.engine import BacktestConfig
-
-
-def strategies_command() -> None:
-    """List the strategies (built in and registered by research/) with their parameters."""
-    import dataclasses
-
-    from prism.strategies import ENABLE_HINT, available_strategies, deep_available
-
-    table = folding_table("strategy", "parameters (default)", "what it does")
-    for name, cls in sorted(available_strategies().items()):
-        params = ", ".join(
-            f"{f.name}" + ("" if f.default is dataclasses.MISSING else f"={f.default!r}")
-            for f in dataclasses.fields(cls)
-        )
-        what = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
-        if getattr(cls, "extra", None) == "deep" and not deep_available():
-            what = f"UNAVAILABLE ({ENABLE_HINT}). {what}"
-        table.add_row(name, params, what)
-    console.print(table)
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, object]:

@@ -20,6 +20,7 @@ from papermill.exceptions import PapermillExecutionError
 from prism.core.errors import ConfigError, PrismError
 from prism.core.settings import Settings, export_service_environment
 from prism.core.text import read_literal
+from prism.research.kernels import KERNEL_ARGUMENTS, KERNEL_NAME, WarmKernel
 from prism.research.tracking import PARENT_TAG, finish_run, start_run
 
 RUN_ID_PARAMETER = "mlflow_run_id"
@@ -92,12 +93,14 @@ def run_notebook(
     parent_run_id: str | None = None,
     extra_metrics: dict[str, float] | None = None,
     extra_tags: dict[str, str] | None = None,
+    kernel: WarmKernel | None = None,
 ) -> ResearchRun:
     """Execute ``notebook`` with ``raw_parameters`` as one MLflow run; return the run.
 
     A sweep's kept trial passes its ``parent_run_id`` (the run becomes its child) and the
     metrics and tags it adds (``trials``, the sweep's Sharpe variance); they are logged after the
-    notebook's own, so they are the values the run ends with.
+    notebook's own, so they are the values the run ends with. With ``kernel`` the notebook runs
+    on that warm kernel, which is reset after a success and shut down after a failure.
     """
     export_service_environment(settings)
     notebook = notebook.resolve()
@@ -115,16 +118,22 @@ def run_notebook(
     output_dir.mkdir(parents=True, exist_ok=True)
     executed = output_dir / f"{notebook.stem}-{run_id}.ipynb"
     try:
-        execute(notebook, executed, {**parameters, RUN_ID_PARAMETER: run_id}, progress)
+        execute(notebook, executed, {**parameters, RUN_ID_PARAMETER: run_id}, progress, kernel)
     except PapermillExecutionError as err:
+        if kernel is not None:
+            kernel.close()
         finish_run(run_id, executed, failed=True)
         raise NotebookFailed(
             f"{notebook.name} failed in {failure(err)} "
             f"(executed copy: {executed}; MLflow run {run_id} marked FAILED)"
         ) from err
     except BaseException:
+        if kernel is not None:
+            kernel.close()
         finish_run(run_id, executed, failed=True)
         raise
+    if kernel is not None:
+        kernel.reset()
     for key, number in (extra_metrics or {}).items():
         client.log_metric(run_id, key, number)
     finish_run(run_id, executed, failed=False)
@@ -150,17 +159,25 @@ def stored_bytes(artifact_uri: str | None) -> int | None:
     return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
 
 
-def execute(notebook: Path, executed: Path, parameters: dict[str, Any], progress: bool) -> None:
-    """Run ``notebook`` with papermill on the project's kernel, writing ``executed``."""
+def execute(
+    notebook: Path,
+    executed: Path,
+    parameters: dict[str, Any],
+    progress: bool,
+    kernel: WarmKernel | None = None,
+) -> None:
+    """Run ``notebook`` with papermill on the project's kernel, writing ``executed``: a new
+    kernel, or ``kernel`` (already started, kept running afterwards) when given."""
     papermill.execute_notebook(
         str(notebook),
         str(executed),
         parameters=parameters,
-        kernel_name="python3",
+        kernel_name=KERNEL_NAME,
         cwd=str(notebook.parent),
         progress_bar=progress,
         log_output=False,
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        extra_arguments=KERNEL_ARGUMENTS,
+        **({"km": kernel.ready()} if kernel is not None else {}),
     )
 
 

@@ -4,7 +4,10 @@ MLflow's stores slow down past a few thousand runs, so a sweep of N combinations
 Each combination is executed with papermill in a worker process whose tracking is redirected to
 a throwaway SQLite store in a temporary folder: the notebook logs exactly as it always does,
 and the worker reads the metrics back from that store (then deletes the trial's artifacts, so a
-large sweep does not fill the disk). What reaches the real store is:
+large sweep does not fill the disk). Each worker keeps one warm kernel
+(:mod:`prism.research.kernels`) for the trials it runs, and the kept children share another, so
+a kernel's start and the notebook's imports are paid once per worker, not once per trial. What
+reaches the real store is:
 
 - one parent run holding the whole grid (parameters, status, the failing cell's error and every
   metric of every combination) as ``sweep/trials.parquet`` and ``.csv``, the metric ``trials``
@@ -24,6 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 import multiprocessing
+import multiprocessing.util
 import os
 import shutil
 import tempfile
@@ -41,6 +45,7 @@ from papermill.exceptions import PapermillExecutionError
 from prism.backtest.sweep import parse_axis
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings, export_service_environment, load_settings
+from prism.research.kernels import WarmKernel
 from prism.research.notebooks import (
     RUN_ID_PARAMETER,
     NotebookFailed,
@@ -142,25 +147,42 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+_KERNELS: dict[Path, WarmKernel] = {}
+"""This worker process's warm kernel per notebook folder (shut down when the worker exits)."""
+
+
+def warm_kernel(folder: Path) -> WarmKernel:
+    """Return this worker's warm kernel for notebooks in ``folder``, made on first use."""
+    if folder not in _KERNELS:
+        kernel = _KERNELS[folder] = WarmKernel(folder)
+        multiprocessing.util.Finalize(kernel, kernel.close, exitpriority=10)
+    return _KERNELS[folder]
+
+
 def run_trial(
     index: int, notebook: str, grid: dict[str, Any], raw: dict[str, str], executed: str
 ) -> Trial:
-    """Execute one combination in this (redirected) worker and return its metrics or failure."""
+    """Execute one combination in this (redirected) worker, on the worker's warm kernel, and
+    return its metrics or failure."""
     started = time.perf_counter()
     settings = load_settings()
     path = Path(notebook)
     parameters = coerce_parameters(notebook_parameters(path), raw)
     run_id = start_run(settings, notebook, parameters)
     output = Path(executed)
+    kernel = warm_kernel(path.parent)
     try:
-        execute(path, output, {**parameters, RUN_ID_PARAMETER: run_id}, progress=False)
+        execute(path, output, {**parameters, RUN_ID_PARAMETER: run_id}, False, kernel)
     except PapermillExecutionError as err:
+        kernel.close()
         finish_run(run_id, None, failed=True)
         return Trial(index, grid, {}, failure(err), output, time.perf_counter() - started)
     except Exception as err:  # a dead kernel or a broken notebook file: report, go on
+        kernel.close()
         finish_run(run_id, None, failed=True)
         kept = output if output.exists() else None
         return Trial(index, grid, {}, f"{type(err).__name__}: {err}", kept, 0.0)
+    kernel.reset()
     finish_run(run_id, None, failed=False)
     metrics = dict(MlflowClient().get_run(run_id).data.metrics)
     output.unlink(missing_ok=True)
@@ -309,29 +331,34 @@ def _finish(
         client.log_metric(parent, f"best_{metric}", float(best[metric].iloc[0]))
     children: list[ResearchRun] = []
     child_failures: list[str] = []
-    for row in best.to_dict("records"):
-        index = int(row["trial"])
-        raw = dict(combos[index][1])
-        if TRIALS_METRIC in defaults and TRIALS_METRIC not in raw:
-            raw[TRIALS_METRIC] = str(n)
-        try:
-            child = run_notebook(
-                settings,
-                notebook,
-                raw,
-                progress=False,
-                parent_run_id=parent,
-                extra_metrics=extra,
-                extra_tags={SWEEP_TAG: "child", TRIAL_TAG: str(index)},
+    kernel = WarmKernel(notebook.parent)
+    try:
+        for row in best.to_dict("records"):
+            index = int(row["trial"])
+            raw = dict(combos[index][1])
+            if TRIALS_METRIC in defaults and TRIALS_METRIC not in raw:
+                raw[TRIALS_METRIC] = str(n)
+            try:
+                child = run_notebook(
+                    settings,
+                    notebook,
+                    raw,
+                    progress=False,
+                    parent_run_id=parent,
+                    extra_metrics=extra,
+                    extra_tags={SWEEP_TAG: "child", TRIAL_TAG: str(index)},
+                    kernel=kernel,
+                )
+            except NotebookFailed as err:
+                child_failures.append(f"trial {index}: {err}")
+                continue
+            expected = float(row[metric])
+            reproduced = math.isclose(
+                child.metrics.get(metric, math.nan), expected, rel_tol=1e-9, abs_tol=1e-12
             )
-        except NotebookFailed as err:
-            child_failures.append(f"trial {index}: {err}")
-            continue
-        expected = float(row[metric])
-        reproduced = math.isclose(
-            child.metrics.get(metric, math.nan), expected, rel_tol=1e-9, abs_tol=1e-12
-        )
-        client.set_tag(child.run_id, REPRODUCED_TAG, str(reproduced).lower())
-        children.append(child)
+            client.set_tag(child.run_id, REPRODUCED_TAG, str(reproduced).lower())
+            children.append(child)
+    finally:
+        kernel.close()
     finish_run(parent, None, failed=False)
     return SweepResult(parent, metric, table, trials, children, child_failures)

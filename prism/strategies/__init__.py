@@ -41,6 +41,7 @@ __all__ = [
     "available_strategies",
     "deep_available",
     "equal_split",
+    "listed_strategies",
     "make_strategy",
     "per_symbol",
     "strategy_params",
@@ -63,29 +64,46 @@ def available_strategies() -> dict[str, type]:
     group ``prism.strategies`` (how ``research/`` registers its strategies, see pyproject.toml).
 
     A strategy is a frozen dataclass whose fields are its parameters, with a ``name`` class
-    attribute, a ``warmup`` property and a ``target_weights`` method.
+    attribute, a ``warmup`` property and a ``target_weights`` method. Raises a ConfigError
+    naming the entry point if a registered strategy cannot load.
     """
-    return {cls.name: cls for cls in BUILT_IN} | dict(_installed())
+    found, broken = listed_strategies()
+    if broken:
+        raise ConfigError(next(iter(broken.values())))
+    return found
+
+
+def listed_strategies() -> tuple[dict[str, type], dict[str, str]]:
+    """Return the strategies that load, by name, and the registered entry points that do not,
+    by entry-point name with the reason: a listing shows both instead of failing on one."""
+    found, broken = _installed()
+    return {cls.name: cls for cls in BUILT_IN} | dict(found), dict(broken)
 
 
 @functools.cache
-def _installed() -> tuple[tuple[str, type], ...]:
-    """Return the strategies registered under the entry-point group, loaded once per process
-    (scanning the installed distributions costs milliseconds, and sweeps build thousands)."""
+def _installed() -> tuple[tuple[tuple[str, type], ...], tuple[tuple[str, str], ...]]:
+    """Return the strategies registered under the entry-point group and the entry points that
+    fail to load, loaded once per process (scanning the installed distributions costs
+    milliseconds, and sweeps build thousands). Loading runs a researcher's module, so any
+    error it raises is caught and reported as that entry point's failure."""
     found: dict[str, type] = {}
+    broken: dict[str, str] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
+        where = f"strategy entry point {entry.name} = {entry.value!r}"
         try:
             loaded: Any = entry.load()
-        except (ImportError, AttributeError) as err:
-            raise ConfigError(f"strategy entry point {entry.value!r} cannot load: {err}") from err
+        except Exception as err:
+            broken[entry.name] = f"{where} cannot load: {type(err).__name__}: {err}"
+            continue
         if not (
             isinstance(loaded, type)
             and dataclasses.is_dataclass(loaded)
             and hasattr(loaded, "target_weights")
         ):
-            raise ConfigError(f"{entry.value} is not a strategy dataclass with target_weights")
+            broken[entry.name] = f"{where} is not a strategy dataclass with target_weights"
+            continue
         found[str(getattr(loaded, "name"))] = loaded  # noqa: B009
-    return tuple(found.items())
+    return tuple(found.items()), tuple(broken.items())
 
 
 def make_strategy(name: str, params: dict[str, Any]) -> Strategy:

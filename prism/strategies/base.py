@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar, Protocol
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from prism.core.jit import lazy_njit
-from prism.data.bars import BarPanel
+from prism.core.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from prism.data.bars import BarPanel
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
 
 
 def per_symbol(
@@ -115,6 +121,8 @@ def _split_in_place(values: np.ndarray, allow_short: bool, symbols: int) -> None
 
 def on_bars(bars: pd.DataFrame, panel_weights: Callable[[BarPanel], np.ndarray]) -> pd.DataFrame:
     """Return (time, symbol, weight) for each row of ``bars`` from a panel-weights function."""
+    from prism.data.bars import BarPanel
+
     panel = BarPanel.from_bars(bars)
     out = bars[["time", "symbol"]].reset_index(drop=True)
     out["weight"] = np.nan_to_num(panel.take(panel_weights(panel), out), nan=0.0)

@@ -15,14 +15,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prism.core.errors import ConfigError
+from prism.core.lazy import lazy_module
 from prism.core.text import read_literal
 from prism.strategies.base import Strategy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
 
 DEFAULT_MEMBERS = "sma_crossover(fast=10,slow=50);rsi_mean_reversion;macd_trend"
 _MEMBER = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$")

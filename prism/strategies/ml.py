@@ -12,13 +12,18 @@ the bar-by-bar test checks it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prism.core.errors import ConfigError
+from prism.core.lazy import lazy_module
 from prism.strategies.base import equal_split
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
 
 FEATURES = ("ret_1", "ret_5", "ret_20", "vol_20", "volume_ratio_20", "close_sma_50", "bb_position")
 FEATURE_LOOKBACK = 51

@@ -18,13 +18,17 @@ it exactly; the tests replay the strategy bar by bar on such windows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
-
-import numpy as np
-import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
+from typing import TYPE_CHECKING, ClassVar
 
 from prism.core.errors import ConfigError
+from prism.core.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
 
 MIN_LOOKBACK = 10
 DEGENERATE = 1e-12
@@ -137,7 +141,10 @@ def _window_statistics(
     hedge, zscore, pvalue = (np.full(len(y), np.nan) for _ in range(3))
     if len(y) < lookback:
         return hedge, zscore, pvalue
-    ys, xs = sliding_window_view(y, lookback), sliding_window_view(x, lookback)
+    ys, xs = (
+        np.lib.stride_tricks.sliding_window_view(y, lookback),
+        np.lib.stride_tricks.sliding_window_view(x, lookback),
+    )
     ratio = ols_slopes(ys, xs)
     spreads = ys - ratio[:, None] * xs
     hedge[lookback - 1 :] = ratio

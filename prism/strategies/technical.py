@@ -11,13 +11,19 @@ gives the whole history's decisions (tests check it bar by bar).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, ClassVar
 
 from prism.core.errors import ConfigError
-from prism.features.indicators import bollinger, macd, rsi, sma
+from prism.core.lazy import lazy_module
 from prism.strategies.base import SignalRule
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from prism.features import indicators
+else:
+    np = lazy_module("numpy")
+    indicators = lazy_module("prism.features.indicators")
 
 CONVERGENCE = 10
 
@@ -54,8 +60,8 @@ class SmaCrossover(SignalRule):
 
     def rule(self, close: np.ndarray) -> np.ndarray:
         """Return the sign of fast minus slow average."""
-        gap = sma(close, self.fast)
-        gap -= sma(close, self.slow)
+        gap = indicators.sma(close, self.fast)
+        gap -= indicators.sma(close, self.slow)
         side = np.sign(gap, out=gap)
         return held_from_crosses(side) if self.on_cross else side
 
@@ -93,7 +99,7 @@ class RsiMeanReversion(SignalRule):
 
     def rule(self, close: np.ndarray) -> np.ndarray:
         """Return +1 below ``lower``, -1 above ``upper``, else 0."""
-        value = rsi(close, self.period)
+        value = indicators.rsi(close, self.period)
         return np.where(value < self.lower, 1.0, np.where(value > self.upper, -1.0, 0.0))
 
 
@@ -121,7 +127,7 @@ class MacdTrend(SignalRule):
 
     def rule(self, close: np.ndarray) -> np.ndarray:
         """Return the sign of the MACD histogram."""
-        return np.sign(macd(close, self.fast, self.slow, self.signal)[2])
+        return np.sign(indicators.macd(close, self.fast, self.slow, self.signal)[2])
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ class BollingerBreakout(SignalRule):
 
     def rule(self, close: np.ndarray) -> np.ndarray:
         """Return +1 above the upper band, -1 below the lower, else 0."""
-        upper, _, lower = bollinger(close, self.period, self.width)
+        upper, _, lower = indicators.bollinger(close, self.period, self.width)
         return np.where(close > upper, 1.0, np.where(close < lower, -1.0, 0.0))
 
 

@@ -22,6 +22,7 @@ def main() -> None:
         bench_indicators,
         bench_ingest,
         bench_minute,
+        bench_research,
         bench_sweep_store,
         bench_timescale,
         bench_trade_cycle,
@@ -29,6 +30,7 @@ def main() -> None:
 
     suites = [
         bench_cli,
+        bench_research,
         bench_ingest,
         bench_backtest,
         bench_minute,

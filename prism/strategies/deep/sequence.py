@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prism.core.errors import ConfigError
+from prism.core.lazy import lazy_module
 from prism.strategies.deep.walk_forward import WalkForward, torch_deterministic
 from prism.strategies.ml import FEATURES
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 
 def build_network(kind: str, window: int, hidden: int) -> Any:

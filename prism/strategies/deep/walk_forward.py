@@ -21,12 +21,10 @@ import dataclasses
 import hashlib
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prism.core.errors import ConfigError
+from prism.core.lazy import lazy_module
 from prism.strategies.base import equal_split
 from prism.strategies.ml import FEATURE_LOOKBACK, FEATURES
 
@@ -37,6 +35,13 @@ ENABLE_HINT = (
     "install the deep extra: `make install-deep` (pip install torch==2.13.0 and "
     "pip install -e '.[deep]')"
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
 
 
 def deep_available() -> bool:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from prism.core.errors import ConfigError
 from prism.research.notebooks import notebook_parameters
-from prism.research.sweeps import combinations, parse_grid
+from prism.research.sweeps import combinations, parse_grid, run_trial, warm_kernel
 
 PROBE = Path(__file__).parents[2] / "fixtures" / "notebooks" / "sweep_probe.ipynb"
 """Logs oos_sharpe = 0.5 x and sharpe = 0.25 x, and raises in its third cell when x == fail_on."""
@@ -111,3 +111,35 @@ def test_a_parameter_both_swept_and_fixed_is_refused():
 def test_an_unknown_grid_parameter_is_named():
     with pytest.raises(ConfigError, match="no parameter\\(s\\) y"):
         combinations(notebook_parameters(PROBE), parse_grid(["y=1,2"]), {})
+
+
+KERNEL_PROBE = PROBE.with_name("kernel_probe.ipynb")
+"""Logs its kernel's pid, and leftover = 1 if a variable an earlier notebook set is still
+defined; raises when x == fail_on."""
+
+
+def test_a_sweep_workers_trials_share_one_kernel_and_start_from_an_empty_namespace(
+    settings, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PRISM_MLRUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    kernel = warm_kernel(KERNEL_PROBE.parent)
+    try:
+        trials = [
+            run_trial(
+                x,
+                str(KERNEL_PROBE),
+                {},
+                {"fail_on": "3", "x": str(x)},
+                str(tmp_path / f"{x}.ipynb"),
+            )
+            for x in (1, 2, 3)
+        ]
+        after_failure = kernel.manager
+    finally:
+        kernel.close()
+
+    assert [t.failed for t in trials] == [False, False, True]
+    assert trials[0].metrics["kernel_pid"] == trials[1].metrics["kernel_pid"]
+    assert [t.metrics["leftover"] for t in trials[:2]] == [0.0, 0.0]
+    assert after_failure is None

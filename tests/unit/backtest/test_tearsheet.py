@@ -7,6 +7,7 @@ import pytest
 
 from prism.backtest.engine import BacktestConfig, run_backtest
 from prism.backtest.tearsheet import (
+    chart_times,
     monthly_returns,
     tear_sheet,
     write_tear_sheet,
@@ -50,3 +51,18 @@ def test_the_tear_sheet_renders_to_a_png_of_the_asked_size(bundled_bars, tmp_pat
     header = path.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (1000, 1200)
+
+
+@pytest.mark.parametrize(
+    ("freq", "zone", "length"),
+    [("D", "UTC", 10), ("D", "America/New_York", 19), ("15min", "UTC", 19)],
+)
+def test_chart_times_are_short_strings_of_the_same_utc_instants(freq, zone, length):
+    times = pd.date_range("2020-03-06 00:00", periods=200, freq=freq, tz=zone)
+
+    shown = chart_times(times)
+
+    assert (
+        pd.DatetimeIndex(pd.to_datetime(shown)).tz_localize("UTC").equals(times.tz_convert("UTC"))
+    )
+    assert {len(text) for text in shown} == {length}

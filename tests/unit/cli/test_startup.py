@@ -1,6 +1,6 @@
-"""The ``prism`` command imports only what a command needs: ``--help`` and ``config`` load no
-heavy library, and the help lines ``--help`` shows without importing the commands are the
-commands' own."""
+"""The ``prism`` command imports only what a command needs: ``--help``, ``config`` and
+``strategies`` load no heavy library, and the help lines ``--help`` shows without importing the
+commands are the commands' own."""
 
 from __future__ import annotations
 
@@ -58,6 +58,10 @@ def loaded_after(*argv: str) -> list[str]:
 @pytest.mark.parametrize("argv", [("--help",), ("config",), ("config", "--json"), ("db", "--help")])
 def test_light_commands_import_no_heavy_library(argv: tuple[str, ...]) -> None:
     assert loaded_after(*argv) == []
+
+
+def test_listing_the_strategies_imports_no_heavy_library() -> None:
+    assert loaded_after("strategies") == []
 
 
 def test_research_help_does_not_import_mlflow_or_papermill() -> None:

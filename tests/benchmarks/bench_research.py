@@ -1,0 +1,100 @@
+"""A research run: ``prism research run notebooks/02_backtest_strategy.ipynb`` as a whole process,
+warm (after one run that fills the caches: numba's, the bytecode, the OS's file cache; one timed
+run, as a run takes minutes on a loaded machine), against papermill running an empty notebook as
+its own process as the peer: what any papermill-executed notebook costs here (papermill's
+imports, a kernel's start and shutdown).
+
+The workspace is fresh (its embedded PostgreSQL, an empty MLflow store) with the bundled daily
+bars ingested. The row gives wall and CPU seconds (CPU, children included, is what the machine's
+load does not inflate) and the megabytes the run stored, as the command prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from prism.core.settings import project_root
+from prism.data.sources import ArchBarSource
+from prism.data.store import ingest
+from tests.benchmarks.bench_cli import PRISM, timed_run
+from tests.benchmarks.measure import Measurement
+from tests.benchmarks.row import Row
+from tests.benchmarks.workspace import fresh_workspace
+
+RUNS = 1
+NOTEBOOK = project_root() / "notebooks" / "02_backtest_strategy.ipynb"
+EMPTY_NOTEBOOK = {
+    "cells": [
+        {"cell_type": "code", "metadata": {}, "source": "", "outputs": [], "execution_count": None}
+    ],
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def timed_research(argv: list[str]) -> tuple[float, float, float]:
+    """Run ``argv`` (a research run); return its wall and CPU seconds and the megabytes it
+    says it stored."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    found = re.search(r"stored: ([\d.]+) MB", done.stdout + done.stderr)
+    return wall, cpu, float(found.group(1)) if found else math.nan
+
+
+def run(notes: list[str]) -> list[Row]:
+    """Time warm research runs of notebook 02 and papermill's empty notebook, in turn."""
+    with tempfile.TemporaryDirectory() as tmp, fresh_workspace(Path(tmp)) as (engine, _):
+        ingest(engine, ArchBarSource())
+        empty = Path(tmp) / "empty.ipynb"
+        empty.write_text(json.dumps(EMPTY_NOTEBOOK))
+        ours = [str(PRISM), "research", "run", str(NOTEBOOK)]
+        peer = [sys.executable, "-m", "papermill", str(empty), str(Path(tmp) / "out.ipynb")]
+        peer += ["-k", "python3", "--no-progress-bar"]
+        timed_research(ours)
+        subprocess.run(peer, capture_output=True, check=True)
+        measured = []
+        for _ in range(RUNS):
+            measured.append((timed_research(ours), timed_run(peer)))
+        wall, cpu, megabytes = (statistics.median(m[0][k] for m in measured) for k in range(3))
+        peer_wall, peer_cpu = (statistics.median(m[1][k] for m in measured) for k in range(2))
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    notes.append(
+        f"research run: {RUNS} timed run(s) of each after one warm-up of each, in turn; "
+        f"load average at the end {load} on {os.cpu_count()} cores"
+    )
+    return [
+        Row(
+            f"`prism research run` notebook 02, warm (median {wall:.1f} s, CPU {cpu:.1f} s; "
+            f"peer CPU {peer_cpu:.1f} s; {megabytes:.2f} MB stored)",
+            "runs/h",
+            3600,
+            Measurement(wall, math.nan),
+            Measurement(peer_wall, math.nan),
+            "papermill, empty notebook",
+        )
+    ]
+
+
+if __name__ == "__main__":
+    collected: list[str] = []
+    for row in run(collected):
+        print(row.markdown())
+    for note in collected:
+        print(f"- {note}")
