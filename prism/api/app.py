@@ -28,7 +28,7 @@ from fastapi import (
 )
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.routing import APIWebSocketRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -83,14 +83,10 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         version=VERSION,
         description="Market data, research, registry and the live runner of Prism.",
         lifespan=lifespan,
-        responses={
-            401: {"model": problems_model(), "description": "not authenticated"},
-            403: {"model": problems_model(), "description": "role too low"},
-            429: {"model": problems_model(), "description": "rate limited"},
-        },
     )
     app.state.prism = ctx
     problems.install(app)
+    problems.document(app)
     guarded = [Depends(authorize)]
     for module in (auth, admin, data, research, registry, runner):
         app.include_router(module.router, dependencies=guarded)
@@ -124,13 +120,6 @@ def served_routes(app: FastAPI) -> set[tuple[str, str]]:
     return served
 
 
-def problems_model() -> Any:
-    """Return the problem-details model (for the OpenAPI error responses)."""
-    from prism.api.models import Problem
-
-    return Problem
-
-
 def _system_routes(app: FastAPI, ctx: ApiContext, guarded: list[Any]) -> None:
     registry = CollectorRegistry()
     ctx.extra["metrics"] = registry
@@ -140,7 +129,12 @@ def _system_routes(app: FastAPI, ctx: ApiContext, guarded: list[Any]) -> None:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["system"], dependencies=guarded)
+    @app.get(
+        "/ready",
+        tags=["system"],
+        dependencies=guarded,
+        responses={503: {"model": dict[str, str], "description": "a check is down"}},
+    )
     def ready(response: Response) -> dict[str, str]:
         """Readiness: the database answers and the MLflow store opens."""
         checks: dict[str, str] = {}
@@ -163,7 +157,7 @@ def _system_routes(app: FastAPI, ctx: ApiContext, guarded: list[Any]) -> None:
             response.status_code = 503
         return checks
 
-    @app.get("/metrics", tags=["system"], dependencies=guarded)
+    @app.get("/metrics", tags=["system"], dependencies=guarded, response_class=PlainTextResponse)
     def metrics() -> Response:
         """Prometheus metrics of this API process."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -220,7 +214,13 @@ def _observe(app: FastAPI, ctx: ApiContext) -> None:
 
 
 def _stream_route(app: FastAPI, ctx: ApiContext, hub: Hub) -> None:
-    @app.get("/api/v1/stream/sse", tags=["stream"], dependencies=[Depends(authorize)])
+    @app.get(
+        "/api/v1/stream/sse",
+        tags=["stream"],
+        dependencies=[Depends(authorize)],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    )
     async def server_sent_events(
         request: Request,
         channels: str,

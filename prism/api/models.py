@@ -19,13 +19,14 @@ def records(frame: pd.DataFrame) -> list[Row]:
 
 
 class Problem(BaseModel):
-    """An error (RFC 9457 problem details)."""
+    """An error (RFC 9457 problem details); a 422 also lists each invalid field in ``errors``."""
 
     type: str
     title: str
     status: int
     detail: str
     instance: str = ""
+    errors: list[dict[str, Any]] | None = None
 
 
 class Token(BaseModel):
