@@ -391,7 +391,7 @@ def _fan_row(
     label = (
         f"API WebSocket fan-out, {RATE:,} bars/s to {SUBSCRIBERS} subscribers (lag p50 "
         f"{_ms(lags, 50):.0f} / p99 {_ms(lags, 99):.0f} ms; direct LISTEN {_ms(peer_lags, 50):.0f}"
-        f" / {_ms(peer_lags, 99):.0f} ms; {dropped} dropped)"
+        f" / {_ms(peer_lags, 99):.0f} ms; {dropped} clients closed or not done)"
     )
     if not len(lags) or not len(peer_lags):
         raise RuntimeError("no bar reached a subscriber")
