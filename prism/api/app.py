@@ -2,9 +2,9 @@
 
 :func:`create_app` is the composition root: it builds the context (settings, the read-only
 engine every route reads through and the owner's for the routes that write, signing keys, rate
-limiters, the stream hub, the background job runner), installs the problem-details error handlers, the one
-authorisation dependency every route passes through (:func:`prism.api.deps.authorize`), the
-audit of every mutating call (``audit.system_events``, with the caller as ``subject``), the
+limiters, the stream hub, the background job runner), installs the problem-details error
+handlers, the one authorisation dependency every route passes through
+(:func:`prism.api.deps.authorize`), the audit of every mutating call (``audit.system_events``, with the caller as ``subject``), the
 Prometheus request metrics and, only when origins are configured, CORS. A route with no rule
 in :data:`prism.api.rules.ROUTE_ROLES` stops the app from being built.
 """
@@ -30,7 +30,7 @@ from fastapi import (
 )
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.routing import APIWebSocketRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -96,14 +96,10 @@ def create_app(settings: Settings, engine: Engine, reader: Engine | None = None)
         version=VERSION,
         description="Market data, research, registry and the live runner of Prism.",
         lifespan=lifespan,
-        responses={
-            401: {"model": problems_model(), "description": "not authenticated"},
-            403: {"model": problems_model(), "description": "role too low"},
-            429: {"model": problems_model(), "description": "rate limited"},
-        },
     )
     app.state.prism = ctx
     problems.install(app)
+    problems.document(app)
     guarded = [Depends(authorize)]
     for module in (auth, admin, data, research, registry, runner):
         app.include_router(module.router, dependencies=guarded)
@@ -137,13 +133,6 @@ def served_routes(app: FastAPI) -> set[tuple[str, str]]:
     return served
 
 
-def problems_model() -> Any:
-    """Return the problem-details model (for the OpenAPI error responses)."""
-    from prism.api.models import Problem
-
-    return Problem
-
-
 def _system_routes(app: FastAPI, ctx: ApiContext, guarded: list[Any]) -> None:
     registry = CollectorRegistry()
     ctx.extra["metrics"] = registry
@@ -174,7 +163,7 @@ def _system_routes(app: FastAPI, ctx: ApiContext, guarded: list[Any]) -> None:
             checks=[CheckOutcome(**dataclasses.asdict(c)) for c in checks],
         )
 
-    @app.get("/metrics", tags=["system"], dependencies=guarded)
+    @app.get("/metrics", tags=["system"], dependencies=guarded, response_class=PlainTextResponse)
     def metrics() -> Response:
         """Prometheus metrics of this API process."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -231,7 +220,13 @@ def _observe(app: FastAPI, ctx: ApiContext) -> None:
 
 
 def _stream_route(app: FastAPI, ctx: ApiContext, hub: Hub) -> None:
-    @app.get("/api/v1/stream/sse", tags=["stream"], dependencies=[Depends(authorize)])
+    @app.get(
+        "/api/v1/stream/sse",
+        tags=["stream"],
+        dependencies=[Depends(authorize)],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    )
     async def server_sent_events(
         request: Request,
         channels: str,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request, Security
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import Engine
 
 from prism.api.ratelimit import RateLimiter
@@ -65,16 +66,37 @@ def throttle(limiter: RateLimiter, caller: str) -> None:
 
 def authorize(request: Request, token: str | None = Security(oauth2)) -> None:
     """Enforce the route's rule (:data:`prism.api.rules.ROUTE_ROLES`) on the caller."""
-    ctx = context(request)
+    claims = admitted(request, token)
+    if claims is not None:
+        throttle(context(request).limiter, claims.subject)
+        request.state.claims = claims
+
+
+def admitted(request: Request, token: str | None) -> Claims | None:
+    """Return the caller's claims if the route's rule admits them (None: a public route), else
+    raise 401 or 403. No rate-limit token is taken."""
     needed = rule_for(request.method, request.scope["route"].path)
     if needed == PUBLIC:
-        return
-    claims = bearer_claims(ctx, token)
+        return None
+    claims = bearer_claims(context(request), token)
     request.state.subject = claims.subject
     if not role_allows(claims.role, needed):
         raise HTTPException(403, f"role {claims.role} may not do this; it needs {needed}")
-    throttle(ctx.limiter, claims.subject)
-    request.state.claims = claims
+    return claims
+
+
+def refusal(request: Request) -> HTTPException | None:
+    """Return the 401/403 a request that failed before :func:`authorize` ran (FastAPI reads
+    and parses the body before any dependency) would have got, so an unauthenticated caller
+    learns nothing from the body check; None when it would have been admitted."""
+    if "route" not in request.scope or hasattr(request.state, "claims"):
+        return None
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    try:
+        admitted(request, token if scheme.lower() == "bearer" else None)
+    except HTTPException as refused:
+        return refused
+    return None
 
 
 def caller(request: Request) -> Claims:

@@ -34,13 +34,14 @@ def finite(value: Any) -> Any:
 
 
 class Problem(BaseModel):
-    """An error (RFC 9457 problem details)."""
+    """An error (RFC 9457 problem details); a 422 also lists each invalid field in ``errors``."""
 
     type: str
     title: str
     status: int
     detail: str
     instance: str = ""
+    errors: list[dict[str, Any]] | None = None
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -15,6 +15,7 @@ def main() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bar would split rows
     warnings.simplefilter("ignore")
     from tests.benchmarks import (
+        bench_api,
         bench_backtest,
         bench_cli,
         bench_dashboard,
@@ -38,6 +39,7 @@ def main() -> None:
         bench_dashboard,
         bench_sweep_store,
         bench_trade_cycle,
+        bench_api,
         bench_timescale,
         bench_deep,
     ]

@@ -42,7 +42,22 @@ def symbols(ctx: Ctx) -> list[Row]:
     return records(symbol_catalogue(ctx.engine))
 
 
-@router.get("/bars/{symbol}", response_model=BarsPage)
+TABLES = {
+    "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        PARQUET: {"schema": {"type": "string", "format": "binary"}},
+    },
+    "headers": {
+        "X-Next-Cursor": {
+            "description": "CSV and Parquet: next_cursor of this page (absent on the last)",
+            "schema": {"type": "string", "format": "date-time"},
+        }
+    },
+}
+"""The CSV and Parquet forms of a bars page, beside the JSON one."""
+
+
+@router.get("/bars/{symbol}", response_model=BarsPage, responses={200: TABLES})
 def bars(
     symbol: str,
     ctx: Ctx,

@@ -5,13 +5,7 @@ Server-Sent Events client that of a fill."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,50 +13,17 @@ from sqlalchemy import text
 from websockets.sync.client import connect
 
 from prism.api import accounts
-from prism.db.roles import login_password, reader_login, runner_login
 from tests.integration.api.conftest import SIGNING
+from tests.integration.api.server import api_env, running_api
 from tests.integration.api.test_api_routes import insert_order_and_fill
 
 pytestmark = pytest.mark.timeout(180)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_prism_api_serves_tokens_bars_and_the_stream(engine, settings, database_url, tmp_path):
-    port = free_port()
-    env = {
-        **os.environ,
-        "PRISM_DATABASE_URL": database_url,
-        # The server's workspace is new: it would give the session's logins new passwords.
-        "PRISM_READER_PASSWORD": login_password(settings, reader_login(settings)) or "",
-        "PRISM_RUNNER_PASSWORD": login_password(settings, runner_login(settings)) or "",
-        "PRISM_API_SIGNING_KEYS": SIGNING,
-        "PRISM_HOME": str(tmp_path / "home"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
-    }
-    prism = Path(sys.executable).with_name("prism")
-    server = subprocess.Popen(
-        [str(prism), "api", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "prism api did not answer /health"
-            time.sleep(0.5)
+    env = api_env(settings, database_url, tmp_path, SIGNING)
+    with running_api(env) as base:
+        port = base.rsplit(":", 1)[1]
         made, _ = accounts.create_key(engine, "server-test", "viewer", "test")
         token = httpx.post(f"{base}/api/v1/auth/api-key", json={"api_key": made.key}).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}
@@ -103,6 +64,3 @@ def test_prism_api_serves_tokens_bars_and_the_stream(engine, settings, database_
         assert 'prism_api_request_seconds_count{method="POST",route="/api/v1/auth/api-key"' in (
             scraped
         )
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
