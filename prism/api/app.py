@@ -4,9 +4,10 @@
 engine every route reads through and the owner's for the routes that write, signing keys, rate
 limiters, the stream hub, the background job runner), installs the problem-details error
 handlers, the one authorisation dependency every route passes through
-(:func:`prism.api.deps.authorize`), the audit of every mutating call (``audit.system_events``, with the caller as ``subject``), the
-Prometheus request metrics and, only when origins are configured, CORS. A route with no rule
-in :data:`prism.api.rules.ROUTE_ROLES` stops the app from being built.
+(:func:`prism.api.deps.authorize`), the audit of every mutating call (``audit.system_events``,
+with the caller as ``subject``), the Prometheus request metrics and, only when origins are
+configured, CORS. A route with no rule in :data:`prism.api.rules.ROUTE_ROLES` stops the app
+from being built.
 """
 
 from __future__ import annotations
