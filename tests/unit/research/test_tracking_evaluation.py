@@ -160,3 +160,16 @@ def test_a_strategy_whose_warmup_is_too_short_fails_parity_but_not_look_ahead(bu
     tags = validation_tags(Anchored(), bars, BacktestConfig(), 30)
 
     assert tags == {LOOKAHEAD_TAG: PASSED, PARITY_TAG: FAILED}
+
+
+def test_the_peers_hold_since_the_last_cross_rule_fails_parity_so_it_cannot_go_live(bundled_bars):
+    """``on_cross`` holds a side since the last cross, however long ago; the live runner (and
+    the parity check) decide on the warm-up window alone, so its weights there differ and the
+    promotion's parity gate refuses it; the band rule of the same averages passes."""
+    bars = bundled_bars[bundled_bars["time"] >= pd.Timestamp("2017-01-01", tz="UTC")]
+
+    held = validation_tags(SmaCrossover(fast=5, slow=20, on_cross=True), bars, BacktestConfig(), 30)
+    band = validation_tags(SmaCrossover(fast=5, slow=20), bars, BacktestConfig(), 30)
+
+    assert held[PARITY_TAG] == FAILED
+    assert band[PARITY_TAG] == PASSED
