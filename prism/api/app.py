@@ -83,11 +83,11 @@ def create_app(settings: Settings, engine: Engine, reader: Engine | None = None)
     hub = Hub(conninfo(engine))
     ctx.extra["hub"] = hub
     jobs = JobRunner(engine, settings.api_job_workers)
-    jobs.recover()
     ctx.extra["jobs"] = jobs
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(jobs.recover)
         yield
         await hub.stop()
         await run_in_threadpool(jobs.shutdown)

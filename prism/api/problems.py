@@ -14,6 +14,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from prism.api.deps import refusal
@@ -65,9 +66,10 @@ def _status_of(err: PrismError) -> int:
 def document(app: FastAPI) -> None:
     """Have ``app``'s OpenAPI schema document its errors as problem details: each operation
     gets :data:`ERRORS` and FastAPI's 422 loses its ``HTTPValidationError`` body for the
-    Problem one (what :func:`install` answers). An error response a route documents with its
-    own content is left as the route wrote it. Routes added later are covered too, since the
-    schema is rewritten when it is first built."""
+    Problem one (what :func:`install` answers), and a route's ``{"model": Problem}`` error
+    responses get the problem+json media type it is answered with. An error response a route
+    documents with other content is left as the route wrote it. Routes added later are covered
+    too, since the schema is rewritten when it is first built."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -94,7 +96,11 @@ def _describe_errors(schema: dict[str, Any]) -> None:
             for status, response in responses.items():
                 content = response.get("content") or {}
                 default_422 = "HTTPValidationError" in str(content)
-                if status[0] in "45" and (not content or default_422):
+                as_json = content.get("application/json", {}).get("schema", {})
+                problem_as_json = set(content) == {"application/json"} and as_json == {
+                    "$ref": PROBLEM_REF
+                }
+                if status[0] in "45" and (not content or default_422 or problem_as_json):
                     response["content"] = body
                     if status == "422":
                         response["description"] = "a parameter or the body does not validate"
@@ -137,6 +143,12 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, PrismError)
         return problem(_status_of(exc), str(exc), request.url.path)
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        stored = _data_error(exc)
+        if stored is None:
+            raise exc
+        return problem(400, f"a value the database refuses: {stored}", request.url.path)
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         stored = _data_error(exc)
         if stored is not None:
@@ -146,4 +158,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(PrismError, prism_error)
+    # Handled before the catch-all, so a value the database refuses is a plain 400 answer, not
+    # an error Starlette's outermost middleware re-raises after answering.
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(psycopg.DataError, database_error)
     app.add_exception_handler(Exception, unexpected)

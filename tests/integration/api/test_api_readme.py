@@ -13,11 +13,14 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import text
 
 from prism.api import accounts
+from prism.data.bars import normalise
+from prism.data.store import upsert_bars
 from prism.live import deployments
 from tests.integration.api.conftest import SIGNING
 from tests.integration.api.server import api_env, running_api
@@ -55,6 +58,19 @@ def test_the_readmes_curl_session_runs_against_the_server(
     assert halted
     deploy(stocked, halted.group(1))
     insert_order_and_fill(stocked, "readme-1")
+    minutes = _btc_minutes()
+    upsert_bars(stocked, normalise(minutes))
+    upload = pd.DataFrame(
+        {
+            "time": ["2024-02-01", "2024-02-02", "2024-02-05", "2024-02-06"],
+            "open": [10.0, 11.0, 12.0, 13.0],
+            "high": [11.0, 12.0, 11.0, 14.0],  # the third high under its low: quarantined
+            "low": [9.0, 10.0, 11.5, 12.0],
+            "close": [10.5, 11.5, 11.8, 13.5],
+            "volume": [100.0, 100.0, 100.0, 100.0],
+        }
+    )
+    upload.to_csv(tmp_path / "bars.csv", index=False)
     env = api_env(settings, database_url, tmp_path, SIGNING)
     with running_api(env) as base:
         host = base.removeprefix("http://")
@@ -75,6 +91,7 @@ def test_the_readmes_curl_session_runs_against_the_server(
                 text=True,
                 timeout=120,
                 env={**os.environ, **shell},
+                cwd=tmp_path,
             )
             assert done.returncode == 0, (call, done.stderr, done.stdout)
             if line.startswith("TOKEN="):
@@ -85,6 +102,21 @@ def test_the_readmes_curl_session_runs_against_the_server(
     for call, answer in by_call.items():
         if "api-key" in call:
             assert json.loads(answer)["role"] == "trader"
+        elif "source=aggregate" in call:
+            [hour] = json.loads(answer)["bars"]
+            assert (hour["open"], hour["close"]) == (
+                minutes["open"].iloc[0],
+                minutes["close"].iloc[-1],
+            )
+            assert (
+                hour["high"] == minutes["high"].max() and hour["volume"] == minutes["volume"].sum()
+            )
+        elif "data/ingest" in call:
+            loaded = json.loads(answer)
+            assert (loaded["inserted"], loaded["quarantined"]) == (3, 1)
+            assert [r["row"]["close"] for r in loaded["rejects"]] == [11.8]
+        elif "notebook-runs" in call:
+            assert json.loads(answer)["job_id"]
         elif "format=csv" in call:
             assert answer.splitlines()[0].startswith("time,open,high,low,close")
         elif "data/bars" in call:
@@ -107,3 +139,22 @@ def test_the_readmes_curl_session_runs_against_the_server(
             assert json.loads(answer)["changed"] is True
     state = deployments.get_deployment(stocked, halted.group(1))
     assert (state.halted, state.halted_by) == (True, user.group(1))
+
+
+def _btc_minutes() -> pd.DataFrame:
+    """One hour of BTC minute bars, for the session's read of the hourly rollup."""
+    times = pd.date_range("2024-01-02 10:00", periods=60, freq="1min", tz="UTC")
+    close = 40_000 + np.arange(60.0)
+    return pd.DataFrame(
+        {
+            "time": times,
+            "symbol": "BTC",
+            "timeframe": "1m",
+            "open": close - 0.5,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "volume": 2.0,
+            "source": "readme-test",
+        }
+    )
