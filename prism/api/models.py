@@ -279,22 +279,13 @@ class NotebookSweepRequest(BaseModel):
     metric: str = "oos_sharpe"
 
 
-class SweepRequest(BaseModel):
-    """A backtest sweep (``prism sweep``): every combination of ``grid`` (axes
-    ``name=v1,v2`` or ``name=start..stop[:step]``) kept by every ``where`` (``fast<slow``)."""
+class SweepRequest(BacktestRequest):
+    """A backtest sweep (``prism sweep``): the backtest of :class:`BacktestRequest` over every
+    combination of ``grid`` (axes ``name=v1,v2`` or ``name=start..stop[:step]``) kept by every
+    ``where`` (``fast<slow``), ``params`` fixing the parameters the grid does not name."""
 
-    strategy: str
     grid: list[str] = Field(min_length=1, max_length=10)
     where: list[str] = Field(default_factory=list)
-    symbols: list[str] = Field(min_length=1, max_length=50)
-    timeframe: str = "1d"
-    start: datetime | None = None
-    end: datetime | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    cash: float = Field(1_000_000.0, gt=0)
-    commission_bps: float = Field(1.0, ge=0)
-    slippage_bps: float = Field(2.0, ge=0)
-    allow_gaps: bool = False
     top: int = Field(10, ge=1, le=1000)
 
 
