@@ -2,9 +2,10 @@
 
 Checks: the database (through the read-only login), the MLflow store, the Prefect API (when
 ``PREFECT_API_URL`` names one), the broker of every enabled deployment, feed staleness (a live
-feed past its error threshold) and the alert outbox's undelivered rows. Each runs in a daemon
-thread; one that has not answered by ``api_ready_timeout`` is reported failed ("no answer within
-N s") and left behind, so a hung dependency never holds the answer up.
+feed an enabled deployment trades, past its error threshold, judged from its newest bar) and
+the alert outbox's undelivered rows. Each runs in a daemon thread; one that has not answered by
+``api_ready_timeout`` is reported failed ("no answer within N s") and left behind, so a hung
+dependency never holds the answer up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 from sqlalchemy import Engine, text
 
 from prism.core.settings import Settings
+from prism.live.deployments import Deployment, list_deployments
 
 Probe = Callable[[], str]
 """A check: returns a short note when the dependency is fine, raises when it is not."""
@@ -68,11 +70,8 @@ def _prefect(timeout: float) -> Probe:
     return probe
 
 
-def _broker(engine: Engine, settings: Settings, name: str) -> Probe:
+def _broker(engine: Engine, settings: Settings, deployment: Deployment) -> Probe:
     def probe() -> str:
-        from prism.live import deployments
-
-        deployment = deployments.get_deployment(engine, name)
         cash = deployment.open_broker(engine, settings).cash()
         return f"{deployment.broker} answers (cash {float(cash):,.2f})"
 
@@ -81,9 +80,16 @@ def _broker(engine: Engine, settings: Settings, name: str) -> Probe:
 
 def _feeds(engine: Engine) -> Probe:
     def probe() -> str:
-        from prism.data.health import data_status
+        from prism.data.health import feed_staleness
 
-        statuses = data_status(engine, record=False)
+        wanted: dict[str, set[str]] = {}
+        for deployment in list_deployments(engine, enabled_only=True):
+            wanted.setdefault(deployment.timeframe, set()).update(deployment.symbols)
+        statuses = [
+            status
+            for timeframe, symbols in wanted.items()
+            for status in feed_staleness(engine, sorted(symbols), timeframe)
+        ]
         stale = [
             f"{s.symbol} {s.timeframe} silent {s.silent_for}"
             for s in statuses
@@ -91,7 +97,7 @@ def _feeds(engine: Engine) -> Probe:
         ]
         if stale:
             raise RuntimeError("stale feeds: " + "; ".join(stale))
-        return f"{len(statuses)} series, none stale"
+        return f"{len(statuses)} traded series, none stale"
 
     return probe
 
@@ -123,14 +129,6 @@ def probes(engine: Engine, settings: Settings) -> dict[str, Probe]:
         "feeds": _feeds(engine),
         "alert_outbox": _outbox(engine, settings.api_ready_outbox_max),
     }
-
-
-def _enabled(engine: Engine) -> list[str]:
-    with engine.connect() as conn:
-        names = conn.execute(
-            text("SELECT deployment FROM config.strategies WHERE enabled ORDER BY 1")
-        ).scalars()
-        return [str(n) for n in names]
 
 
 class _Runs:
@@ -174,17 +172,17 @@ def readiness(engine: Engine, settings: Settings) -> list[Check]:
     checks = probes(engine, settings)
     for name, probe in checks.items():
         runs.start(name, probe)
-    listing: list[str] = []
+    listing: list[Deployment] = []
 
-    def list_deployments() -> str:
-        listing.extend(_enabled(engine))
+    def enabled() -> str:
+        listing.extend(list_deployments(engine, enabled_only=True))
         return f"{len(listing)} enabled"
 
-    runs.start("deployments", list_deployments)
+    runs.start("deployments", enabled)
     listed = runs.wait("deployments")
-    names = list(listing) if listed.ok else []
-    brokers = [f"broker:{name}" for name in names]
-    for name in names:
-        runs.start(f"broker:{name}", _broker(engine, settings, name))
+    traded = list(listing) if listed.ok else []
+    brokers = [f"broker:{d.name}" for d in traded]
+    for deployment in traded:
+        runs.start(f"broker:{deployment.name}", _broker(engine, settings, deployment))
     found = [runs.wait(name) for name in (*checks, *brokers)]
     return found if listed.ok else [*found, listed]

@@ -51,6 +51,31 @@ def parse_axis(text: str) -> tuple[str, list[Any]]:
     return name, [read_literal(v) for v in values.split(",")]
 
 
+def axis_length(text: str) -> int:
+    """Return how many values a grid axis (``name=v1,v2`` or ``name=a..b[:step]``) holds,
+    without building them (``parse_axis`` names what is wrong with a malformed one)."""
+    values = text.partition("=")[2]
+    if ".." not in values:
+        return len(values.split(","))
+    span, _, step = values.partition(":")
+    first, _, last = span.partition("..")
+    try:
+        return len(range(int(first), int(last) + 1, int(step or 1)))
+    except ValueError:
+        return 0
+
+
+def check_grid_size(grid: list[str], most: int) -> None:
+    """Refuse a grid of more than ``most`` combinations before it is expanded."""
+    size = 1
+    for axis in grid:
+        size *= axis_length(axis)
+        if size > most:
+            raise ConfigError(
+                f"the grid {' '.join(grid)} has more than {most:,} combinations; narrow it"
+            )
+
+
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le,
     ">=": operator.ge,

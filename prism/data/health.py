@@ -187,6 +187,15 @@ def _newest(engine: Engine, symbols: list[str], timeframe: str) -> list[SeriesSt
     ]
 
 
+def feed_staleness(
+    engine: Engine, symbols: list[str], timeframe: str, now: datetime | None = None
+) -> list[SeriesStatus]:
+    """Return each series of ``symbols`` / ``timeframe`` with its staleness judged at ``now``
+    (default: the wall clock) from its newest bar alone: one index lookup per symbol, cheap
+    enough for a readiness probe or a pre-check (``first`` and ``bars`` are not filled in)."""
+    return with_staleness(_newest(engine, symbols, timeframe), _now(now))
+
+
 def missed_bars(
     engine: Engine, symbols: list[str], timeframe: str, newest: datetime, now: datetime
 ) -> int:
@@ -345,7 +354,7 @@ def quality_problems(
     if now is None:
         return gaps, []
     if symbols:
-        quick = with_staleness(_newest(engine, symbols, timeframe), _now(now))
+        quick = feed_staleness(engine, symbols, timeframe, now)
         if not any(s.staleness in ("warning", "error") for s in quick):
             return gaps, []
     judged = with_staleness(series_status(engine, symbols, timeframe), _now(now))

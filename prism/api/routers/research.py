@@ -30,7 +30,14 @@ from prism.api.models import (
 )
 from prism.api.security import Claims
 from prism.backtest.engine import BacktestConfig, report, run_backtest
-from prism.backtest.sweep import best, expand_grid, parse_axis, parse_condition, run_sweep
+from prism.backtest.sweep import (
+    best,
+    check_grid_size,
+    expand_grid,
+    parse_axis,
+    parse_condition,
+    run_sweep,
+)
 from prism.core.errors import ConfigError
 from prism.data.health import check_quality
 from prism.data.store import read_bars
@@ -122,31 +129,6 @@ def backtest_job(body: BacktestRequest, ctx: Ctx, claims: Caller) -> JobAccepted
     )
 
 
-def _axis_length(text: str) -> int:
-    """Return how many values a grid axis (``name=v1,v2`` or ``name=a..b[:step]``) holds,
-    without building them (``parse_axis`` names what is wrong with a malformed one)."""
-    values = text.partition("=")[2]
-    if ".." not in values:
-        return len(values.split(","))
-    span, _, step = values.partition(":")
-    first, _, last = span.partition("..")
-    try:
-        return len(range(int(first), int(last) + 1, int(step or 1)))
-    except ValueError:
-        return 0
-
-
-def _check_grid_size(grid: list[str], most: int) -> None:
-    """Refuse a grid of more than ``most`` combinations before it is expanded."""
-    size = 1
-    for axis in grid:
-        size *= _axis_length(axis)
-        if size > most:
-            raise ConfigError(
-                f"the grid {' '.join(grid)} has more than {most:,} combinations; narrow it"
-            )
-
-
 def _notebook(ctx: ApiContext, name: str) -> Path:
     folder = ctx.settings.api_notebook_dir
     path = folder / name
@@ -182,7 +164,7 @@ def sweep(body: SweepRequest, ctx: Ctx, claims: Caller) -> JobAccepted:
     """Queue a backtest sweep (``prism sweep``): every combination of the grid kept by the
     ``where`` filters; the result holds the best combination with its deflated Sharpe ratio
     (given every trial) and the ``top`` rows by Sharpe."""
-    _check_grid_size(body.grid, MOST_TRIALS)
+    check_grid_size(body.grid, MOST_TRIALS)
     axes = dict(parse_axis(axis) for axis in body.grid)
     filters = [parse_condition(text) for text in body.where]
     combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))
@@ -215,7 +197,7 @@ def notebook_sweep(body: NotebookSweepRequest, ctx: Ctx, claims: Caller) -> JobA
     """Queue a notebook sweep (``prism research sweep``): one parent MLflow run with the whole
     grid, child runs for the best ``keep``; the result names them and lists every trial."""
     path = _notebook(ctx, body.notebook)
-    _check_grid_size(body.grid, MOST_NOTEBOOK_TRIALS)
+    check_grid_size(body.grid, MOST_NOTEBOOK_TRIALS)
     axes = parse_grid(body.grid)
     combinations(notebook_parameters(path), axes, body.parameters)
 
