@@ -435,13 +435,20 @@ def _timescale_refresh(conn: Connection, policies: list[Policy], views: list[str
     source keeps: the 1m retention for the hourly aggregate, the 1h retention for the daily one
     (a refresh behind it would delete buckets whose source rows are gone)."""
     keep = {p.timeframe: p.keep for p in policies}
-    source_keeps = {"market_data.ohlcv_1h": keep["1m"], "market_data.ohlcv_1d": keep["1h"]}
+    sources = {"market_data.ohlcv_1h": "1m", "market_data.ohlcv_1d": "1h"}
     done = []
     for view in views:
         start, end, every = REFRESH_POLICIES[view]
-        kept = source_keeps[view]
+        kept = keep[sources[view]]
         if kept is not None and _seconds(conn, kept) < _seconds(conn, start):
             start = kept
+        shortest = _seconds(conn, end) + 2 * _seconds(conn, WIDTHS[view])
+        if _seconds(conn, start) < shortest:
+            raise ConfigError(
+                f"PRISM_RETENTION_{sources[view].upper()}={kept!r} is too short for TimescaleDB's "
+                f"refresh of {view}: it must keep at least {shortest / 3600:g} hours (the "
+                f"refresh ends {end} back and needs two whole {WIDTHS[view]} buckets before that)"
+            )
         conn.execute(
             text(f"SELECT remove_continuous_aggregate_policy('{view}', if_exists => true)")
         )
