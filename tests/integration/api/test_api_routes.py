@@ -13,6 +13,7 @@ from prism.backtest.engine import BacktestConfig, report, run_backtest
 from prism.data.store import read_bars
 from prism.live import deployments
 from prism.strategies import SmaCrossover
+from tests.integration.data.test_data_health import _minute_feed
 from tests.integration.runner_support import deploy
 
 
@@ -80,6 +81,27 @@ def test_a_synchronous_backtest_returns_the_engines_metrics(client, auth, stocke
     )
     assert unknown.status_code == 400
     assert "nope" in unknown.json()["detail"]
+
+
+def test_a_backtest_judges_a_stale_feed_at_the_end_of_its_window_as_the_cli_does(
+    client, auth, engine
+):
+    last = pd.Timestamp.now(tz="UTC").floor("min") - pd.Timedelta(hours=3)
+    _minute_feed(engine, "BTC/USDT", last)
+    body = {"strategy": "sma_crossover", "symbols": ["BTC/USDT"], "timeframe": "1m"}
+    body["params"] = {"fast": 2, "slow": 3}
+
+    stale = client.post("/api/v1/research/backtests", json=body, headers=auth("researcher"))
+    window = {**body, "end": last.isoformat()}
+    current = client.post("/api/v1/research/backtests", json=window, headers=auth("researcher"))
+
+    assert stale.status_code == 404, stale.text
+    assert "stale feed: BTC/USDT 1m from ccxt:binance" in stale.json()["detail"]
+    assert stale.json()["detail"].endswith(
+        'set "allow_gaps": true in the request to run on them anyway'
+    )
+    assert current.status_code == 200, current.text
+    assert current.json()["bars"] == 10
 
 
 def test_a_trader_halts_and_resumes_a_deployment_as_themselves(client, auth, engine):
