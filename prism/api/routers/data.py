@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -27,7 +27,7 @@ from prism.data.store import ingest as ingest_source
 from prism.data.store import read_bars
 from prism.features import indicators as indicator_math
 from prism.features import store as feature_store
-from prism.monitoring.pages import bars_page, quarantined, symbol_catalogue
+from prism.monitoring.pages import bars_page, bars_page_json, quarantined, symbol_catalogue
 
 router = APIRouter(prefix="/api/v1/data", tags=["data"])
 
@@ -79,15 +79,25 @@ def bars(
     ``cursor`` for the next page. CSV and Parquet answers carry it in ``X-Next-Cursor``.
     ``source=aggregate`` pages the hourly or daily rollup of the 1m bars instead of the bars
     stored for that timeframe (a series loaded as minutes has no stored 1h/1d bars)."""
+    if format == "json":
+        rows, following = bars_page_json(
+            ctx.engine, symbol, timeframe, start, end, cursor, limit, source
+        )
+        following_text = (
+            following.astimezone(UTC).isoformat().replace("+00:00", "Z") if following else None
+        )
+        body = (
+            f'{{"symbol": {json.dumps(symbol)}, "timeframe": {json.dumps(timeframe)}, '
+            f'"bars": {rows}, "next_cursor": {json.dumps(following_text)}}}'
+        )
+        return Response(body, media_type="application/json")
     frame, following = bars_page(ctx.engine, symbol, timeframe, start, end, cursor, limit, source)
     headers = {"X-Next-Cursor": following.isoformat()} if following else {}
     if format == "csv":
         return Response(frame.to_csv(index=False), media_type="text/csv", headers=headers)
-    if format == "parquet":
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        return Response(buffer.getvalue(), media_type=PARQUET, headers=headers)
-    return BarsPage(symbol=symbol, timeframe=timeframe, bars=records(frame), next_cursor=following)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return Response(buffer.getvalue(), media_type=PARQUET, headers=headers)
 
 
 @router.get("/gaps")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import text
 
 from prism.backtest.engine import BacktestConfig, report, run_backtest
-from prism.data.store import read_bars
+from prism.data.bars import normalise
+from prism.data.store import read_bars, upsert_bars
 from prism.live import deployments
 from prism.strategies import SmaCrossover
 from tests.integration.data.test_data_health import _minute_feed
@@ -52,6 +54,41 @@ def test_bars_come_page_by_page_as_json_or_csv_and_match_the_stored_bars(client,
             text("SELECT symbol, count(*) FROM market_data.ohlcv GROUP BY 1 ORDER BY 1")
         ).all()
     assert [(r["symbol"], r["bars"]) for r in rows] == [tuple(e) for e in expected]
+
+
+def test_json_bars_carry_every_digit_of_the_stored_doubles(client, auth, engine):
+    rng = np.random.default_rng(41)
+    close = (1 + rng.random(30)) * 1e-4  # a sub-cent coin: 15 decimals would round it
+    frame = pd.DataFrame(
+        {
+            "time": pd.date_range("2024-01-02", periods=30, freq="1min", tz="UTC"),
+            "symbol": "XYZ",
+            "timeframe": "1m",
+            "open": close,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "volume": rng.integers(1, 10**9, 30).astype(float),
+            "source": "test",
+        }
+    )
+    upsert_bars(engine, normalise(frame))
+
+    page = client.get(
+        "/api/v1/data/bars/XYZ", params={"timeframe": "1m", "limit": 20}, headers=auth("viewer")
+    )
+    rest = client.get(
+        "/api/v1/data/bars/XYZ",
+        params={"timeframe": "1m", "cursor": page.json()["next_cursor"]},
+        headers=auth("viewer"),
+    )
+
+    got = pd.DataFrame(page.json()["bars"] + rest.json()["bars"])
+    stored = read_bars(engine, ["XYZ"], None, None, "1m")
+    assert pd.to_datetime(got["time"], utc=True).tolist() == stored["time"].tolist()
+    for column in ("open", "high", "low", "close", "volume"):
+        assert got[column].tolist() == stored[column].tolist(), column
+    assert rest.json()["next_cursor"] is None and len(page.json()["bars"]) == 20
 
 
 def test_a_bad_timeframe_is_a_problem_naming_the_parameter(client, auth):
