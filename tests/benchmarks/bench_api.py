@@ -49,8 +49,8 @@ from prism.api.app import conninfo
 from prism.core.settings import Settings
 from prism.data.store import upsert_bars
 from prism.db import embedded
-from prism.monitoring.orders import _ORDERS, OrderFilter
 from prism.db.bars import bars_table
+from prism.monitoring.orders import _ORDERS, OrderFilter
 from prism.monitoring.pages import _BARS, _BARS_JSON
 from tests.benchmarks.measure import Measurement
 from tests.benchmarks.row import Row
