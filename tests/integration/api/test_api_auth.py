@@ -187,3 +187,17 @@ def test_revoking_a_key_or_disabling_a_user_ends_the_tokens_already_issued(clien
     assert client.post("/api/v1/auth/token", data=login).status_code == 401
     again = runner.invoke(cli, ["api", "users", "disable", "gwen"])
     assert "no enabled API user 'gwen'" in str(again.exception)
+
+
+def test_an_admin_disables_a_user_through_the_api(client, auth, engine):
+    accounts.add_user(engine, "hal", "a fine passphrase", "viewer", "ops")
+    login = {"username": "hal", "password": "a fine passphrase"}
+    assert client.post("/api/v1/auth/token", data=login).status_code == 200
+
+    done = client.post("/api/v1/admin/users/hal/disable", headers=auth("admin"))
+    below = client.post("/api/v1/admin/users/hal/disable", headers=auth("approver"))
+
+    assert done.status_code == 204, done.text
+    assert below.status_code == 403
+    assert client.post("/api/v1/auth/token", data=login).status_code == 401
+    assert [u["disabled"] for u in accounts.list_users(engine) if u["username"] == "hal"] == [True]
