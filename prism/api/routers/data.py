@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -255,10 +255,28 @@ def _ingest_upload(
     )
 
 
+async def _bounded_body(request: Request, most: int) -> bytes:
+    """Return the request body, or answer 413 as soon as it is known to exceed ``most`` bytes
+    (from ``Content-Length``, else while it streams in), so an upload never fills memory."""
+    too_large = HTTPException(
+        413, f"the file is larger than PRISM_API_UPLOAD_MAX_MB ({most / 1e6:g} MB)"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > most:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > most:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @router.post(
     "/ingest",
     response_model=IngestResult,
-    responses=problem_responses(400),
+    responses=problem_responses(400, 413),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -300,7 +318,7 @@ async def ingest(
             f"Content-Type {kind or '(none)'!r} is not an upload type; send "
             f"{' or '.join(UPLOAD_TYPES)}"
         )
-    payload = await request.body()
+    payload = await _bounded_body(request, int(ctx.settings.api_upload_max_mb * 1e6))
     if not payload:
         raise ConfigError("the request body is empty; send the file as the body")
     file_format: Literal["csv", "parquet"] = "csv" if UPLOAD_TYPES[kind] == "csv" else "parquet"
