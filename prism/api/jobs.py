@@ -2,8 +2,9 @@
 
 Each job is a row of ``config.api_jobs`` written before it is queued, then run by a worker
 thread of the API process that accepted it (``api_job_workers`` at once); the row says
-``queued``, ``running``, ``done`` with the result as JSON, or ``failed`` with the error. Jobs live
-in that process: they do not move to another one and are not retried. An API process that stops
+``queued``, ``running``, ``done`` with the result as JSON, or ``failed`` with the error (also
+"cancelled by …" for a queued job cancelled: a worker starts a job only if it is still queued).
+Jobs live in that process: they do not move to another one and are not retried. An API process that stops
 with jobs unfinished leaves rows naming its host and pid; :meth:`JobRunner.recover` (run when the
 next API process on the host starts) marks those of dead processes ``failed`` with the reason, so
 a job is never lost silently.
@@ -96,8 +97,30 @@ class JobRunner:
         self.pool.submit(self._run, job_id, work)
         return job_id
 
+    def cancel(self, job_id: str, subject: str) -> bool:
+        """Mark queued job ``job_id`` failed as cancelled by ``subject``, so that it never
+        starts; return False if it is no longer queued (running, done or failed)."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                text(
+                    "UPDATE config.api_jobs SET status = 'failed', error = :e, "
+                    "finished_at = now() WHERE job_id = :id AND status = 'queued'"
+                ),
+                {"id": job_id, "e": f"cancelled by {subject} before it started"},
+            ).rowcount
+        return bool(done)
+
     def _run(self, job_id: str, work: Work) -> None:
-        self._set(job_id, "status = 'running', started_at = now()", {})
+        with self.engine.begin() as conn:
+            claimed = conn.execute(
+                text(
+                    "UPDATE config.api_jobs SET status = 'running', started_at = now() "
+                    "WHERE job_id = :id AND status = 'queued'"
+                ),
+                {"id": job_id},
+            ).rowcount
+        if not claimed:
+            return
         try:
             result = work()
         except PrismError as err:

@@ -36,6 +36,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/research/notebook-sweeps"): "researcher",
     ("GET", "/api/v1/research/jobs"): "viewer",
     ("GET", "/api/v1/research/jobs/{job_id}"): "viewer",
+    ("POST", "/api/v1/research/jobs/{job_id}/cancel"): "researcher",
     ("GET", "/api/v1/registry/versions"): "viewer",
     ("GET", "/api/v1/registry/versions/{version}"): "viewer",
     ("POST", "/api/v1/registry/promotions"): "approver",

@@ -28,7 +28,7 @@ from prism.api.models import (
     problem_responses,
     records,
 )
-from prism.api.security import Claims
+from prism.api.security import Claims, role_allows
 from prism.backtest.engine import BacktestConfig, report, run_backtest
 from prism.backtest.sweep import best, check_grid_size, grid_combinations, run_sweep
 from prism.core.errors import ConfigError
@@ -249,6 +249,28 @@ def job(job_id: str, ctx: Ctx) -> Job:
     if found is None:
         raise HTTPException(404, f"no job {job_id!r}; list them at /api/v1/research/jobs")
     return Job(**found)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=Job,
+    responses=problem_responses(403, 404, 409),
+)
+def cancel_job(job_id: str, ctx: Ctx, claims: Caller) -> Job:
+    """Cancel a queued job (its submitter or an admin): it is marked ``failed``, "cancelled by
+    …", and never starts. A running job cannot be stopped (409)."""
+    found = _jobs(ctx).get(job_id)
+    if found is None:
+        raise HTTPException(404, f"no job {job_id!r}; list them at /api/v1/research/jobs")
+    if found["submitted_by"] != claims.subject and not role_allows(claims.role, "admin"):
+        raise HTTPException(
+            403, f"job {job_id} is {found['submitted_by']}'s; an admin may cancel it"
+        )
+    if not _jobs(ctx).cancel(job_id, claims.subject):
+        status = (_jobs(ctx).get(job_id) or found)["status"]
+        raise HTTPException(409, f"job {job_id} is {status}; only a queued job can be cancelled")
+    cancelled = _jobs(ctx).get(job_id)
+    return Job(**(cancelled or found))
 
 
 @router.get("/runs")

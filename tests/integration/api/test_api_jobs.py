@@ -5,6 +5,7 @@ grid as the library does, and jobs of a dead API process are marked failed, not 
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 
 import pytest
@@ -169,3 +170,53 @@ def test_jobs_of_a_dead_api_process_are_marked_failed_with_the_reason(engine):
     assert left is not None and mine is not None
     assert (left["status"], left["error"]) == ("failed", ABANDONED)
     assert mine["status"] == "running"
+
+
+def test_a_queued_job_is_cancelled_by_its_submitter_and_never_starts(api_settings, stocked):
+    from fastapi.testclient import TestClient
+
+    from prism.api.app import create_app
+
+    app = create_app(api_settings.model_copy(update={"api_job_workers": 1}), stocked)
+    keys, jobs = app.state.prism.keys, app.state.prism.extra["jobs"]
+
+    def bearer(subject: str, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {keys.issue(subject, role, 5, 'password')[0]}"}
+
+    release = threading.Event()
+    body = {"strategy": "sma_crossover", "symbols": ["SPX"], "params": {"fast": 5, "slow": 20}}
+    with TestClient(app) as client:
+        busy = jobs.submit("backtest", {}, "ops", lambda: {"waited": release.wait(60)})
+        accepted = client.post(
+            "/api/v1/research/backtest-jobs", json=body, headers=bearer("ann", "researcher")
+        )
+        assert accepted.status_code == 202, accepted.text
+        queued = accepted.json()["job_id"]
+        other = client.post(
+            f"/api/v1/research/jobs/{queued}/cancel", headers=bearer("bob", "researcher")
+        )
+        cancel = client.post(
+            f"/api/v1/research/jobs/{queued}/cancel", headers=bearer("ann", "researcher")
+        )
+        again = client.post(
+            f"/api/v1/research/jobs/{queued}/cancel", headers=bearer("ann", "researcher")
+        )
+        running = client.post(f"/api/v1/research/jobs/{busy}/cancel", headers=bearer("x", "admin"))
+        release.set()
+        viewer = lambda _: bearer("v", "viewer")  # noqa: E731
+        probe = finished(client, viewer, f"/api/v1/research/jobs/{busy}")
+        # One worker takes jobs in order: once a later one is done, the cancelled one was seen.
+        last = jobs.submit("backtest", {}, "ops", lambda: {})
+        finished(client, viewer, f"/api/v1/research/jobs/{last}")
+        after = client.get(f"/api/v1/research/jobs/{queued}", headers=bearer("v", "viewer"))
+
+    assert other.status_code == 403 and "an admin may cancel it" in other.json()["detail"]
+    assert cancel.status_code == 200, cancel.text
+    assert (cancel.json()["status"], cancel.json()["error"]) == (
+        "failed",
+        "cancelled by ann before it started",
+    )
+    assert again.status_code == 409 and "is failed" in again.json()["detail"]
+    assert running.status_code == 409 and "is running" in running.json()["detail"]
+    assert probe["status"] == "done"
+    assert after.json()["started_at"] is None and after.json()["result"] is None
