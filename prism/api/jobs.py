@@ -4,10 +4,10 @@ Each job is a row of ``config.api_jobs`` written before it is queued, then run b
 thread of the API process that accepted it (``api_job_workers`` at once); the row says
 ``queued``, ``running``, ``done`` with the result as JSON, or ``failed`` with the error (also
 "cancelled by …" for a queued job cancelled: a worker starts a job only if it is still queued).
-Jobs live in that process: they do not move to another one and are not retried. An API process that stops
-with jobs unfinished leaves rows naming its host and pid; :meth:`JobRunner.recover` (run when the
-next API process on the host starts) marks those of dead processes ``failed`` with the reason, so
-a job is never lost silently.
+Jobs live in that process: they do not move to another one and are not retried. An API process
+that stops with jobs unfinished leaves rows naming its host and pid; :meth:`JobRunner.recover`
+(run when the next API process on the host starts) marks those of dead processes ``failed`` with
+the reason, so a job is never lost silently.
 """
 
 from __future__ import annotations

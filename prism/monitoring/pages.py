@@ -7,6 +7,7 @@ inserted behind the cursor never shift or repeat the pages that follow.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,39 +60,52 @@ BAR_SOURCES = ("stored", "aggregate")
 """Where a bar page comes from: the bars stored for the timeframe, or the rollup of 1m bars."""
 
 
-def bars_page(
-    engine: Engine,
-    symbol: str,
-    timeframe: str,
-    start: datetime | None,
-    end: datetime | None,
-    after: datetime | None,
-    limit: int,
-    source: str = "stored",
-) -> tuple[pd.DataFrame, datetime | None]:
-    """Return up to ``limit`` bars of one series after the cursor ``after`` (oldest first:
-    time (UTC), open, high, low, close, volume, source) and the cursor of the next page
-    (None on the last page).
+@dataclass(frozen=True)
+class BarPage:
+    """Which page of a series' bars to read: up to ``limit`` bars of ``symbol`` at ``timeframe``
+    in ``[start, end]`` after the cursor ``after``, oldest first.
 
     ``source="stored"`` reads the bars stored for ``timeframe`` from that timeframe's own table
     (not the ``market_data.ohlcv`` view, whose branches a prepared statement's generic plan
     cannot prune by a bound timeframe); ``"aggregate"`` reads the 1h or 1d rollup of the 1m bars
     (source ``aggregate``; a ConfigError for 1m and 5m, which have none).
     """
-    relation, label = _bar_relation(timeframe, source)
-    frame = read_frame(
-        engine,
-        _BARS.format(source=label, relation=relation),
-        symbol=symbol,
-        start=start,
-        end=end,
-        after=after,
-        limit=limit + 1,
-    )
-    if len(frame) <= limit:
+
+    symbol: str
+    timeframe: str
+    start: datetime | None
+    end: datetime | None
+    after: datetime | None
+    limit: int
+    source: str = "stored"
+
+    def query(self) -> str:
+        """Return the SQL of the page plus one row (whether another page follows)."""
+        if self.source not in BAR_SOURCES:
+            raise ConfigError(f"unknown bar source {self.source!r}; expected one of {BAR_SOURCES}")
+        if self.source == "aggregate":
+            return _BARS.format(source="text 'aggregate'", relation=rollup_of(self.timeframe))
+        return _BARS.format(source="source", relation=bars_table(self.timeframe))
+
+    def params(self) -> dict[str, Any]:
+        """Return the query's parameters."""
+        return {
+            "symbol": self.symbol,
+            "start": self.start,
+            "end": self.end,
+            "after": self.after,
+            "limit": self.limit + 1,
+        }
+
+
+def bars_page(engine: Engine, page: BarPage) -> tuple[pd.DataFrame, datetime | None]:
+    """Return ``page``'s bars (time (UTC), open, high, low, close, volume, source) and the
+    cursor of the next page (None on the last page)."""
+    frame = read_frame(engine, page.query(), **page.params())
+    if len(frame) <= page.limit:
         return frame, None
-    page = frame.iloc[:limit]
-    return page, pd.Timestamp(page["time"].iloc[-1]).to_pydatetime()
+    rows = frame.iloc[: page.limit]
+    return rows, pd.Timestamp(rows["time"].iloc[-1]).to_pydatetime()
 
 
 _BARS_JSON = """
@@ -114,48 +128,20 @@ FROM numbered
 """
 
 
-def bars_page_json(
-    engine: Engine,
-    symbol: str,
-    timeframe: str,
-    start: datetime | None,
-    end: datetime | None,
-    after: datetime | None,
-    limit: int,
-    source: str = "stored",
-) -> tuple[str, datetime | None]:
-    """Return :func:`bars_page`'s page as a JSON array built by PostgreSQL, and the cursor of
-    the next page (None on the last).
+def bars_page_json(engine: Engine, page: BarPage) -> tuple[str, datetime | None]:
+    """Return ``page`` as a JSON array built by PostgreSQL, and the cursor of the next page
+    (None on the last).
 
     The API answers its JSON pages with this text as it is: building a frame, encoding it with
     pandas and validating every row again cost the API about 20 ms of a 500-bar page whose query
-    takes 3. Each bar is ``time`` (ISO 8601 UTC, milliseconds, as :func:`bars_page`'s JSON had
-    it), ``open`` ... ``volume`` (shortest exact decimal of each double) and ``source``.
+    takes 3. Each bar is ``time`` (ISO 8601 UTC, milliseconds, as the frame's JSON had it),
+    ``open`` ... ``volume`` (shortest exact decimal of each double) and ``source``.
     """
-    relation, label = _bar_relation(timeframe, source)
-    bars = _BARS.format(source=label, relation=relation)
     with engine.connect() as conn:
         row = conn.execute(
-            text(_BARS_JSON.format(bars=bars)),
-            {
-                "symbol": symbol,
-                "start": start,
-                "end": end,
-                "after": after,
-                "limit": limit + 1,
-                "page": limit,
-            },
+            text(_BARS_JSON.format(bars=page.query())), {**page.params(), "page": page.limit}
         ).one()
     return row.bars, row.last if row.more else None
-
-
-def _bar_relation(timeframe: str, source: str) -> tuple[str, str]:
-    """Return the relation a bars page of ``source`` reads and the SQL of its source column."""
-    if source not in BAR_SOURCES:
-        raise ConfigError(f"unknown bar source {source!r}; expected one of {BAR_SOURCES}")
-    if source == "aggregate":
-        return rollup_of(timeframe), "text 'aggregate'"
-    return bars_table(timeframe), "source"
 
 
 def symbol_catalogue(engine: Engine) -> pd.DataFrame:

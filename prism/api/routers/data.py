@@ -27,7 +27,13 @@ from prism.data.store import ingest as ingest_source
 from prism.data.store import read_bars
 from prism.features import indicators as indicator_math
 from prism.features import store as feature_store
-from prism.monitoring.pages import bars_page, bars_page_json, quarantined, symbol_catalogue
+from prism.monitoring.pages import (
+    BarPage,
+    bars_page,
+    bars_page_json,
+    quarantined,
+    symbol_catalogue,
+)
 
 router = APIRouter(prefix="/api/v1/data", tags=["data"])
 
@@ -79,10 +85,9 @@ def bars(
     ``cursor`` for the next page. CSV and Parquet answers carry it in ``X-Next-Cursor``.
     ``source=aggregate`` pages the hourly or daily rollup of the 1m bars instead of the bars
     stored for that timeframe (a series loaded as minutes has no stored 1h/1d bars)."""
+    page = BarPage(symbol, timeframe, start, end, cursor, limit, source)
     if format == "json":
-        rows, following = bars_page_json(
-            ctx.engine, symbol, timeframe, start, end, cursor, limit, source
-        )
+        rows, following = bars_page_json(ctx.engine, page)
         following_text = (
             following.astimezone(UTC).isoformat().replace("+00:00", "Z") if following else None
         )
@@ -91,7 +96,7 @@ def bars(
             f'"bars": {rows}, "next_cursor": {json.dumps(following_text)}}}'
         )
         return Response(body, media_type="application/json")
-    frame, following = bars_page(ctx.engine, symbol, timeframe, start, end, cursor, limit, source)
+    frame, following = bars_page(ctx.engine, page)
     headers = {"X-Next-Cursor": following.isoformat()} if following else {}
     if format == "csv":
         return Response(frame.to_csv(index=False), media_type="text/csv", headers=headers)

@@ -68,8 +68,9 @@ API_ALLOWANCE = 'set "allow_gaps": true in the request to run on them anyway'
 """How an API caller runs on bars the data-quality gate refuses."""
 
 
-def _backtest(ctx: ApiContext, body: BacktestRequest, cap: int | None) -> BacktestResult:
-    chosen = make_strategy(body.strategy, body.params)
+def _gated_bars(ctx: ApiContext, body: BacktestRequest, cap: int | None = None) -> pd.DataFrame:
+    """Return the stored bars a backtest or sweep of ``body`` runs on (at most ``cap``), after
+    the data-quality gate ``prism backtest`` applies."""
     bars = read_bars(ctx.engine, body.symbols, body.start, body.end, body.timeframe)
     if cap is not None and len(bars) > cap:
         raise ConfigError(
@@ -86,10 +87,19 @@ def _backtest(ctx: ApiContext, body: BacktestRequest, cap: int | None) -> Backte
             now=gate_moment(body.end),
             allowance=API_ALLOWANCE,
         )
-    config = BacktestConfig(
+    return bars
+
+
+def _config(body: BacktestRequest) -> BacktestConfig:
+    return BacktestConfig(
         capital=body.cash, commission_bps=body.commission_bps, slippage_bps=body.slippage_bps
     )
-    figures = report(run_backtest(bars, chosen, config), body.timeframe)
+
+
+def _backtest(ctx: ApiContext, body: BacktestRequest, cap: int | None) -> BacktestResult:
+    chosen = make_strategy(body.strategy, body.params)
+    bars = _gated_bars(ctx, body, cap)
+    figures = report(run_backtest(bars, chosen, _config(body)), body.timeframe)
     return BacktestResult(
         strategy=body.strategy,
         symbols=body.symbols,
@@ -173,21 +183,9 @@ def sweep(body: SweepRequest, ctx: Ctx, claims: Caller) -> JobAccepted:
     make_strategy(body.strategy, {**body.params, **combos[0]})
 
     def work() -> dict[str, Any]:
-        bars = read_bars(ctx.engine, body.symbols, body.start, body.end, body.timeframe)
-        if not body.allow_gaps:
-            check_quality(
-                ctx.engine,
-                body.symbols,
-                body.timeframe,
-                body.start,
-                body.end,
-                now=gate_moment(body.end),
-                allowance=API_ALLOWANCE,
-            )
-        config = BacktestConfig(
-            capital=body.cash, commission_bps=body.commission_bps, slippage_bps=body.slippage_bps
+        table = run_sweep(
+            _gated_bars(ctx, body), body.strategy, combos, _config(body), fixed=body.params
         )
-        table = run_sweep(bars, body.strategy, combos, config, fixed=body.params)
         winner = records(pd.DataFrame([best(table)]))[0]
         top = table.sort_values("sharpe", ascending=False).head(body.top)
         return {"trials": len(table), "best": winner, "top": records(top)}
