@@ -132,8 +132,13 @@ def set_limit(key: str, body: LimitChange, ctx: Ctx, claims: Caller) -> LimitCha
 
 
 def _filter(
-    start: date | None, end: date | None, symbol: str | None, deployment: str | None, limit: int
+    start: date | None = None,
+    end: date | None = None,
+    symbol: str | None = None,
+    deployment: str | None = None,
+    limit: Limit = 1000,
 ) -> OrderFilter:
+    """The order and fill lists' query parameters, as the library's filter."""
     return OrderFilter(
         start=start,
         end=end,
@@ -143,17 +148,13 @@ def _filter(
     )
 
 
+Filter = Annotated[OrderFilter, Depends(_filter)]
+
+
 @router.get("/runner/orders")
-def order_list(
-    ctx: Ctx,
-    start: date | None = None,
-    end: date | None = None,
-    symbol: str | None = None,
-    deployment: str | None = None,
-    limit: Limit = 1000,
-) -> list[Row]:
+def order_list(ctx: Ctx, where: Filter) -> list[Row]:
     """List the newest orders with fill prices and slippage."""
-    return records(orders(ctx.engine, _filter(start, end, symbol, deployment, limit)))
+    return records(orders(ctx.engine, where))
 
 
 @router.get("/runner/orders/{client_order_id}/lineage")
@@ -164,16 +165,9 @@ def lineage(client_order_id: str, ctx: Ctx) -> Row:
 
 
 @router.get("/runner/fills")
-def fill_list(
-    ctx: Ctx,
-    start: date | None = None,
-    end: date | None = None,
-    symbol: str | None = None,
-    deployment: str | None = None,
-    limit: Limit = 1000,
-) -> list[Row]:
+def fill_list(ctx: Ctx, where: Filter) -> list[Row]:
     """List the newest fills."""
-    return records(fills(ctx.engine, _filter(start, end, symbol, deployment, limit)))
+    return records(fills(ctx.engine, where))
 
 
 @router.get("/runner/positions")
