@@ -26,8 +26,11 @@ else:
     np = lazy_module("numpy")
 
 
+@dataclass(frozen=True)
 class Agent(WalkForward):
-    """A walk-forward RL agent; subclasses set :attr:`algorithm` and :meth:`make`."""
+    """A walk-forward RL agent trading on its last ``window`` bars, trained for ``steps``
+    environment steps with two hidden layers of ``hidden`` units; subclasses set
+    :attr:`algorithm` and :meth:`make`."""
 
     algorithm: ClassVar[str]
     code_modules: ClassVar[tuple[str, ...]] = (
@@ -36,8 +39,13 @@ class Agent(WalkForward):
         "prism.agents.rl",
         "prism.backtest.portfolio",
     )
-    steps: int
-    hidden: int
+    window: int = 10
+    train_bars: int = 500
+    period: str = "year"
+    steps: int = 4096
+    hidden: int = 32
+    seed: int = 7
+    allow_short: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 64 or self.hidden < 2:
@@ -101,14 +109,6 @@ class PpoAgent(Agent):
 
     name: ClassVar[str] = "ppo_agent"
     algorithm: ClassVar[str] = "PPO"
-    window: int = 10
-    train_bars: int = 500
-    period: str = "year"
-    steps: int = 4096
-    hidden: int = 32
-    seed: int = 7
-    allow_short: bool = False
-
     def make(self, env: Any) -> Any:
         """Return a PPO agent with a small two-layer policy, one CPU thread, seeded."""
         from stable_baselines3 import PPO
@@ -134,14 +134,6 @@ class DqnAgent(Agent):
 
     name: ClassVar[str] = "dqn_agent"
     algorithm: ClassVar[str] = "DQN"
-    window: int = 10
-    train_bars: int = 500
-    period: str = "year"
-    steps: int = 4096
-    hidden: int = 32
-    seed: int = 7
-    allow_short: bool = False
-
     def make(self, env: Any) -> Any:
         """Return a DQN agent with a small two-layer Q-network, one CPU thread, seeded."""
         from stable_baselines3 import DQN
