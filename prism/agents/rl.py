@@ -109,6 +109,7 @@ class PpoAgent(Agent):
 
     name: ClassVar[str] = "ppo_agent"
     algorithm: ClassVar[str] = "PPO"
+
     def make(self, env: Any) -> Any:
         """Return a PPO agent with a small two-layer policy, one CPU thread, seeded."""
         from stable_baselines3 import PPO
@@ -134,6 +135,7 @@ class DqnAgent(Agent):
 
     name: ClassVar[str] = "dqn_agent"
     algorithm: ClassVar[str] = "DQN"
+
     def make(self, env: Any) -> Any:
         """Return a DQN agent with a small two-layer Q-network, one CPU thread, seeded."""
         from stable_baselines3 import DQN

@@ -64,14 +64,21 @@ def build_network(kind: str, window: int, hidden: int) -> Any:
     raise ConfigError(f"unknown network {kind!r}; use 'lstm' or 'transformer'")
 
 
+@dataclass(frozen=True)
 class SequenceModel(WalkForward):
-    """A walk-forward sequence classifier; subclasses set :attr:`network`."""
+    """A walk-forward classifier of the next bar's direction over a ``window`` of features,
+    trading when the rise probability passes ``threshold``; subclasses set :attr:`network`."""
 
     network: ClassVar[str]
-    hidden: int
-    epochs: int
-    learning_rate: float
-    threshold: float
+    window: int = 20
+    train_bars: int = 500
+    period: str = "quarter"
+    hidden: int = 16
+    epochs: int = 30
+    learning_rate: float = 0.01
+    threshold: float = 0.52
+    seed: int = 7
+    allow_short: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden < 2 or self.hidden % 2 or self.epochs < 1 or self.learning_rate <= 0:
@@ -130,15 +137,6 @@ class LstmDirection(SequenceModel):
 
     name: ClassVar[str] = "lstm_direction"
     network: ClassVar[str] = "lstm"
-    window: int = 20
-    train_bars: int = 500
-    period: str = "quarter"
-    hidden: int = 16
-    epochs: int = 30
-    learning_rate: float = 0.01
-    threshold: float = 0.52
-    seed: int = 7
-    allow_short: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,12 +147,3 @@ class TransformerDirection(SequenceModel):
 
     name: ClassVar[str] = "transformer_direction"
     network: ClassVar[str] = "transformer"
-    window: int = 20
-    train_bars: int = 500
-    period: str = "quarter"
-    hidden: int = 16
-    epochs: int = 30
-    learning_rate: float = 0.01
-    threshold: float = 0.52
-    seed: int = 7
-    allow_short: bool = False
