@@ -9,6 +9,7 @@ rendered to a PNG (kaleido, which drives a headless Chromium) for places that sh
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,38 @@ def write_tear_sheet_png(figure: go.Figure, path: Path) -> Path | None:
         log.warning("tear sheet PNG skipped (%s); install Chromium, e.g. apt install chromium", err)
         return None
     return path
+
+
+def keep_png_renderer(timeout: float = 60.0) -> bool:
+    """Keep one headless Chromium open for this process's tear sheet PNGs (kaleido's sync
+    server), so each PNG after this costs a render (0.2-0.4 s here) rather than a browser start
+    (3 s). For long-lived processes: the resident research worker's kernel. Returns whether the
+    renderer is up; when a first small render fails or takes over ``timeout`` seconds (no
+    Chromium) the server is closed and PNGs go back to one browser each."""
+    import threading
+
+    import kaleido
+
+    warnings.filterwarnings("ignore", "The kopts argument is ignored", UserWarning)
+    kaleido.start_sync_server(silence_warnings=True)
+    probe = go.Figure(go.Scatter(x=[0, 1], y=[0, 1]))
+    done: list[bool] = []
+
+    def render() -> None:
+        try:
+            probe.to_image(format="png", width=50, height=50)
+            done.append(True)
+        except Exception:  # any failure means: no kept renderer
+            done.append(False)
+
+    thread = threading.Thread(target=render, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if done == [True]:
+        return True
+    if done:
+        kaleido.stop_sync_server(silence_warnings=True)
+    else:
+        # A hung browser cannot be joined; mark the server closed so renders go one-shot.
+        kaleido._global_server._initialized = False
+    return False
