@@ -122,7 +122,11 @@ def write_tear_sheet(
 
 def write_tear_sheet_png(figure: go.Figure, path: Path) -> Path | None:
     """Render the figure to a PNG; return its path, or None (with a warning saying what to
-    install) when kaleido finds no Chromium to render with."""
+    install) when kaleido finds no Chromium to render with. After :func:`keep_png_renderer`
+    the first PNG opens a Chromium that the later ones reuse."""
+    if _renderer["wanted"] and not _renderer["started"]:
+        _renderer["started"] = True
+        _start_kept_renderer()
     try:
         figure.write_image(path, width=1000, height=1200)
     except (RuntimeError, OSError, ValueError) as err:
@@ -131,12 +135,21 @@ def write_tear_sheet_png(figure: go.Figure, path: Path) -> Path | None:
     return path
 
 
-def keep_png_renderer(timeout: float = 60.0) -> bool:
-    """Keep one headless Chromium open for this process's tear sheet PNGs (kaleido's sync
-    server), so each PNG after this costs a render (0.2-0.4 s here) rather than a browser start
-    (3 s). For long-lived processes: the resident research worker's kernel. Returns whether the
-    renderer is up; when a first small render fails or takes over ``timeout`` seconds (no
-    Chromium) the server is closed and PNGs go back to one browser each."""
+_renderer = {"wanted": False, "started": False}
+
+
+def keep_png_renderer() -> None:
+    """Keep one headless Chromium open for this process's tear sheet PNGs from the next one on
+    (kaleido's sync server), so each PNG after the first costs a render (0.2-0.4 s here) rather
+    than a browser start (3 s). For long-lived processes: the resident research worker's
+    kernels. Nothing starts until a PNG is written."""
+    _renderer["wanted"] = True
+
+
+def _start_kept_renderer(timeout: float = 60.0) -> bool:
+    """Start kaleido's sync server and check it with a small render; return whether it is up.
+    When the render fails or takes over ``timeout`` seconds (no Chromium) the server is given up
+    and PNGs go back to one browser each."""
     import threading
 
     import kaleido

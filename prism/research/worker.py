@@ -50,7 +50,7 @@ from typing import Any
 
 from prism.core import errors as prism_errors
 from prism.core.errors import ConfigError, PrismError
-from prism.core.settings import Settings, load_settings, project_root
+from prism.core.settings import Settings, load_settings, project_root, service_environment
 from prism.research.notebooks import NotebookFailed, ResearchRun
 
 FOLDER = "research-worker"
@@ -69,12 +69,22 @@ SOCKET_LIMIT = 100
 """Unix socket paths longer than this (the kernel's limit is 107) go under /tmp instead."""
 
 
-def fingerprint(cwd: Path | None = None) -> str:
+def fingerprint(settings: Settings, cwd: Path | None = None) -> str:
     """Return a hash of everything a worker's behaviour depends on that it reads once: the size
     and mtime of each ``.py`` under ``prism/`` and ``research/``, the interpreter and its
     site-packages folder (changed by installs), the ``PRISM_*``, ``MLFLOW_*`` and ``PREFECT_*``
-    variables (and ``PYTHONPATH``, ``VIRTUAL_ENV``), the ``.env`` files and the directory."""
+    variables (and ``PYTHONPATH``, ``VIRTUAL_ENV``), the ``.env`` files and the directory.
+
+    The variables are read as a run sets them (:func:`~prism.core.settings.service_environment`
+    and ``MLFLOW_TRACKING_URI``, which ``mlflow.set_tracking_uri`` exports, filled in where
+    unset), so a process that has already run a notebook in-process hashes the same as one that
+    has not."""
     root = project_root()
+    environment = {
+        **service_environment(settings),
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        **os.environ,
+    }
     folder = (cwd or Path.cwd()).resolve()
     digest = hashlib.sha256()
     for name in SOURCE_FOLDERS:
@@ -85,11 +95,11 @@ def fingerprint(cwd: Path | None = None) -> str:
     site = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
     for path in (Path(sys.executable), site / "site-packages"):
         digest.update(f"{path}\0{_stamp(path)}\n".encode())
-    for name in sorted(os.environ):
+    for name in sorted(environment):
         if name in UNFINGERPRINTED:
             continue
         if name.startswith(ENVIRONMENT_PREFIXES) or name in ENVIRONMENT_NAMES:
-            digest.update(f"{name}={os.environ[name]}\n".encode())
+            digest.update(f"{name}={environment[name]}\n".encode())
     for env_file in (root / ".env", folder / ".env"):
         digest.update(f"{env_file}\0{_stamp(env_file)}\n".encode())
     digest.update(str(folder).encode())
@@ -354,7 +364,7 @@ def run_in_worker(
     Ctrl-C asks the worker to interrupt the notebook and waits for the run to be marked FAILED
     (a second Ctrl-C stops waiting; the worker still interrupts it)."""
     echo = say or (lambda text: None)
-    wanted = fingerprint()
+    wanted = fingerprint(settings)
     connection, pid = connect_worker(settings, wanted, echo)
     seen = WorkerRun(pid)
     request = {
@@ -425,7 +435,7 @@ def worker_status(settings: Settings) -> dict[str, Any] | None:
     status.update(
         pid=state.pid,
         fingerprint=state.fingerprint,
-        current=state.fingerprint == fingerprint(),
+        current=state.fingerprint == fingerprint(settings),
         log=str(paths.log),
     )
     return status
@@ -651,7 +661,7 @@ class Worker:
 def main(folder: str) -> None:
     """Entry point of ``python -m prism.research.worker FOLDER``: serve until idle or stopped
     (SIGTERM stops it cleanly too)."""
-    stamp = fingerprint()
+    stamp = fingerprint(load_settings())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"research worker {os.getpid()} starting (fingerprint {stamp})", flush=True)
     Worker(WorkerPaths(Path(folder)), stamp).serve()
