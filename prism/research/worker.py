@@ -57,8 +57,10 @@ FOLDER = "research-worker"
 SOURCE_FOLDERS = ("prism", "research")
 ENVIRONMENT_PREFIXES = ("PRISM_", "MLFLOW_", "PREFECT_")
 ENVIRONMENT_NAMES = ("PYTHONPATH", "VIRTUAL_ENV")
-UNFINGERPRINTED = {"PRISM_RESEARCH_WORKER"}
-"""Chooses whether to use the worker at all, so it does not make the worker stale."""
+UNFINGERPRINTED = {"PRISM_RESEARCH_WORKER", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"}
+"""Not what a worker's behaviour depends on: whether to use the worker at all, and the state
+MLflow exports once a process has run a notebook (a research run sets its experiment and run
+itself)."""
 START_SECONDS = 180.0
 STOP_SECONDS = 30.0
 BUSY_STOP_SECONDS = 3600.0

@@ -66,5 +66,6 @@ def test_the_worker_switch_and_a_runs_own_service_variables_do_not(
     for name, value in service_environment(settings).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "7")
 
     assert first == switched == worker.fingerprint(settings)
