@@ -44,10 +44,15 @@ class ResearchRun:
     """Bytes of the run's artifacts on disk (None when the artifact store is not local)."""
 
 
-def notebook_parameters(notebook: Path) -> dict[str, Any]:
-    """Return the notebook's parameters and their default values (from the ``parameters`` cell)."""
+def require_notebook(notebook: Path) -> None:
+    """Raise a :class:`ConfigError` naming ``notebook`` when there is no such file."""
     if not notebook.exists():
         raise ConfigError(f"no notebook at {notebook}; notebooks live in notebooks/")
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """Return the notebook's parameters and their default values (from the ``parameters`` cell)."""
+    require_notebook(notebook)
     import papermill
 
     inspected = papermill.inspect_notebook(str(notebook))

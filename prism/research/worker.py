@@ -51,7 +51,7 @@ from typing import Any
 from prism.core import errors as prism_errors
 from prism.core.errors import ConfigError, PrismError
 from prism.core.settings import Settings, load_settings, project_root, service_environment
-from prism.research.notebooks import NotebookFailed, ResearchRun
+from prism.research.notebooks import NotebookFailed, ResearchRun, require_notebook
 
 FOLDER = "research-worker"
 SOURCE_FOLDERS = ("prism", "research")
@@ -366,6 +366,7 @@ def run_in_worker(
     Ctrl-C asks the worker to interrupt the notebook and waits for the run to be marked FAILED
     (a second Ctrl-C stops waiting; the worker still interrupts it)."""
     echo = say or (lambda text: None)
+    require_notebook(notebook.resolve())
     wanted = fingerprint(settings)
     connection, pid = connect_worker(settings, wanted, echo)
     seen = WorkerRun(pid)
@@ -379,15 +380,16 @@ def run_in_worker(
     with connection:
         connection.send(request)
         try:
-            return _follow(connection, seen, echo, on_start)
+            return _follow(settings, connection, seen, echo, on_start)
         except KeyboardInterrupt:
             echo("\ninterrupted: the research worker is stopping the notebook …\n")
             with contextlib.suppress(OSError):
                 connection.send({"op": "cancel"})
-            return _follow(connection, seen, echo, None)
+            return _follow(settings, connection, seen, echo, None)
 
 
 def _follow(
+    settings: Settings,
     connection: Connection,
     seen: WorkerRun,
     echo: Callable[[str], None],
@@ -397,7 +399,7 @@ def _follow(
         try:
             kind, payload = connection.recv()
         except (EOFError, OSError):
-            left = f"; MLflow run {seen.run_id} may be left RUNNING" if seen.run_id else ""
+            left = _fail_orphan(settings, seen.run_id) if seen.run_id else ""
             raise WorkerCrashed(
                 f"the research worker (pid {seen.pid}) died during the run{left}; the next run "
                 "starts a new one"
@@ -423,6 +425,20 @@ def _follow(
             raise ConfigError(
                 "the research worker changed while connecting (code or settings edited); run again"
             )
+
+
+def _fail_orphan(settings: Settings, run_id: str) -> str:
+    """Mark the run a dead worker left open as FAILED; return what to add to the message."""
+    from prism.research.mlflow_store import mlflow_client
+
+    try:
+        client = mlflow_client(settings)
+        if client.get_run(run_id).info.status != "RUNNING":
+            return f"; MLflow run {run_id} was already closed"
+        client.set_terminated(run_id, status="FAILED")
+    except Exception as err:  # the store may be what failed; say so rather than mask the crash
+        return f"; MLflow run {run_id} may be left RUNNING ({err})"
+    return f"; MLflow run {run_id} marked FAILED"
 
 
 def worker_status(settings: Settings) -> dict[str, Any] | None:

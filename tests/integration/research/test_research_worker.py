@@ -1,8 +1,8 @@
 """The resident research worker (``prism.research.worker``) with real papermill kernels and a real
 MLflow store: a second run reuses the worker and gives the in-process run's metrics, an edited
-module under ``research/`` restarts it, a killed worker is replaced, a failure reads as it does
-in-process, runs at once are serialised on its one kernel, Ctrl-C marks the run FAILED, and
-``prism research worker status|stop`` show and stop it."""
+module under ``research/`` restarts it, a worker killed mid-run fails its MLflow run and is
+replaced, a failure reads as it does in-process, runs at once are serialised on its one kernel,
+Ctrl-C marks the run FAILED, and ``prism research worker status|stop`` show and stop it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,13 @@ from prism.core.settings import project_root
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
 from prism.research.notebooks import NotebookFailed, run_notebook
-from prism.research.worker import WorkerState, run_in_worker, stop_worker, worker_paths
+from prism.research.worker import (
+    WorkerCrashed,
+    WorkerState,
+    run_in_worker,
+    stop_worker,
+    worker_paths,
+)
 
 NOTEBOOK = project_root() / "notebooks" / "02_backtest_strategy.ipynb"
 PROBE = Path(__file__).parents[2] / "fixtures" / "notebooks" / "worker_probe.ipynb"
@@ -99,9 +105,15 @@ def test_a_failed_notebook_reads_as_in_process_and_leaves_the_worker_usable(work
         run_in_worker(worker, PROBE, {"nope": "1"}, progress=False)
     with pytest.raises(ConfigError) as local_input:
         run_notebook(worker, PROBE, {"nope": "1"}, progress=False)
+    missing = PROBE.with_name("no_such_notebook.ipynb")
+    with pytest.raises(ConfigError) as remote_missing:
+        run_in_worker(worker, missing, {}, progress=False)
+    with pytest.raises(ConfigError) as local_missing:
+        run_notebook(worker, missing, {}, progress=False)
     after = run_in_worker(worker, PROBE, {}, progress=False)
 
     assert RUN_ID.sub("ID", str(remote.value)) == RUN_ID.sub("ID", str(local.value))
+    assert str(remote_missing.value) == str(local_missing.value)
     assert "ValueError: the probe fails on purpose" in str(remote.value)
     (failed_id,) = set(RUN_ID.findall(str(remote.value)))
     assert MlflowClient(worker.mlflow_tracking_uri).get_run(failed_id).info.status == "FAILED"
@@ -122,14 +134,40 @@ def test_an_edited_research_module_restarts_the_worker(worker, research_module):
     assert after.metrics["kernel_pid"] != before.metrics["kernel_pid"]
 
 
-def test_a_killed_worker_is_replaced_by_the_next_run(worker):
+def test_a_worker_killed_mid_run_fails_its_run_and_is_replaced(worker):
     run_in_worker(worker, PROBE, {}, progress=False)
     pid = worker_pid(worker)
+    started: list[str | None] = []
+    crashed: list[WorkerCrashed] = []
+
+    def victim() -> None:
+        try:
+            run_in_worker(
+                worker,
+                PROBE,
+                {"sleep": "60"},
+                progress=False,
+                on_start=lambda seen: started.append(seen.run_id),
+            )
+        except WorkerCrashed as err:
+            crashed.append(err)
+
+    thread = threading.Thread(target=victim)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not started:
+        time.sleep(0.1)
+    time.sleep(1.0)
     os.kill(pid, signal.SIGKILL)
+    thread.join(60)
     said: list[str] = []
 
     after = run_in_worker(worker, PROBE, {}, progress=False, say=said.append)
 
+    (run_id,) = started
+    assert run_id is not None and len(crashed) == 1
+    assert f"MLflow run {run_id} marked FAILED" in str(crashed[0])
+    assert MlflowClient(worker.mlflow_tracking_uri).get_run(run_id).info.status == "FAILED"
     assert worker_pid(worker) != pid
     assert after.metrics["value"] == 0.0
     assert any("starting the research worker" in line for line in said)
