@@ -348,7 +348,6 @@ class WorkerRun:
 
     pid: int
     run_id: str | None = None
-    messages: list[str] = field(default_factory=list)
 
 
 def run_in_worker(
