@@ -57,13 +57,11 @@ def research_run(
         ),
     ] = False,
 ) -> None:
-    """Execute a notebook with papermill as one MLflow run and print the run id.
-
-    Parameters follow as `-p NAME VALUE`, repeatable: `-p fast 10 -p slow 50`. The run goes
-    through the resident research worker (started by the first run, kept warm, restarted when
-    code or settings change; `prism research worker status|stop`) unless `--no-worker` or
-    PRISM_RESEARCH_WORKER=false.
-    """
+    """Execute a notebook with papermill as one MLflow run and print the run id. Parameters
+    follow as `-p NAME VALUE`, repeatable: `-p fast 10 -p slow 50`. The run goes through the
+    resident research worker (started by the first run, kept warm, restarted when code or
+    settings change; `prism research worker status|stop`) unless `--no-worker` or
+    PRISM_RESEARCH_WORKER=false."""
     settings = load_settings()
     parameters = parse_parameters(list(ctx.args))
     if no_worker or not settings.research_worker:

@@ -476,7 +476,10 @@ def stop_worker(settings: Settings, say: Callable[[str], None] | None = None) ->
 
 
 class _Forward:
-    """A text stream that sends what is written to a client as ``output`` messages."""
+    """A text stream that sends what is written to a client as ``output`` messages (UTF-8, so
+    papermill's progress bar draws as it does on a terminal)."""
+
+    encoding = "utf-8"
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
