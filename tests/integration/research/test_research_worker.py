@@ -198,7 +198,13 @@ def test_runs_at_once_take_turns_on_the_one_kernel(worker):
 def test_ctrl_c_marks_the_run_failed_and_the_worker_goes_on(worker):
     run_in_worker(worker, PROBE, {}, progress=False)
     command = [str(PRISM), "research", "run", str(PROBE), "-p", "sleep", "60"]
-    client = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PRISM_RESEARCH_WORKER": "true"},
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not _busy(worker):
         time.sleep(0.2)
