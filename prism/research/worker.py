@@ -122,14 +122,14 @@ class WorkerPaths:
 
     folder: Path
 
-    @property
-    def socket(self) -> Path:
-        """The Unix socket it listens on (under /tmp when the workspace's path is too long)."""
-        path = self.folder / "worker.sock"
+    def socket(self, pid: int) -> Path:
+        """The Unix socket worker ``pid`` listens on, its own so that a worker on its way out
+        never removes its successor's (under /tmp when the workspace's path is too long)."""
+        path = self.folder / f"worker-{pid}.sock"
         if len(str(path)) <= SOCKET_LIMIT:
             return path
         tag = hashlib.sha256(str(self.folder).encode()).hexdigest()[:16]
-        return Path("/tmp") / f"prism-research-worker-{tag}.sock"
+        return Path("/tmp") / f"prism-research-worker-{tag}-{pid}.sock"
 
     @property
     def authkey(self) -> Path:
@@ -367,8 +367,6 @@ def run_in_worker(
     echo = say or (lambda text: None)
     require_notebook(notebook.resolve())
     wanted = fingerprint(settings)
-    connection, pid = connect_worker(settings, wanted, echo)
-    seen = WorkerRun(pid)
     request = {
         "op": "run",
         "fingerprint": wanted,
@@ -376,15 +374,26 @@ def run_in_worker(
         "parameters": dict(raw_parameters),
         "progress": progress,
     }
-    with connection:
-        connection.send(request)
-        try:
-            return _follow(settings, connection, seen, echo, on_start)
-        except KeyboardInterrupt:
-            echo("\ninterrupted: the research worker is stopping the notebook …\n")
-            with contextlib.suppress(OSError):
-                connection.send({"op": "cancel"})
-            return _follow(settings, connection, seen, echo, None)
+    for _ in range(3):
+        connection, pid = connect_worker(settings, wanted, echo)
+        seen = WorkerRun(pid)
+        with connection:
+            connection.send(request)
+            try:
+                return _follow(settings, connection, seen, echo, on_start)
+            except _Closing:
+                echo(f"research worker {pid} was exiting (idle); starting another\n")
+                _wait_gone(pid, STOP_SECONDS)
+            except KeyboardInterrupt:
+                echo("\ninterrupted: the research worker is stopping the notebook …\n")
+                with contextlib.suppress(OSError):
+                    connection.send({"op": "cancel"})
+                return _follow(settings, connection, seen, echo, None)
+    raise WorkerCrashed("the research worker kept exiting as runs arrived; run with --no-worker")
+
+
+class _Closing(Exception):
+    """The worker was exiting when the run arrived; the client starts another."""
 
 
 def _follow(
@@ -420,6 +429,8 @@ def _follow(
             raise ERROR_TYPES.get(payload["type"], PrismError)(payload["message"])
         elif kind == "crash":
             raise WorkerCrashed(f"the research worker failed:\n{payload}")
+        elif kind == "closing":
+            raise _Closing
         elif kind == "stale":
             raise ConfigError(
                 "the research worker changed while connecting (code or settings edited); run again"
@@ -520,6 +531,9 @@ class Worker:
         self.last = time.monotonic()
         self.started = time.time()
         self.kernel: Any = None
+        self.gate = threading.Lock()
+        self.closing = False
+        self.state: WorkerState | None = None
 
     def status(self) -> dict[str, Any]:
         """Return what ``prism research worker status`` shows."""
@@ -537,23 +551,31 @@ class Worker:
         """Listen, run jobs until idle too long or stopped, then clean up."""
         from prism.research import notebooks, tracking  # noqa: F401 - imported once, kept
 
-        socket = self.paths.socket
+        socket = self.paths.socket(os.getpid())
         socket.unlink(missing_ok=True)
         listener = Listener(str(socket), family="AF_UNIX", authkey=_read_key(self.paths))
         os.chmod(socket, 0o600)
-        state = WorkerState(os.getpid(), self.fingerprint, str(socket), self.started)
+        self.state = WorkerState(os.getpid(), self.fingerprint, str(socket), self.started)
         written = self.paths.state.with_suffix(".tmp")
-        written.write_text(json.dumps(dataclasses.asdict(state)))
+        written.write_text(json.dumps(dataclasses.asdict(self.state)))
         written.replace(self.paths.state)
+        self.last = time.monotonic()
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
         try:
             self._loop()
         finally:
+            self._withdraw()
             if self.kernel is not None:
                 self.kernel.close()
-            if WorkerState.read(self.paths) == state:
+            listener.close()
+
+    def _withdraw(self) -> None:
+        """Stop taking runs: a client that connects from now on is told to start another
+        worker, and ``worker.json`` is removed (when it is still this worker's)."""
+        with self.gate:
+            self.closing = True
+            if WorkerState.read(self.paths) == self.state:
                 self.paths.state.unlink(missing_ok=True)
-                socket.unlink(missing_ok=True)
 
     def _loop(self) -> None:
         limit = self.settings.research_worker_idle_seconds
@@ -562,7 +584,10 @@ class Worker:
             try:
                 job = self.jobs.get(timeout=max(wait, 0.01))
             except queue.Empty:
-                if time.monotonic() - self.last >= limit:
+                if time.monotonic() - self.last < limit:
+                    continue
+                self._withdraw()
+                if self.jobs.empty():
                     print(f"idle for {limit:g} s: exiting", flush=True)
                     return
                 continue
@@ -570,6 +595,8 @@ class Worker:
                 return
             self._run(job)
             self.last = time.monotonic()
+            if self.closing and self.jobs.empty():
+                return
 
     def _accept(self, listener: Listener) -> None:
         while True:
@@ -587,6 +614,7 @@ class Worker:
                 connection.send(("status", self.status()))
             elif op == "stop":
                 connection.send(("stopping", {"busy": self.busy}))
+                self._withdraw()
                 self.jobs.put(None)
             elif op == "run":
                 self._queue(connection, request)
@@ -602,11 +630,15 @@ class Worker:
             connection.send(("stale", None))
             return
         job = _Job(connection, request)
-        if self.busy or not self.jobs.empty():
-            connection.send(
-                ("output", f"research worker busy with {self.busy}; this run waits for it\n")
-            )
-        self.jobs.put(job)
+        with self.gate:
+            if self.closing:
+                connection.send(("closing", None))
+                return
+            if self.busy or not self.jobs.empty():
+                connection.send(
+                    ("output", f"research worker busy with {self.busy}; this run waits for it\n")
+                )
+            self.jobs.put(job)
         while not job.done.is_set():
             try:
                 if not connection.poll(0.2):

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from prism.core.errors import ConfigError
-from prism.core.settings import project_root
+from prism.core.settings import Settings, project_root
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
 from prism.research.notebooks import NotebookFailed, run_notebook
@@ -242,3 +242,21 @@ def test_status_and_stop(worker):
     assert stopped.stdout.strip() == f"stopped research worker {pid}"
     assert gone.stdout.strip() == "no research worker running"
     assert not WorkerState(pid, "", "", 0).alive()
+
+
+def test_an_idle_worker_exits_on_its_own_and_a_setting_change_replaces_it(worker, monkeypatch):
+    run_in_worker(worker, PROBE, {}, progress=False)
+    pid = worker_pid(worker)
+    monkeypatch.setenv("PRISM_RESEARCH_WORKER_IDLE_SECONDS", "2")
+    short = Settings()
+
+    run_in_worker(short, PROBE, {}, progress=False)
+    idle = worker_pid(short)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and WorkerState(idle, "", "", 0).alive():
+        time.sleep(0.2)
+
+    assert idle != pid and not WorkerState(pid, "", "", 0).alive()
+    assert not WorkerState(idle, "", "", 0).alive()
+    assert WorkerState.read(worker_paths(short)) is None
+    assert "idle for 2 s: exiting" in worker_paths(short).log.read_text()
