@@ -8,7 +8,9 @@ PostgreSQL mode (``make test`` does both). Tests marked ``timescaledb`` need Tim
 ``make install`` reports it built.
 
 The environment is pointed at the temporary workspace before any test runs, so no test touches
-the checkout's own ``.prism/`` or ``mlruns/``.
+the checkout's own ``.prism/`` or ``mlruns/``; ``prism research run`` runs in-process
+(``PRISM_RESEARCH_WORKER=false``) unless a test asks for the resident worker, so none is left
+behind.
 """
 
 from __future__ import annotations
@@ -44,9 +46,16 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("prism")
     saved = {
         k: os.environ.get(k)
-        for k in ("PRISM_HOME", "PRISM_MLRUNS_DIR", "PRISM_DATABASE_URL", "MLFLOW_TRACKING_URI")
+        for k in (
+            "PRISM_HOME",
+            "PRISM_MLRUNS_DIR",
+            "PRISM_DATABASE_URL",
+            "MLFLOW_TRACKING_URI",
+            "PRISM_RESEARCH_WORKER",
+        )
     }
     os.environ["PRISM_HOME"] = str(root / "home")
+    os.environ["PRISM_RESEARCH_WORKER"] = "false"
     os.environ["PRISM_MLRUNS_DIR"] = str(root / "mlruns")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("PRISM_DATABASE_URL", None)

@@ -7,6 +7,7 @@ Heavy libraries (MLflow, Prefect, papermill, pandas) are imported inside the com
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,14 +49,29 @@ def parse_parameters(args: list[str]) -> dict[str, str]:
 def research_run(
     ctx: typer.Context,
     notebook: Annotated[Path, typer.Argument(help="the notebook to execute")],
+    no_worker: Annotated[
+        bool,
+        typer.Option(
+            "--no-worker",
+            help="run in this process (a new kernel) instead of the resident research worker",
+        ),
+    ] = False,
 ) -> None:
-    """Execute a notebook with papermill as one MLflow run and print the run id.
+    """Execute a notebook with papermill as one MLflow run and print the run id. Parameters
+    follow as `-p NAME VALUE`, repeatable: `-p fast 10 -p slow 50`. The run goes through the
+    resident research worker (started by the first run, kept warm, restarted when code or
+    settings change; `prism research worker status|stop`) unless `--no-worker` or
+    PRISM_RESEARCH_WORKER=false."""
+    settings = load_settings()
+    parameters = parse_parameters(list(ctx.args))
+    if no_worker or not settings.research_worker:
+        from prism.research.notebooks import run_notebook
 
-    Parameters follow as `-p NAME VALUE`, repeatable: `-p fast 10 -p slow 50`.
-    """
-    from prism.research.notebooks import run_notebook
+        run = run_notebook(settings, notebook, parameters)
+    else:
+        from prism.research.worker import run_in_worker
 
-    run = run_notebook(load_settings(), notebook, parse_parameters(list(ctx.args)))
+        run = run_in_worker(settings, notebook, parameters, say=_to_stderr)
     errors.print(f"executed notebook: {run.executed}")
     errors.print(", ".join(f"{k} {v:.4g}" for k, v in sorted(run.metrics.items())))
     periods = {k: v for k, v in run.metrics.items() if k.endswith("n_periods")}
@@ -67,6 +83,50 @@ def research_run(
     if run.stored_bytes is not None:
         errors.print(f"stored: {run.stored_bytes / 1e6:.2f} MB of artifacts")
     print(run.run_id)
+
+
+def _to_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+worker_app = typer.Typer(
+    help="The resident research worker behind `prism research run`.", no_args_is_help=True
+)
+research_app.add_typer(worker_app, name="worker")
+
+
+@worker_app.command("status")
+def worker_status_command() -> None:
+    """Show whether this workspace's research worker runs: pid, runs served, busy notebook,
+    idle time against its limit, and whether it is current (a stale one is replaced by the next
+    run)."""
+    from prism.research.worker import worker_status
+
+    status = worker_status(load_settings())
+    if status is None:
+        print("no research worker running")
+        return
+    if not status["answering"]:
+        print(f"research worker {status['pid']} is not answering; the next run replaces it")
+        return
+    doing = f"running {status['busy']}" if status["busy"] else f"idle {status['idle_seconds']} s"
+    print(
+        f"research worker {status['pid']}: {doing} (exits after {status['idle_limit']:g} s "
+        f"idle), {status['runs']} run(s), {status['queued']} queued, up "
+        f"{status['uptime_seconds']} s, "
+        f"{'current' if status['current'] else 'stale (code or settings changed)'}; "
+        f"log {status['log']}"
+    )
+
+
+@worker_app.command("stop")
+def worker_stop_command() -> None:
+    """Stop this workspace's research worker (after the notebook it is running, if any)."""
+    from prism.research.worker import stop_worker
+
+    pid = stop_worker(load_settings(), say=_to_stderr)
+    print(f"stopped research worker {pid}" if pid else "no research worker running")
 
 
 @research_app.command(

@@ -102,6 +102,14 @@ class Settings(BaseSettings):
         "prism-research",
         description="MLflow experiment of runs started outside a notebook (notebooks: their own)",
     )
+    research_worker: bool = Field(
+        True,
+        description="`prism research run` goes through the resident research worker "
+        "(false: each run in its own process, as `--no-worker`)",
+    )
+    research_worker_idle_seconds: float = Field(
+        900.0, gt=0, description="seconds without a run after which the research worker exits"
+    )
     model_name: str = Field("prism-strategy", description="registered model the runner trades")
     gates_file: Path = Field(
         default_factory=lambda: project_root() / "research" / "gates.toml",

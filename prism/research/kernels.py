@@ -6,6 +6,8 @@ down that kernel. Between notebooks :meth:`WarmKernel.reset` clears the kernel's
 (``%reset -f``): each notebook runs every cell again from an empty namespace, and only the
 imported modules stay loaded. After a failed notebook the kernel is shut down instead and the
 next notebook gets a new one, so nothing a half-run notebook left behind reaches the next.
+A ``prelude`` runs once on each new kernel (the resident research worker keeps a PNG renderer
+open there, :func:`prism.backtest.tearsheet.keep_png_renderer`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ READY_SECONDS = 60.0
 class WarmKernel:
     """A kernel started on first use in ``cwd`` and kept for the next notebook."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, prelude: str | None = None) -> None:
         self.cwd = cwd
+        self.prelude = prelude
         self.manager: AsyncKernelManager | None = None
         self.notebooks = 0
 
@@ -41,6 +44,8 @@ class WarmKernel:
             manager = AsyncKernelManager(kernel_name=KERNEL_NAME)
             run_sync(manager.start_kernel)(cwd=str(self.cwd), extra_arguments=KERNEL_ARGUMENTS)
             self.manager = manager
+            if self.prelude:
+                run_sync(_execute)(manager, self.prelude)
         self.notebooks += 1
         return self.manager
 
@@ -48,6 +53,13 @@ class WarmKernel:
         """Empty the kernel's namespace for the next notebook (its imports stay loaded)."""
         if self.manager is not None:
             run_sync(_execute)(self.manager, RESET)
+
+    def pid(self) -> int | None:
+        """Return the running kernel's process id (None when there is no kernel)."""
+        if self.manager is None or self.manager.provisioner is None:
+            return None
+        pid = getattr(self.manager.provisioner, "pid", None)
+        return pid if isinstance(pid, int) else None
 
     def close(self) -> None:
         """Shut the kernel down (the next :meth:`ready` starts a new one)."""

@@ -5,23 +5,26 @@ run (tagged with git state and the settings' hash), hands its id to the notebook
 ``mlflow_run_id`` so the notebook logs into it, executes the notebook, then attaches the executed
 copy to the run and closes it as finished or failed. A failure names its cell and error.
 Sweeps over many parameter combinations live in :mod:`prism.research.sweeps`.
+
+papermill, MLflow and the tracking helpers are imported inside the functions that use them, so
+the resident worker's client (:mod:`prism.research.worker`) can read :class:`ResearchRun` and
+:class:`NotebookFailed` without paying for them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import papermill
-from mlflow.tracking import MlflowClient
-from papermill.exceptions import PapermillExecutionError
+from typing import TYPE_CHECKING, Any
 
 from prism.core.errors import ConfigError, PrismError
 from prism.core.settings import Settings, export_service_environment
 from prism.core.text import read_literal
 from prism.research.kernels import KERNEL_ARGUMENTS, KERNEL_NAME, WarmKernel
-from prism.research.tracking import PARENT_TAG, finish_run, start_run
+
+if TYPE_CHECKING:
+    from papermill.exceptions import PapermillExecutionError
 
 RUN_ID_PARAMETER = "mlflow_run_id"
 
@@ -41,10 +44,17 @@ class ResearchRun:
     """Bytes of the run's artifacts on disk (None when the artifact store is not local)."""
 
 
-def notebook_parameters(notebook: Path) -> dict[str, Any]:
-    """Return the notebook's parameters and their default values (from the ``parameters`` cell)."""
+def require_notebook(notebook: Path) -> None:
+    """Raise a :class:`ConfigError` naming ``notebook`` when there is no such file."""
     if not notebook.exists():
         raise ConfigError(f"no notebook at {notebook}; notebooks live in notebooks/")
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """Return the notebook's parameters and their default values (from the ``parameters`` cell)."""
+    require_notebook(notebook)
+    import papermill
+
     inspected = papermill.inspect_notebook(str(notebook))
     if not inspected:
         raise ConfigError(f"{notebook} has no cell tagged 'parameters'")
@@ -94,6 +104,7 @@ def run_notebook(
     extra_metrics: dict[str, float] | None = None,
     extra_tags: dict[str, str] | None = None,
     kernel: WarmKernel | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> ResearchRun:
     """Execute ``notebook`` with ``raw_parameters`` as one MLflow run; return the run.
 
@@ -101,7 +112,14 @@ def run_notebook(
     metrics and tags it adds (``trials``, the sweep's Sharpe variance); they are logged after the
     notebook's own, so they are the values the run ends with. With ``kernel`` the notebook runs
     on that warm kernel, which is reset after a success and shut down after a failure.
+    ``on_start`` is told the run's id once the run is open (the resident worker passes it on, so
+    its client can name the run if it is interrupted).
     """
+    from mlflow.tracking import MlflowClient
+    from papermill.exceptions import PapermillExecutionError
+
+    from prism.research.tracking import PARENT_TAG, finish_run, start_run
+
     export_service_environment(settings)
     notebook = notebook.resolve()
     defaults = notebook_parameters(notebook)
@@ -114,6 +132,8 @@ def run_notebook(
     tags = {**(extra_tags or {}), **({PARENT_TAG: parent_run_id} if parent_run_id else {})}
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
+    if on_start is not None:
+        on_start(run_id)
     output_dir = settings.home / "runs"
     output_dir.mkdir(parents=True, exist_ok=True)
     executed = output_dir / f"{notebook.stem}-{run_id}.ipynb"
@@ -168,6 +188,8 @@ def execute(
 ) -> None:
     """Run ``notebook`` with papermill on the project's kernel, writing ``executed``: a new
     kernel, or ``kernel`` (already started, kept running afterwards) when given."""
+    import papermill
+
     papermill.execute_notebook(
         str(notebook),
         str(executed),

@@ -24,13 +24,14 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
@@ -59,6 +60,9 @@ from prism.strategies.pyfunc import (
     example_bars,
     strategy_signature,
 )
+
+if TYPE_CHECKING:
+    from nbconvert import HTMLExporter
 
 MODEL_ARTIFACT = "model"
 MODEL_URI_TAG = "prism.model_uri"
@@ -232,6 +236,7 @@ class NotebookRun:
         """End an interactive run, attaching the saved notebook and its HTML when known (a
         papermill run is closed by ``prism research run`` with the executed copy)."""
         if not self.interactive:
+            _detach_active_run(self.run_id)
             return
         if self.notebook is not None and self.notebook.is_file():
             attach_notebook(self.run_id, self.notebook)
@@ -240,6 +245,22 @@ class NotebookRun:
             mlflow.end_run()
         else:
             MlflowClient().set_terminated(self.run_id, status="FINISHED")
+
+
+def _detach_active_run(run_id: str) -> None:
+    """Stop treating ``run_id`` as this process's active run without ending it.
+
+    A papermill run is ended by the process that opened it, once the executed notebook is
+    attached; in a warm kernel (sweeps, the research worker) the next notebook would otherwise
+    find it still active and end it again, moving its end time past the next run's start.
+    MLflow has no public call for this, so its fluent run stack is popped directly."""
+    from mlflow.environment_variables import MLFLOW_RUN_ID
+    from mlflow.tracking import fluent
+
+    stack = fluent._active_run_stack.get()
+    if stack and stack[-1].info.run_id == run_id:
+        stack.pop()
+        MLFLOW_RUN_ID.unset()
 
 
 def notebook_run(
@@ -465,7 +486,6 @@ def render_html(notebook: Path, target: Path) -> Path:
     plotly.js, referenced once in the page's head rather than embedded."""
     # Imported here: read with nbconvert, only when rendering a notebook.
     import nbformat
-    from nbconvert import HTMLExporter
 
     node = nbformat.read(notebook, as_version=4)
     figures = 0
@@ -477,12 +497,27 @@ def render_html(notebook: Path, target: Path) -> Path:
                     data[PLOTLY_MIME], include_plotlyjs=False, full_html=False, validate=False
                 )
                 figures += 1
-    body, _ = HTMLExporter().from_notebook_node(node)
+    body, _ = _html_exporter().from_notebook_node(node)
     if figures:
         script = f'<script src="{plotly_js_reference()}" charset="utf-8"></script>'
         body = body.replace("</head>", f"{script}\n</head>", 1)
     target.write_text(body, encoding="utf-8")
     return target
+
+
+_exporters = threading.local()
+
+
+def _html_exporter() -> HTMLExporter:
+    """Return this thread's nbconvert HTML exporter: made once, as its templates take a
+    quarter of a second to load (the research worker renders one notebook per run); one per
+    thread, as the API runs notebooks on several."""
+    exporter = getattr(_exporters, "html", None)
+    if exporter is None:
+        from nbconvert import HTMLExporter
+
+        exporter = _exporters.html = HTMLExporter()
+    return exporter
 
 
 def attach_notebook(run_id: str, notebook: Path) -> None:
