@@ -88,5 +88,6 @@ lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
+	-$(VENV)/bin/prism research worker stop
 	-$(VENV)/bin/prism db stop
 	rm -rf .prism mlruns/mlflow.db mlruns/artifacts
