@@ -214,6 +214,7 @@ class _Psql:
             url,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            limit=2**24,  # a JSON page is one line of about 70 KB per 500 bars
         )
         return cls(process)
 

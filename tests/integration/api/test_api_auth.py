@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
+import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -148,7 +150,16 @@ def test_the_cli_adds_a_user_and_creates_a_key_that_logs_in(client, engine):
     assert login.json()["role"] == "trader"
 
 
-def test_revoking_a_key_or_disabling_a_user_ends_the_tokens_already_issued(client, engine):
+@pytest.fixture
+def own_client(api_settings, engine) -> Iterator[TestClient]:
+    """A client of an app of its own: its login limit (10 a minute) is not shared with the
+    logins of the module's other tests."""
+    with TestClient(create_app(api_settings, engine)) as client:
+        yield client
+
+
+def test_revoking_a_key_or_disabling_a_user_ends_the_tokens_already_issued(own_client, engine):
+    client = own_client
     from typer.testing import CliRunner
 
     from prism.cli.app import app as cli
@@ -189,7 +200,8 @@ def test_revoking_a_key_or_disabling_a_user_ends_the_tokens_already_issued(clien
     assert "no enabled API user 'gwen'" in str(again.exception)
 
 
-def test_an_admin_disables_a_user_through_the_api(client, auth, engine):
+def test_an_admin_disables_a_user_through_the_api(own_client, auth, engine):
+    client = own_client
     accounts.add_user(engine, "hal", "a fine passphrase", "viewer", "ops")
     login = {"username": "hal", "password": "a fine passphrase"}
     assert client.post("/api/v1/auth/token", data=login).status_code == 200
