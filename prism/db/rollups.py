@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from prism.core.errors import ConfigError, TransientError
 from prism.core.settings import Settings
-from prism.db.bars import bars_table
+from prism.db.bars import bars_storage
 from prism.db.migrate import database_mode
 
 TIMEFRAMES = ("1m", "5m", "1h", "1d")
@@ -348,7 +348,7 @@ def apply_retention(
                 {"key": CUTOFF_KEY.format(timeframe=policy.timeframe), "cutoff": cutoff},
             )
             result = conn.execute(
-                text(f"DELETE FROM {bars_table(policy.timeframe)} WHERE time < :cutoff"),
+                text(f"DELETE FROM {bars_storage(policy.timeframe)} WHERE time < :cutoff"),
                 {"cutoff": cutoff},
             )
             deleted[policy.timeframe] = result.rowcount
@@ -359,12 +359,13 @@ def _timescale_compression(
     conn: Connection, policies: list[Policy], views: list[str], bars: bool
 ) -> list[str]:
     """Compress each timeframe's bar table (if ``bars``) and each of ``views`` after its
-    setting. Migration 0010 runs this before migration 0019 has created the bar tables: it skips
-    them then, and 0019 installs their compression."""
+    setting. Migrations 0010 and 0019 run this before migration 0022 has created the bar tables
+    (:func:`prism.db.bars.bars_storage`): it skips them then, and 0022 installs their
+    compression."""
     by_timeframe = {p.timeframe: p for p in policies}
     done = []
     for policy in policies if bars else []:
-        table = bars_table(policy.timeframe)
+        table = bars_storage(policy.timeframe)
         if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
             continue
         conn.execute(text(f"SELECT remove_compression_policy('{table}', if_exists => true)"))
@@ -470,7 +471,7 @@ def apply_policies(engine: Engine, settings: Settings) -> list[str]:
     there; return what was installed. On plain PostgreSQL nothing is installed (an empty list):
     retention there is :func:`apply_retention`, and there is no compression.
 
-    Each timeframe's bar table (:func:`prism.db.bars.bars_table`) follows its own settings,
+    Each timeframe's bar table (:func:`prism.db.bars.bars_storage`) follows its own settings,
     and the rollups follow the 1h and 1d settings.
     """
     if database_mode(engine) != "timescaledb":

@@ -45,7 +45,7 @@ from sqlalchemy import Engine, text
 
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest, read_bars, upsert_bars
-from prism.db.bars import bars_table
+from prism.db.bars import bars_storage
 from prism.db.migrate import database_mode
 from prism.db.rollups import refresh_rollups
 from prism.live.cycle import newest_bar
@@ -105,7 +105,7 @@ def _compress_all(engine: Engine, timeframe: str) -> None:
         conn.execute(
             text(
                 "SELECT compress_chunk(c, if_not_compressed => true) "
-                f"FROM show_chunks('{bars_table(timeframe)}') c"
+                f"FROM show_chunks('{bars_storage(timeframe)}') c"
             )
         )
 
@@ -172,7 +172,7 @@ def _rollup_row(ts: Engine, pg: Engine, bars: pd.DataFrame) -> Row:
 def _column_bytes(ts: Engine, timeframe: str, rows: int) -> str:
     """Return where the compressed bytes go: each value column's bytes per bar, summed over
     the compressed chunks of ``timeframe``'s table."""
-    table = bars_table(timeframe)
+    table = bars_storage(timeframe)
     with ts.connect() as conn:
         relations = conn.execute(
             text(
@@ -193,13 +193,23 @@ def _column_bytes(ts: Engine, timeframe: str, rows: int) -> str:
     return ", ".join(f"{c} {totals[c] / rows:.1f}" for c in VALUE_COLUMNS)
 
 
-VALUE_COLUMNS = ("time", "open", "high", "low", "close", "volume", "source", "ingested_at")
+VALUE_COLUMNS = (
+    "time",
+    "open_units",
+    "high_units",
+    "low_units",
+    "close_units",
+    "price_decimals",
+    "volume",
+    "source",
+    "ingested_at",
+)
 
 
 def _size_row(ts: Engine, timeframe: str, rows: int, case: str, notes: list[str]) -> SizeRow:
     """Compress every chunk of the stored ``timeframe`` bars; return bytes per bar before and
     after, and note the compressed bytes per bar of each column."""
-    table = bars_table(timeframe)
+    table = bars_storage(timeframe)
     before = _scalar(ts, f"SELECT hypertable_size('{table}')")
     _compress_all(ts, timeframe)
     after = _scalar(ts, f"SELECT hypertable_size('{table}')")

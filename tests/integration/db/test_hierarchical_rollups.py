@@ -19,6 +19,7 @@ from prism.db.rollups import (
     install_timescale_policies,
     refresh_rollups,
 )
+from tests.conftest import _pause_jobs
 from tests.integration.db.test_platform_schema import FrameSource, minute_bars
 from tests.integration.db.test_rollup_retention import rollup
 
@@ -139,6 +140,7 @@ def test_0020_carries_every_daily_bucket_into_the_aggregate_on_the_hourly_one(ti
     with timescale_engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "0019")
+    _pause_jobs(timescale_engine)
     today = pd.Timestamp.now(tz="UTC").floor("D")
     old = minute_bars(today - pd.Timedelta(days=60), days=2, seed=25)
     recent = minute_bars(today - pd.Timedelta(days=3), days=2, seed=26)
