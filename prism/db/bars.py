@@ -83,16 +83,24 @@ def decimals_needed(prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (migration 0022) compute the same for rows written through ``market_data.ohlcv``.
     """
     size = np.abs(np.asarray(prices, dtype=np.float64))
-    need = np.full(size.shape, MAX_DECIMALS, dtype=np.int16)
-    found = np.zeros(size.shape, dtype=bool)
+    flat = size.reshape(-1)
+    need = np.full(flat.shape, MAX_DECIMALS, dtype=np.int16)
+    todo = np.arange(flat.size)
     with np.errstate(invalid="ignore", over="ignore"):
         for decimals in range(MAX_DECIMALS + 1):
-            scale = 10.0**decimals
-            fits = ~found & (np.abs(np.rint(size * scale) / scale - size) <= size * TOLERANCE)
-            need[fits] = decimals
-            found |= fits
-        limit = sum((size * 10.0**d <= EXACT).astype(np.int16) for d in range(1, MAX_DECIMALS + 1))
-    return need, np.asarray(limit, dtype=np.int16)
+            if not todo.size:
+                break
+            scale, part = 10.0**decimals, flat[todo]
+            fits = np.abs(np.rint(part * scale) / scale - part) <= part * TOLERANCE
+            need[todo[fits]] = decimals
+            todo = todo[~fits]
+        if np.all(size * 10.0**MAX_DECIMALS <= EXACT):
+            limit = np.full(size.shape, MAX_DECIMALS, dtype=np.int16)
+        else:
+            limit = sum(
+                (size * 10.0**d <= EXACT).astype(np.int16) for d in range(1, MAX_DECIMALS + 1)
+            )
+    return need.reshape(size.shape), np.asarray(limit, dtype=np.int16)
 
 
 def price_units(prices: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,11 +120,13 @@ def price_units(prices: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.
         )
     need, limit = decimals_needed(values)
     codes = np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
-    count = int(codes.max()) + 1 if codes.size else 0
-    most = np.zeros(count, dtype=np.int16)
-    least = np.full(count, MAX_DECIMALS, dtype=np.int16)
-    np.maximum.at(most, codes, need.max(axis=1))
-    np.minimum.at(least, codes, limit.min(axis=1))
+    if not codes.size:
+        return np.zeros(values.shape, dtype=np.int64), np.zeros(0, dtype=np.int16)
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    most = np.maximum.reduceat(need.max(axis=1)[order], starts)
+    least = np.minimum.reduceat(limit.min(axis=1)[order], starts)
     decimals = np.minimum(most, least)[codes]
     scale = 10.0 ** decimals.astype(np.float64)
     return np.rint(values * scale[:, None]).astype(np.int64), decimals

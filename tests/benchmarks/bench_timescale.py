@@ -14,10 +14,11 @@ Two fresh workspaces side by side: one in TimescaleDB mode (the default) and one
   compressing every chunk (segment by symbol and timeframe, order by time descending), of the
   1M synthetic 1m bars and of the real bundled SPX/NDX daily bars; a note says how many bytes
   per bar each column takes compressed. The synthetic prices are rounded to the cent like
-  quoted prices; random full-precision doubles are the worst case of TimescaleDB's XOR float
-  encoding and no market quotes them. Even on the cent grid each double price column keeps
-  about 5.7 bytes per bar (XOR of two decimal fractions leaves most mantissa bits set), which
-  is what holds the ratio near 6x.
+  quoted prices. Prices are stored as integer units with a per-row number of decimals
+  (migration 0022, :mod:`prism.db.bars`): as doubles each price column kept about 5.7 bytes per
+  bar compressed (TimescaleDB's XOR float encoding finds few repeated bits in decimal
+  fractions), which held the ratio near 5.4x; as integers they get delta-of-delta and simple8b
+  encoding, and the decimals column, constant within a segment, costs nearly nothing.
 - Range scan: one year of 50 symbols read back through ``read_bars``, compressed chunks against
   the same chunks uncompressed. The year is of 1h bars (438,000 rows): a year of 1m bars of 50
   symbols (26M rows) would take far longer to load than this benchmark may run.

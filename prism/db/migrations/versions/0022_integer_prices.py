@@ -308,12 +308,16 @@ def _create_table(table: str, timeframe: str, prices: str, timescale: bool) -> N
 
 
 def _carry_rollups() -> None:
-    """Keep every bucket of both continuous aggregates in temporary tables and drop them."""
+    """Keep every materialized bucket of both continuous aggregates in temporary tables and drop
+    them. The materializations are read, not the views: a bucket carried in by 0020 in the same
+    upgrade is not yet below the aggregate's watermark and the view would not show it."""
+    bind = op.get_bind()
     for view in (HOURLY, DAILY):
         name = view.split(".")[1]
+        table = bind.execute(text(MATERIALIZATION), {"name": name}).scalar_one()
         op.execute(
             f"CREATE TEMPORARY TABLE carried_{name} ON COMMIT DROP AS "
-            f"SELECT {ROLLUP_COLUMNS} FROM {view}"
+            f"SELECT {ROLLUP_COLUMNS} FROM {table}"
         )
     op.execute(f"DROP MATERIALIZED VIEW {DAILY}")
     op.execute(f"DROP MATERIALIZED VIEW {HOURLY}")
