@@ -94,13 +94,12 @@ def decimals_needed(prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             fits = np.abs(np.rint(part * scale) / scale - part) <= part * TOLERANCE
             need[todo[fits]] = decimals
             todo = todo[~fits]
-        if np.all(size * 10.0**MAX_DECIMALS <= EXACT):
-            limit = np.full(size.shape, MAX_DECIMALS, dtype=np.int16)
-        else:
-            limit = sum(
-                (size * 10.0**d <= EXACT).astype(np.int16) for d in range(1, MAX_DECIMALS + 1)
-            )
-    return need.reshape(size.shape), np.asarray(limit, dtype=np.int16)
+        limit = np.full(size.shape, MAX_DECIMALS, dtype=np.int16)
+        if not np.all(size * 10.0**MAX_DECIMALS <= EXACT):
+            limit[:] = 0
+            for d in range(1, MAX_DECIMALS + 1):
+                limit += size * 10.0**d <= EXACT
+    return need.reshape(size.shape), limit
 
 
 def price_units(prices: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
