@@ -141,7 +141,8 @@ def test_a_backfill_into_compressed_chunks_stores_corrected_older_and_newer_bars
         )
     assert compressed_chunks(timescale_engine) and all(compressed_chunks(timescale_engine))
     corrected = stored.sample(n=200, random_state=1).copy()
-    corrected["close"] = corrected[["close", "high"]].mean(axis=1)
+    corrected["high"] = corrected["high"] + 0.01
+    corrected["close"] = corrected["high"]
 
     report = ingest(timescale_engine, FrameSource(pd.concat([older, corrected, newer])))
 
