@@ -17,7 +17,7 @@ so a price quoted to the cent reads back bit-identical (dividing an exact intege
 power of ten gives the correctly rounded double). Prices are stored to at most
 :data:`MAX_DECIMALS` decimals, as crypto venues quote; finer ones are rounded to 8. Prices so
 large that their units would not be exact integers get fewer decimals, and a price beyond
-``bigint`` is refused.
+``bigint`` (or a positive one that 8 decimals round to zero) is quarantined by validation.
 
 The physical tables are ``market_data.bars_1m_store`` ... (:func:`bars_storage`): writers, and
 TimescaleDB functions that take a hypertable (compression, chunks, sizes, continuous
@@ -48,6 +48,8 @@ TOLERANCE = 2.0**-51
 """Relative tolerance within which a price equals its decimal rounding (2 to 4 ulps)."""
 LARGEST = 2.0**63
 """Prices whose units would reach this do not fit ``bigint``."""
+SMALLEST = 0.5 * 10.0**-MAX_DECIMALS
+"""Positive prices below this would be stored as zero."""
 
 
 def _check(timeframe: str) -> None:
