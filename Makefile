@@ -16,14 +16,17 @@ endif
 # After the pinned environment: TimescaleDB into the embedded server's pginstall, built once per
 # machine and cached in ~/.cache/prism/timescaledb/ (a copy of a second when cached; a no-op when
 # installed; a missing gcc/cmake prints what to install and Prism runs in PostgreSQL mode).
+# Prism's own modules are byte-compiled too (compileall skips those already current): with
+# PYTHONDONTWRITEBYTECODE set, as on this machine, nothing else would ever write their .pyc.
 install: $(STAMP)
+	@$(PY) -m compileall -q prism runner dashboards research >/dev/null
 	@$(PY) -m prism.db.timescale_build
 
 $(STAMP):
 	@test -x $(PY) || python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check uv
-	@echo "installing the pinned environment into $(VENV) (requirements.lock)"
-	@$(VENV)/bin/uv pip install --python $(PY) -q -r requirements.lock -e '.[dev]'
+	@echo "installing the pinned environment into $(VENV) (requirements.lock), byte-compiled"
+	@$(VENV)/bin/uv pip install --python $(PY) -q --compile-bytecode -r requirements.lock -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # The optional deep extra (PyTorch CPU, stable-baselines3, Gymnasium) through pip, not uv: pip

@@ -106,7 +106,8 @@ def create_key(
 
 
 def revoke_key(engine: Engine, key_id: str, by: str) -> None:
-    """Revoke an API key now; tokens it issued stop working when they expire."""
+    """Revoke an API key now: no new token, and the tokens it was exchanged for are refused
+    within :data:`prism.api.revocations.REFRESH_SECONDS`."""
     with engine.begin() as conn:
         done = conn.execute(
             text(
@@ -124,6 +125,28 @@ def revoke_key(engine: Engine, key_id: str, by: str) -> None:
             "api",
             f"API key {key_id} revoked by {by}",
             {"subject": by, "key_id": key_id},
+        )
+
+
+def disable_user(engine: Engine, username: str, by: str) -> None:
+    """Disable an API user now: no new login, and tokens already issued are refused within
+    :data:`prism.api.revocations.REFRESH_SECONDS`."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            text(
+                "UPDATE config.api_users SET disabled = true WHERE username = :u AND NOT disabled"
+            ),
+            {"u": username},
+        ).rowcount
+        if not done:
+            raise ConfigError(f"no enabled API user {username!r}; see `prism api users list`")
+        record_event(
+            conn,
+            "api_user_disabled",
+            "warning",
+            "api",
+            f"API user {username} disabled by {by}",
+            {"subject": by, "username": username},
         )
 
 

@@ -48,6 +48,7 @@ from prism.api.jobs import JobRunner
 from prism.api.models import CheckOutcome, Readiness
 from prism.api.ratelimit import RateLimiter
 from prism.api.ready import readiness
+from prism.api.revocations import Revocations
 from prism.api.routers import admin, auth, data, registry, research, runner
 from prism.api.rules import rule_for
 from prism.api.security import AuthError, SigningKeys, role_allows
@@ -79,6 +80,7 @@ def create_app(settings: Settings, engine: Engine, reader: Engine | None = None)
         keys=SigningKeys.from_settings(settings),
         limiter=RateLimiter(settings.api_rate_per_minute),
         login_limiter=RateLimiter(LOGINS_PER_MINUTE),
+        revocations=Revocations(engine),
     )
     hub = Hub(conninfo(engine))
     ctx.extra["hub"] = hub
@@ -273,6 +275,10 @@ def _stream_route(app: FastAPI, ctx: ApiContext, hub: Hub) -> None:
             claims = ctx.keys.verify(token)
         except AuthError as err:
             await websocket.close(code=UNAUTHORISED, reason=str(err))
+            return
+        ended = await run_in_threadpool(ctx.revocations.refusal, claims)
+        if ended:
+            await websocket.close(code=UNAUTHORISED, reason=ended)
             return
         if not role_allows(claims.role, rule_for("WS", "/api/v1/stream")):
             await websocket.close(code=UNAUTHORISED, reason="role too low")

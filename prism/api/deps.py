@@ -13,6 +13,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import Engine
 
 from prism.api.ratelimit import RateLimiter
+from prism.api.revocations import Revocations
 from prism.api.rules import PUBLIC, rule_for
 from prism.api.security import AuthError, Claims, SigningKeys, role_allows
 from prism.core.settings import Settings
@@ -36,6 +37,7 @@ class ApiContext:
     keys: SigningKeys
     limiter: RateLimiter
     login_limiter: RateLimiter
+    revocations: Revocations
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -50,9 +52,13 @@ def bearer_claims(ctx: ApiContext, token: str | None) -> Claims:
     if not token:
         raise HTTPException(401, "not authenticated", {"WWW-Authenticate": "Bearer"})
     try:
-        return ctx.keys.verify(token)
+        claims = ctx.keys.verify(token)
     except AuthError as err:
         raise HTTPException(401, str(err), {"WWW-Authenticate": "Bearer"}) from err
+    ended = ctx.revocations.refusal(claims)
+    if ended:
+        raise HTTPException(401, ended, {"WWW-Authenticate": "Bearer"})
+    return claims
 
 
 def throttle(limiter: RateLimiter, caller: str) -> None:

@@ -55,6 +55,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/events"): "admin",
     ("GET", "/api/v1/admin/users"): "admin",
     ("POST", "/api/v1/admin/users"): "admin",
+    ("POST", "/api/v1/admin/users/{username}/disable"): "admin",
     ("GET", "/api/v1/admin/keys"): "admin",
     ("POST", "/api/v1/admin/keys"): "admin",
     ("DELETE", "/api/v1/admin/keys/{key_id}"): "admin",

@@ -115,6 +115,8 @@ class Claims:
     expires: int
     credential: str
     key_id: str
+    issued: int = 0
+    """When the token was issued (Unix seconds): a credential revoked later refuses it."""
 
 
 class SigningKeys:
@@ -199,6 +201,12 @@ class SigningKeys:
             raise AuthError("token expired")
         if payload.get("role") not in ROLES or not isinstance(payload.get("sub"), str):
             raise AuthError("token without a valid subject and role")
+        issued = payload.get("iat")
         return Claims(
-            payload["sub"], payload["role"], payload["exp"], str(payload.get("cred")), header["kid"]
+            payload["sub"],
+            payload["role"],
+            payload["exp"],
+            str(payload.get("cred")),
+            header["kid"],
+            issued if isinstance(issued, int) else 0,
         )

@@ -119,6 +119,27 @@ def expand_grid(
     return [c for c in combos if keep is None or keep(c)]
 
 
+MOST_COMBINATIONS = 1_000_000
+"""The largest grid ``prism sweep`` expands: a million result rows of metrics is about a GB."""
+
+
+def grid_combinations(
+    grid: Sequence[str], where: Sequence[str], most: int
+) -> tuple[dict[str, list[Any]], list[Combination]]:
+    """Parse the ``grid`` axes and ``where`` filters (``prism sweep``'s and the API's); return
+    the axes and the combinations every filter keeps. A grid of more than ``most`` combinations
+    is refused before it is expanded, and so is one that no combination passes."""
+    check_grid_size(list(grid), most)
+    axes = dict(parse_axis(axis) for axis in grid)
+    filters = [parse_condition(text) for text in where]
+    combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))
+    if not combos:
+        raise ConfigError(
+            f"the grid is empty: no combination passed the filters {', '.join(where)}"
+        )
+    return axes, combos
+
+
 @dataclass(frozen=True)
 class SweepJob:
     """What every chunk needs: the bars, the strategy's name and fixed parameters, the costs."""

@@ -79,6 +79,15 @@ def users_list() -> None:
     console.print(table)
 
 
+@users_app.command("disable")
+def users_disable(username: Annotated[str, typer.Argument(help="login name")]) -> None:
+    """Disable an API user: no new login, and tokens already issued stop working in seconds."""
+    from prism.api.accounts import disable_user
+
+    disable_user(_engine(), username, getpass.getuser())
+    console.print(f"[green]✓[/] API user {username} disabled")
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="what the key is for")],
@@ -109,7 +118,7 @@ def keys_list() -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id")]) -> None:
-    """Revoke an API key."""
+    """Revoke an API key: no new token, and tokens already issued stop working in seconds."""
     from prism.api.accounts import revoke_key
 
     revoke_key(_engine(), key_id, getpass.getuser())

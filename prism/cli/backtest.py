@@ -218,12 +218,10 @@ def sweep_command(
     this machine's cores (shared averages, one pass per combination)."""
     from rich.progress import Progress
 
-    from prism.backtest.sweep import best, expand_grid, parse_axis, parse_condition, run_sweep
+    from prism.backtest.sweep import MOST_COMBINATIONS, best, grid_combinations, run_sweep
 
     check_span(start, end)
-    axes = dict(parse_axis(axis) for axis in grid)
-    filters = [parse_condition(text) for text in where or []]
-    combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))
+    axes, combos = grid_combinations(grid, where or [], MOST_COMBINATIONS)
     names = symbol_list(symbols)
     bars = gated_bars(names, start, end, timeframe, allow_gaps)
     config = account_options(

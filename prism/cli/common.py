@@ -50,21 +50,12 @@ def quality_gate(
     allow_gaps: bool,
 ) -> None:
     """Refuse to run on bars with open gaps or a stale feed, unless ``allow_gaps``."""
-    from prism.data.health import check_quality
+    from prism.data.health import check_quality, gate_moment
 
     if allow_gaps:
         errors.print(f"--allow-gaps: data-quality gate skipped for {', '.join(symbols)}")
         return
     check_quality(engine, symbols, timeframe, start, end, now=gate_moment(end))
-
-
-def gate_moment(end: str | None) -> datetime:
-    """The moment a stale feed is judged at: the end of the run, or now."""
-    now = datetime.now(UTC)
-    if end is None:
-        return now
-    stamp = datetime.fromisoformat(end)
-    return min(now, stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
 
 
 AllowGaps = Annotated[

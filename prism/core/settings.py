@@ -240,6 +240,9 @@ class Settings(BaseSettings):
     api_backtest_max_bars: int = Field(
         50_000, ge=1, description="most bars a synchronous API backtest may run over"
     )
+    api_upload_max_mb: float = Field(
+        256.0, gt=0, description="largest file POST /data/ingest accepts, MB (then 413)"
+    )
     api_stream_queue: int = Field(
         256, ge=1, description="messages queued per WebSocket client before it is dropped"
     )

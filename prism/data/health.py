@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -383,6 +383,18 @@ def refusal(gaps: list[Gap], stale: list[SeriesStatus], allowance: str = CLI_ALL
     )
 
 
+def gate_moment(end: datetime | str | None) -> datetime:
+    """Return the moment a research run judges feed staleness at: the end of its window, or now
+    when the window is open or ends later (a backtest to 2018 is not refused for a feed that
+    stopped in 2019)."""
+    now = datetime.now(UTC)
+    if end is None or end == "":
+        return now
+    stamp = pd.Timestamp(end)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return min(now, stamp.to_pydatetime())
+
+
 def check_quality(
     engine: Engine,
     symbols: list[str],
@@ -390,9 +402,11 @@ def check_quality(
     start: datetime | str | None = None,
     end: datetime | str | None = None,
     now: datetime | None = None,
+    allowance: str = CLI_ALLOWANCE,
 ) -> None:
     """Raise :class:`DataUnavailable` naming each symbol and range at fault if the bars of
-    ``symbols`` in ``[start, end]`` have open gaps, or (with ``now``) a live feed is stale."""
+    ``symbols`` in ``[start, end]`` have open gaps, or (with ``now``) a live feed is stale; the
+    message ends with ``allowance``, how the caller runs on such bars anyway."""
     gaps, stale = quality_problems(engine, symbols, timeframe, start, end, now)
     if gaps or stale:
-        raise DataUnavailable(refusal(gaps, stale))
+        raise DataUnavailable(refusal(gaps, stale, allowance))

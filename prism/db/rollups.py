@@ -27,7 +27,8 @@ retention run records how far it deleted 1m bars (``retention_cutoff_1m`` in
 ``config.database_info``, only ever moving forward), and :func:`refresh_rollups` starts the
 hourly rollup no earlier than the first whole hour after that cutoff; the daily rollup, no
 earlier than the first whole day the hourly rollup still holds (on TimescaleDB its retention
-drops whole chunks of it; on plain PostgreSQL the hourly table is never trimmed). Without that, a
+drops whole chunks of it; on plain PostgreSQL :func:`apply_retention` deletes its rows older than
+the 1h retention). Without that, a
 continuous aggregate refreshed over a range whose source rows are gone deletes those buckets
 (and a plain-PostgreSQL upsert shrinks the bucket the cutoff falls in). The TimescaleDB refresh
 policies look back less far than their source keeps for the same reason.
@@ -179,16 +180,19 @@ def source_floor(conn: Connection, view: str, mode: str) -> datetime | None:
 
     The hourly rollup's source is the 1m bars, deleted up to the recorded 1m retention cutoff.
     The daily rollup's is the hourly rollup: on TimescaleDB its retention drops whole chunks,
-    so everything from its first remaining chunk on is whole; on plain PostgreSQL the hourly
-    table is never trimmed.
+    so everything from its first remaining chunk on is whole, and with no chunk left nothing is
+    (the floor is now: a refresh could only delete daily buckets); on plain PostgreSQL
+    :func:`apply_retention` deletes its rows up to a recorded cutoff.
     """
-    if SOURCES[view][0] == "market_data.bars_1m":
+    source = SOURCES[view][0]
+    if source == "market_data.bars_1m":
         return retention_cutoff(conn)
     if mode != "timescaledb":
-        return None
+        return retention_cutoff(conn, _rollup_key(source))
     value = conn.execute(
         text(
-            "SELECT min(ch.range_start) FROM timescaledb_information.continuous_aggregates ca "
+            "SELECT coalesce(min(ch.range_start), now()) "
+            "FROM timescaledb_information.continuous_aggregates ca "
             "JOIN timescaledb_information.chunks ch "
             "ON ch.hypertable_schema = ca.materialization_hypertable_schema "
             "AND ch.hypertable_name = ca.materialization_hypertable_name "
@@ -326,33 +330,59 @@ def apply_retention(
     engine: Engine, settings: Settings, now: datetime | None = None
 ) -> dict[str, int]:
     """Delete the bars of each timeframe older than its retention; return rows deleted per
-    timeframe (timeframes kept forever are left out).
+    timeframe (timeframes kept forever are left out), and on plain PostgreSQL per rollup too.
 
     ``now`` defaults to the database's clock; tests pass a fixed one. Works in both modes;
-    on TimescaleDB the jobs :func:`apply_policies` installs do the same every day. Each
-    timeframe's cutoff is recorded, so that later refreshes do not reach behind it.
+    on TimescaleDB the jobs :func:`apply_policies` installs do the same every day, and drop the
+    old buckets of the continuous aggregates. On plain PostgreSQL the rollup tables are trimmed
+    here to the 1h and 1d retention, as those jobs would. Each timeframe's cutoff is recorded,
+    so that later refreshes do not reach behind it.
     """
     policies = configured_policies(settings)
+    keep = {p.timeframe: p.keep for p in policies}
+    plain = database_mode(engine) != "timescaledb"
     deleted: dict[str, int] = {}
     with engine.begin() as conn:
         check_policies(conn, policies)
         for policy in policies:
             if policy.keep is None:
                 continue
-            cutoff = conn.execute(
-                text("SELECT COALESCE(CAST(:now AS timestamptz), now()) - CAST(:keep AS interval)"),
-                {"keep": policy.keep, "now": now},
-            ).scalar_one()
+            cutoff = _cutoff(conn, policy.keep, now)
             conn.execute(
                 text(RECORD_CUTOFF),
                 {"key": CUTOFF_KEY.format(timeframe=policy.timeframe), "cutoff": cutoff},
             )
-            result = conn.execute(
-                text(f"DELETE FROM {bars_storage(policy.timeframe)} WHERE time < :cutoff"),
-                {"cutoff": cutoff},
-            )
-            deleted[policy.timeframe] = result.rowcount
+            deleted[policy.timeframe] = _delete_before(conn, bars_storage(policy.timeframe), cutoff)
+        for view, timeframe in ROLLUPS.items() if plain else ():
+            kept = keep[timeframe]
+            if kept is not None:
+                cutoff = _cutoff(conn, kept, now)
+                conn.execute(
+                    text(RECORD_CUTOFF),
+                    {"key": CUTOFF_KEY.format(timeframe=_rollup_key(view)), "cutoff": cutoff},
+                )
+                deleted[view] = _delete_before(conn, view, cutoff)
     return deleted
+
+
+def _rollup_key(view: str) -> str:
+    """Return the name a rollup's retention cutoff is recorded under (``ohlcv_1h``)."""
+    return view.removeprefix("market_data.")
+
+
+def _cutoff(conn: Connection, keep: str, now: datetime | None) -> datetime:
+    """Return ``now`` (the database's clock when None) minus the interval ``keep``."""
+    cutoff: datetime = conn.execute(
+        text("SELECT COALESCE(CAST(:now AS timestamptz), now()) - CAST(:keep AS interval)"),
+        {"keep": keep, "now": now},
+    ).scalar_one()
+    return cutoff
+
+
+def _delete_before(conn: Connection, table: str, cutoff: datetime) -> int:
+    """Delete the rows of ``table`` older than ``cutoff``; return how many."""
+    result = conn.execute(text(f"DELETE FROM {table} WHERE time < :cutoff"), {"cutoff": cutoff})
+    return result.rowcount
 
 
 def _timescale_compression(
@@ -436,13 +466,20 @@ def _timescale_refresh(conn: Connection, policies: list[Policy], views: list[str
     source keeps: the 1m retention for the hourly aggregate, the 1h retention for the daily one
     (a refresh behind it would delete buckets whose source rows are gone)."""
     keep = {p.timeframe: p.keep for p in policies}
-    source_keeps = {"market_data.ohlcv_1h": keep["1m"], "market_data.ohlcv_1d": keep["1h"]}
+    sources = {"market_data.ohlcv_1h": "1m", "market_data.ohlcv_1d": "1h"}
     done = []
     for view in views:
         start, end, every = REFRESH_POLICIES[view]
-        kept = source_keeps[view]
+        kept = keep[sources[view]]
         if kept is not None and _seconds(conn, kept) < _seconds(conn, start):
             start = kept
+        shortest = _seconds(conn, end) + 2 * _seconds(conn, WIDTHS[view])
+        if _seconds(conn, start) < shortest:
+            raise ConfigError(
+                f"PRISM_RETENTION_{sources[view].upper()}={kept!r} is too short for TimescaleDB's "
+                f"refresh of {view}: it must keep at least {shortest / 3600:g} hours (the "
+                f"refresh ends {end} back and needs two whole {WIDTHS[view]} buckets before that)"
+            )
         conn.execute(
             text(f"SELECT remove_continuous_aggregate_policy('{view}', if_exists => true)")
         )

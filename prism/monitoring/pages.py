@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from prism.core.errors import ConfigError, DataUnavailable
 from prism.core.settings import Settings
@@ -78,15 +78,10 @@ def bars_page(
     cannot prune by a bound timeframe); ``"aggregate"`` reads the 1h or 1d rollup of the 1m bars
     (source ``aggregate``; a ConfigError for 1m and 5m, which have none).
     """
-    if source not in BAR_SOURCES:
-        raise ConfigError(f"unknown bar source {source!r}; expected one of {BAR_SOURCES}")
-    if source == "aggregate":
-        query = _BARS.format(source="text 'aggregate'", relation=rollup_of(timeframe))
-    else:
-        query = _BARS.format(source="source", relation=bars_table(timeframe))
+    relation, label = _bar_relation(timeframe, source)
     frame = read_frame(
         engine,
-        query,
+        _BARS.format(source=label, relation=relation),
         symbol=symbol,
         start=start,
         end=end,
@@ -97,6 +92,70 @@ def bars_page(
         return frame, None
     page = frame.iloc[:limit]
     return page, pd.Timestamp(page["time"].iloc[-1]).to_pydatetime()
+
+
+_BARS_JSON = """
+WITH page AS ({bars}), numbered AS (
+    SELECT *, row_number() OVER (ORDER BY time) AS n FROM page
+)
+SELECT coalesce(
+           json_agg(
+               json_build_object(
+                   'time', to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                   'open', open, 'high', high, 'low', low, 'close', close,
+                   'volume', volume, 'source', source
+               ) ORDER BY time
+           ) FILTER (WHERE n <= :page),
+           '[]'
+       )::text AS bars,
+       max(time) FILTER (WHERE n = :page) AS last,
+       count(*) > :page AS more
+FROM numbered
+"""
+
+
+def bars_page_json(
+    engine: Engine,
+    symbol: str,
+    timeframe: str,
+    start: datetime | None,
+    end: datetime | None,
+    after: datetime | None,
+    limit: int,
+    source: str = "stored",
+) -> tuple[str, datetime | None]:
+    """Return :func:`bars_page`'s page as a JSON array built by PostgreSQL, and the cursor of
+    the next page (None on the last).
+
+    The API answers its JSON pages with this text as it is: building a frame, encoding it with
+    pandas and validating every row again cost the API about 20 ms of a 500-bar page whose query
+    takes 3. Each bar is ``time`` (ISO 8601 UTC, milliseconds, as :func:`bars_page`'s JSON had
+    it), ``open`` ... ``volume`` (shortest exact decimal of each double) and ``source``.
+    """
+    relation, label = _bar_relation(timeframe, source)
+    bars = _BARS.format(source=label, relation=relation)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(_BARS_JSON.format(bars=bars)),
+            {
+                "symbol": symbol,
+                "start": start,
+                "end": end,
+                "after": after,
+                "limit": limit + 1,
+                "page": limit,
+            },
+        ).one()
+    return row.bars, row.last if row.more else None
+
+
+def _bar_relation(timeframe: str, source: str) -> tuple[str, str]:
+    """Return the relation a bars page of ``source`` reads and the SQL of its source column."""
+    if source not in BAR_SOURCES:
+        raise ConfigError(f"unknown bar source {source!r}; expected one of {BAR_SOURCES}")
+    if source == "aggregate":
+        return rollup_of(timeframe), "text 'aggregate'"
+    return bars_table(timeframe), "source"
 
 
 def symbol_catalogue(engine: Engine) -> pd.DataFrame:

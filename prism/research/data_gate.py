@@ -7,27 +7,14 @@ made on gappy data says so in MLflow.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-import pandas as pd
 from sqlalchemy import Engine
 
 from prism.core.errors import DataUnavailable
-from prism.data.health import quality_problems, refusal
+from prism.data.health import gate_moment, quality_problems, refusal
 
 ALLOW_GAPS_TAG = "prism.allow_gaps"
 DATA_GATE_TAG = "prism.data_gate"
 NOTEBOOK_ALLOWANCE = "set the notebook parameter allow_gaps = True (-p allow_gaps True)"
-
-
-def gate_moment(end: str | None) -> datetime:
-    """Return the moment a stale feed is judged at: the end of the research window, or now."""
-    now = datetime.now(UTC)
-    if not end:
-        return now
-    stamp = pd.Timestamp(end)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return min(now, stamp.to_pydatetime())
 
 
 def research_gate(

@@ -49,8 +49,9 @@ from prism.api.app import conninfo
 from prism.core.settings import Settings
 from prism.data.store import upsert_bars
 from prism.db import embedded
+from prism.db.bars import bars_table
 from prism.monitoring.orders import _ORDERS, OrderFilter
-from prism.monitoring.pages import _BARS
+from prism.monitoring.pages import _BARS, _BARS_JSON
 from tests.benchmarks.measure import Measurement
 from tests.benchmarks.row import Row
 from tests.benchmarks.synthetic import random_walk_bars
@@ -131,7 +132,8 @@ def _bars_request(k: int) -> tuple[str, dict[str, Any]]:
 
 def _bars_sql(k: int) -> str:
     p = _bar_params(k)
-    return _literal(_BARS, **p, end=None, after=None, limit=PAGE + 1)
+    query = _BARS_JSON.format(bars=_BARS.format(source="source", relation=bars_table("1d")))
+    return _literal(query, **p, end=None, after=None, limit=PAGE + 1, page=PAGE)
 
 
 def _orders_request(_: int) -> tuple[str, dict[str, Any]]:

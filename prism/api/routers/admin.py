@@ -31,6 +31,12 @@ def add_user(body: NewUser, ctx: Ctx, claims: Caller) -> Row:
     return {"username": body.username, "role": body.role}
 
 
+@router.post("/users/{username}/disable", status_code=204)
+def disable_user(username: str, ctx: Ctx, claims: Caller) -> None:
+    """Disable an API user: no new login; tokens already issued are refused within seconds."""
+    accounts.disable_user(ctx.writer, username, claims.subject)
+
+
 @router.get("/keys")
 def keys(ctx: Ctx) -> list[Row]:
     """List the API keys (no secrets)."""
@@ -46,5 +52,5 @@ def create_key(body: NewKeyRequest, ctx: Ctx, claims: Caller) -> CreatedKey:
 
 @router.delete("/keys/{key_id}", status_code=204)
 def revoke_key(key_id: str, ctx: Ctx, claims: Caller) -> None:
-    """Revoke an API key (tokens it already issued expire on their own)."""
+    """Revoke an API key; the tokens it was exchanged for are refused within seconds."""
     accounts.revoke_key(ctx.writer, key_id, claims.subject)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -27,7 +27,7 @@ from prism.data.store import ingest as ingest_source
 from prism.data.store import read_bars
 from prism.features import indicators as indicator_math
 from prism.features import store as feature_store
-from prism.monitoring.pages import bars_page, quarantined, symbol_catalogue
+from prism.monitoring.pages import bars_page, bars_page_json, quarantined, symbol_catalogue
 
 router = APIRouter(prefix="/api/v1/data", tags=["data"])
 
@@ -79,15 +79,25 @@ def bars(
     ``cursor`` for the next page. CSV and Parquet answers carry it in ``X-Next-Cursor``.
     ``source=aggregate`` pages the hourly or daily rollup of the 1m bars instead of the bars
     stored for that timeframe (a series loaded as minutes has no stored 1h/1d bars)."""
+    if format == "json":
+        rows, following = bars_page_json(
+            ctx.engine, symbol, timeframe, start, end, cursor, limit, source
+        )
+        following_text = (
+            following.astimezone(UTC).isoformat().replace("+00:00", "Z") if following else None
+        )
+        body = (
+            f'{{"symbol": {json.dumps(symbol)}, "timeframe": {json.dumps(timeframe)}, '
+            f'"bars": {rows}, "next_cursor": {json.dumps(following_text)}}}'
+        )
+        return Response(body, media_type="application/json")
     frame, following = bars_page(ctx.engine, symbol, timeframe, start, end, cursor, limit, source)
     headers = {"X-Next-Cursor": following.isoformat()} if following else {}
     if format == "csv":
         return Response(frame.to_csv(index=False), media_type="text/csv", headers=headers)
-    if format == "parquet":
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        return Response(buffer.getvalue(), media_type=PARQUET, headers=headers)
-    return BarsPage(symbol=symbol, timeframe=timeframe, bars=records(frame), next_cursor=following)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return Response(buffer.getvalue(), media_type=PARQUET, headers=headers)
 
 
 @router.get("/gaps")
@@ -245,10 +255,28 @@ def _ingest_upload(
     )
 
 
+async def _bounded_body(request: Request, most: int) -> bytes:
+    """Return the request body, or answer 413 as soon as it is known to exceed ``most`` bytes
+    (from ``Content-Length``, else while it streams in), so an upload never fills memory."""
+    too_large = HTTPException(
+        413, f"the file is larger than PRISM_API_UPLOAD_MAX_MB ({most / 1e6:g} MB)"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > most:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > most:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @router.post(
     "/ingest",
     response_model=IngestResult,
-    responses=problem_responses(400),
+    responses=problem_responses(400, 413),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -290,7 +318,7 @@ async def ingest(
             f"Content-Type {kind or '(none)'!r} is not an upload type; send "
             f"{' or '.join(UPLOAD_TYPES)}"
         )
-    payload = await request.body()
+    payload = await _bounded_body(request, int(ctx.settings.api_upload_max_mb * 1e6))
     if not payload:
         raise ConfigError("the request body is empty; send the file as the body")
     file_format: Literal["csv", "parquet"] = "csv" if UPLOAD_TYPES[kind] == "csv" else "parquet"

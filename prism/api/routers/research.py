@@ -30,16 +30,9 @@ from prism.api.models import (
 )
 from prism.api.security import Claims
 from prism.backtest.engine import BacktestConfig, report, run_backtest
-from prism.backtest.sweep import (
-    best,
-    check_grid_size,
-    expand_grid,
-    parse_axis,
-    parse_condition,
-    run_sweep,
-)
+from prism.backtest.sweep import best, check_grid_size, grid_combinations, run_sweep
 from prism.core.errors import ConfigError
-from prism.data.health import check_quality
+from prism.data.health import check_quality, gate_moment
 from prism.data.store import read_bars
 from prism.monitoring.pages import run_detail
 from prism.monitoring.research import leaderboard
@@ -71,6 +64,10 @@ def strategies() -> list[Row]:
     ]
 
 
+API_ALLOWANCE = 'set "allow_gaps": true in the request to run on them anyway'
+"""How an API caller runs on bars the data-quality gate refuses."""
+
+
 def _backtest(ctx: ApiContext, body: BacktestRequest, cap: int | None) -> BacktestResult:
     chosen = make_strategy(body.strategy, body.params)
     bars = read_bars(ctx.engine, body.symbols, body.start, body.end, body.timeframe)
@@ -80,7 +77,15 @@ def _backtest(ctx: ApiContext, body: BacktestRequest, cap: int | None) -> Backte
             "start/end or the symbols, or POST the same body to /api/v1/research/backtest-jobs"
         )
     if not body.allow_gaps:
-        check_quality(ctx.engine, body.symbols, body.timeframe, body.start, body.end)
+        check_quality(
+            ctx.engine,
+            body.symbols,
+            body.timeframe,
+            body.start,
+            body.end,
+            now=gate_moment(body.end),
+            allowance=API_ALLOWANCE,
+        )
     config = BacktestConfig(
         capital=body.cash, commission_bps=body.commission_bps, slippage_bps=body.slippage_bps
     )
@@ -164,18 +169,21 @@ def sweep(body: SweepRequest, ctx: Ctx, claims: Caller) -> JobAccepted:
     """Queue a backtest sweep (``prism sweep``): every combination of the grid kept by the
     ``where`` filters; the result holds the best combination with its deflated Sharpe ratio
     (given every trial) and the ``top`` rows by Sharpe."""
-    check_grid_size(body.grid, MOST_TRIALS)
-    axes = dict(parse_axis(axis) for axis in body.grid)
-    filters = [parse_condition(text) for text in body.where]
-    combos = expand_grid(axes, lambda combo: all(keep(combo) for keep in filters))
-    if not combos:
-        raise ConfigError("the grid is empty: no combination passed the where filters")
+    _, combos = grid_combinations(body.grid, body.where, MOST_TRIALS)
     make_strategy(body.strategy, {**body.params, **combos[0]})
 
     def work() -> dict[str, Any]:
         bars = read_bars(ctx.engine, body.symbols, body.start, body.end, body.timeframe)
         if not body.allow_gaps:
-            check_quality(ctx.engine, body.symbols, body.timeframe, body.start, body.end)
+            check_quality(
+                ctx.engine,
+                body.symbols,
+                body.timeframe,
+                body.start,
+                body.end,
+                now=gate_moment(body.end),
+                allowance=API_ALLOWANCE,
+            )
         config = BacktestConfig(
             capital=body.cash, commission_bps=body.commission_bps, slippage_bps=body.slippage_bps
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -10,6 +11,7 @@ from sqlalchemy import text
 
 from prism.api import accounts
 from prism.api.app import create_app
+from prism.api.revocations import REFRESH_SECONDS
 from prism.api.security import SigningKeys
 
 
@@ -144,3 +146,58 @@ def test_the_cli_adds_a_user_and_creates_a_key_that_logs_in(client, engine):
         "/api/v1/auth/token", data={"username": "erin", "password": "a fine passphrase"}
     )
     assert login.json()["role"] == "trader"
+
+
+def test_revoking_a_key_or_disabling_a_user_ends_the_tokens_already_issued(client, engine):
+    from typer.testing import CliRunner
+
+    from prism.cli.app import app as cli
+
+    made, _ = accounts.create_key(engine, "leaked", "trader", "ops")
+    key_token = client.post("/api/v1/auth/api-key", json={"api_key": made.key}).json()
+    accounts.add_user(engine, "gwen", "a fine passphrase", "admin", "ops")
+    login = {"username": "gwen", "password": "a fine passphrase"}
+    user_token = client.post("/api/v1/auth/token", data=login).json()
+    tokens = [key_token["access_token"], user_token["access_token"]]
+
+    def answers() -> list[int]:
+        return [
+            client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {t}"}).status_code
+            for t in tokens
+        ]
+
+    before = answers()
+    runner = CliRunner()
+    revoked = runner.invoke(cli, ["api", "keys", "revoke", made.key_id])
+    disabled = runner.invoke(cli, ["api", "users", "disable", "gwen"])
+    deadline = time.monotonic() + REFRESH_SECONDS + 5
+    while answers() != [401, 401] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    refusals = [
+        client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {t}"}).json()["detail"]
+        for t in tokens
+    ]
+
+    assert before == [200, 200]
+    assert revoked.exit_code == 0 and disabled.exit_code == 0, revoked.output + disabled.output
+    assert refusals == [
+        "the API key this token was issued for has been revoked",
+        "this user has been disabled",
+    ]
+    assert client.post("/api/v1/auth/token", data=login).status_code == 401
+    again = runner.invoke(cli, ["api", "users", "disable", "gwen"])
+    assert "no enabled API user 'gwen'" in str(again.exception)
+
+
+def test_an_admin_disables_a_user_through_the_api(client, auth, engine):
+    accounts.add_user(engine, "hal", "a fine passphrase", "viewer", "ops")
+    login = {"username": "hal", "password": "a fine passphrase"}
+    assert client.post("/api/v1/auth/token", data=login).status_code == 200
+
+    done = client.post("/api/v1/admin/users/hal/disable", headers=auth("admin"))
+    below = client.post("/api/v1/admin/users/hal/disable", headers=auth("approver"))
+
+    assert done.status_code == 204, done.text
+    assert below.status_code == 403
+    assert client.post("/api/v1/auth/token", data=login).status_code == 401
+    assert [u["disabled"] for u in accounts.list_users(engine) if u["username"] == "hal"] == [True]

@@ -100,6 +100,38 @@ def test_an_upload_is_validated_as_ingest_does_and_a_broken_file_loads_nothing(
     assert wrong_type.status_code == 400 and "text/csv" in wrong_type.json()["detail"]
 
 
+def test_an_upload_over_the_size_cap_is_refused_413_and_loads_nothing(api_settings, engine):
+    capped = create_app(api_settings.model_copy(update={"api_upload_max_mb": 0.001}), engine)
+    days = pd.bdate_range("2024-01-02", periods=60, tz="UTC").strftime("%Y-%m-%d")
+    body = "time,open,high,low,close,volume\n" + "".join(f"{d},1,2,0.5,1.5,10\n" for d in days)
+    token, _ = capped.state.prism.keys.issue("trader-user", "trader", 5, "password")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": CSV}
+    with TestClient(capped) as client:
+        declared = client.post(
+            "/api/v1/data/ingest", params={"symbol": "BIG"}, content=body.encode(), headers=headers
+        )
+        streamed = client.post(
+            "/api/v1/data/ingest",
+            params={"symbol": "BIG"},
+            content=(line.encode() for line in body.splitlines(keepends=True)),
+            headers=headers,
+        )
+        small = client.post(
+            "/api/v1/data/ingest",
+            params={"symbol": "BIG"},
+            content=body[:900].rsplit("\n", 1)[0].encode(),
+            headers=headers,
+        )
+
+    assert len(body) > 1000
+    for answer in (declared, streamed):
+        assert answer.status_code == 413, answer.text
+        assert "PRISM_API_UPLOAD_MAX_MB (0.001 MB)" in answer.json()["detail"]
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert small.status_code == 200, small.text
+    assert stored(engine, "BIG") == small.json()["inserted"] > 0
+
+
 def test_indicators_over_a_range_are_warmed_up_by_the_history_before_it(client, auth, stocked):
     answer = client.get(
         "/api/v1/data/indicators/SPX",

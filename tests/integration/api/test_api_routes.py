@@ -6,13 +6,16 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import text
 
 from prism.backtest.engine import BacktestConfig, report, run_backtest
-from prism.data.store import read_bars
+from prism.data.bars import normalise
+from prism.data.store import read_bars, upsert_bars
 from prism.live import deployments
 from prism.strategies import SmaCrossover
+from tests.integration.data.test_data_health import _minute_feed
 from tests.integration.runner_support import deploy
 
 
@@ -53,6 +56,41 @@ def test_bars_come_page_by_page_as_json_or_csv_and_match_the_stored_bars(client,
     assert [(r["symbol"], r["bars"]) for r in rows] == [tuple(e) for e in expected]
 
 
+def test_json_bars_carry_every_digit_of_the_stored_doubles(client, auth, engine):
+    rng = np.random.default_rng(41)
+    close = (1 + rng.random(30)) * 1e-4  # a sub-cent coin: 15 decimals would round it
+    frame = pd.DataFrame(
+        {
+            "time": pd.date_range("2024-01-02", periods=30, freq="1min", tz="UTC"),
+            "symbol": "XYZ",
+            "timeframe": "1m",
+            "open": close,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "volume": rng.integers(1, 10**9, 30).astype(float),
+            "source": "test",
+        }
+    )
+    upsert_bars(engine, normalise(frame))
+
+    page = client.get(
+        "/api/v1/data/bars/XYZ", params={"timeframe": "1m", "limit": 20}, headers=auth("viewer")
+    )
+    rest = client.get(
+        "/api/v1/data/bars/XYZ",
+        params={"timeframe": "1m", "cursor": page.json()["next_cursor"]},
+        headers=auth("viewer"),
+    )
+
+    got = pd.DataFrame(page.json()["bars"] + rest.json()["bars"])
+    stored = read_bars(engine, ["XYZ"], None, None, "1m")
+    assert pd.to_datetime(got["time"], utc=True).tolist() == stored["time"].tolist()
+    for column in ("open", "high", "low", "close", "volume"):
+        assert got[column].tolist() == stored[column].tolist(), column
+    assert rest.json()["next_cursor"] is None and len(page.json()["bars"]) == 20
+
+
 def test_a_bad_timeframe_is_a_problem_naming_the_parameter(client, auth):
     answer = client.get("/api/v1/data/bars/SPX", params={"timeframe": "7m"}, headers=auth("viewer"))
     assert answer.status_code == 422
@@ -80,6 +118,27 @@ def test_a_synchronous_backtest_returns_the_engines_metrics(client, auth, stocke
     )
     assert unknown.status_code == 400
     assert "nope" in unknown.json()["detail"]
+
+
+def test_a_backtest_judges_a_stale_feed_at_the_end_of_its_window_as_the_cli_does(
+    client, auth, engine
+):
+    last = pd.Timestamp.now(tz="UTC").floor("min") - pd.Timedelta(hours=3)
+    _minute_feed(engine, "BTC/USDT", last)
+    body = {"strategy": "sma_crossover", "symbols": ["BTC/USDT"], "timeframe": "1m"}
+    body["params"] = {"fast": 2, "slow": 3}
+
+    stale = client.post("/api/v1/research/backtests", json=body, headers=auth("researcher"))
+    window = {**body, "end": last.isoformat()}
+    current = client.post("/api/v1/research/backtests", json=window, headers=auth("researcher"))
+
+    assert stale.status_code == 404, stale.text
+    assert "stale feed: BTC/USDT 1m from ccxt:binance" in stale.json()["detail"]
+    assert stale.json()["detail"].endswith(
+        'set "allow_gaps": true in the request to run on them anyway'
+    )
+    assert current.status_code == 200, current.text
+    assert current.json()["bars"] == 10
 
 
 def test_a_trader_halts_and_resumes_a_deployment_as_themselves(client, auth, engine):

@@ -61,6 +61,18 @@ def test_a_malformed_sweep_axis_says_how_to_write_one(tmp_path):
     _assert_clean_error(result, "grid axis 'fast' is not name=v1,v2,... or name=start..stop")
 
 
+def test_a_sweep_grid_too_large_or_filtered_empty_is_refused_before_any_backtest(tmp_path):
+    huge = _run(
+        [*PRISM, "sweep", "sma_crossover", "--grid", "fast=1..2000", "--grid", "slow=1..2000"],
+        tmp_path,
+    )
+    grid = ["--grid", "fast=5,10", "--grid", "slow=20,30", "--where", "fast>slow"]
+    empty = _run([*PRISM, "sweep", "sma_crossover", *grid], tmp_path)
+
+    _assert_clean_error(huge, "has more than 1,000,000 combinations; narrow it")
+    _assert_clean_error(empty, "the grid is empty: no combination passed the filters fast>slow")
+
+
 def test_a_missing_option_is_named(settings, tmp_path):
     result = _run([*PRISM, "models", "promote"], tmp_path)
 

@@ -5,14 +5,18 @@ keeps. In both modes, but for the TimescaleDB-only migration and hourly-retentio
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 from alembic import command
+from psycopg.errors import LockNotAvailable
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from prism.data.store import ingest, upsert_bars
-from prism.db.migrate import _alembic_config, head_revision, upgrade
+from prism.db.migrate import _alembic_config, database_mode, head_revision, upgrade
 from prism.db.rollups import (
     REFRESH_JOB,
     apply_retention,
@@ -103,6 +107,35 @@ def test_a_refresh_keeps_the_daily_buckets_whose_hourly_ones_retention_dropped(
     assert_same(daily, from_minutes(pd.concat([old, recent], ignore_index=True)))
 
 
+def test_retention_of_the_hourly_rollup_never_shrinks_the_daily_buckets_it_cut_through(
+    engine, settings
+):
+    bars = minute_bars(pd.Timestamp("2020-03-02", tz="UTC"), days=3, seed=27)
+    ingest(engine, FrameSource(bars))
+    daily = rollup(engine, "ohlcv_1d")
+    if database_mode(engine) == "timescaledb":
+        # The aggregate's retention drops whole chunks: here every chunk the hourly rollup has.
+        apply_retention(engine, settings)
+        _drop_hourly_before(engine, pd.Timestamp("2025-01-01", tz="UTC"))
+        kept = pd.Timestamp("2100-01-01", tz="UTC")
+    else:
+        # Plain PostgreSQL trims the hourly table to the 1h retention, cutting through a day.
+        kept = pd.Timestamp("2020-03-03 12:00", tz="UTC")
+        deleted = apply_retention(
+            engine,
+            settings.model_copy(update={"retention_1h": "1 year"}),
+            now=(kept + pd.DateOffset(years=1)).to_pydatetime(),
+        )
+        assert deleted["market_data.ohlcv_1h"] == 36 * bars["symbol"].nunique()
+    hourly = rollup(engine, "ohlcv_1h")
+    assert (hourly["time"] >= kept).all()
+
+    refresh_rollups(engine)
+
+    assert_same(rollup(engine, "ohlcv_1d"), daily)
+    assert_same(daily, from_minutes(bars))
+
+
 @pytest.mark.timescaledb
 def test_the_daily_refresh_job_looks_back_no_further_than_the_hourly_retention(
     timescale_engine, settings
@@ -128,10 +161,19 @@ def test_the_daily_refresh_job_looks_back_no_further_than_the_hourly_retention(
 
 
 def _run_daily_refresh_job(engine: Engine) -> None:
+    """Run the daily aggregate's refresh job now, after the scheduler's own run of it if that
+    is in progress (a migration installs the job, and the scheduler may start it at once)."""
     with engine.connect() as conn:
         job = conn.execute(text(REFRESH_JOB), {"view": "market_data.ohlcv_1d"}).scalar_one()
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CALL run_job({job})"))
+    for attempt in range(60):
+        try:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(f"CALL run_job({job})"))
+            return
+        except OperationalError as err:
+            if not isinstance(err.orig, LockNotAvailable) or attempt == 59:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.mark.timescaledb

@@ -18,8 +18,14 @@ from prism.core.events import SEVERITIES, recent_events, record_event
 from prism.data.sources import Asset
 from prism.data.store import ingest, upsert_bars
 from prism.db.bars import bars_storage
-from prism.db.migrate import _alembic_config, current_revision, head_revision, upgrade
-from prism.db.rollups import apply_retention, refresh_rollups
+from prism.db.migrate import (
+    _alembic_config,
+    current_revision,
+    database_mode,
+    head_revision,
+    upgrade,
+)
+from prism.db.rollups import apply_policies, apply_retention, refresh_rollups
 from tests.conftest import _pause_jobs
 
 NEW_TABLES = {
@@ -255,7 +261,9 @@ def test_retention_deletes_exactly_the_bars_older_than_each_timeframes_limit(eng
 
     deleted = apply_retention(engine, settings, now=now)
 
-    assert deleted == {"1m": 1, "5m": 1, "1h": 1}
+    # Plain PostgreSQL also trims the hourly rollup table (empty here); 1d is kept forever.
+    rollups = {} if database_mode(engine) == "timescaledb" else {"market_data.ohlcv_1h": 0}
+    assert deleted == {"1m": 1, "5m": 1, "1h": 1, **rollups}
     with engine.connect() as conn:
         left = conn.execute(
             text("SELECT timeframe, min(time) FROM market_data.ohlcv GROUP BY 1")
@@ -271,6 +279,20 @@ def test_retention_deletes_exactly_the_bars_older_than_each_timeframes_limit(eng
 def test_a_retention_that_is_not_an_interval_names_the_setting(engine, settings):
     with pytest.raises(ConfigError, match="PRISM_RETENTION_5M='two years' is not an interval"):
         apply_retention(engine, settings.model_copy(update={"retention_5m": "two years"}))
+
+
+@pytest.mark.timescaledb
+@pytest.mark.parametrize(
+    ("setting", "value", "hours"), [("retention_1m", "2 hours", 3), ("retention_1h", "2 days", 72)]
+)
+def test_a_retention_too_short_for_the_rollup_refresh_names_the_setting_and_the_minimum(
+    engine, settings, setting, value, hours
+):
+    short = settings.model_copy(update={setting: value})
+
+    with pytest.raises(ConfigError, match=rf"PRISM_{setting.upper()}='{value}' .* {hours} hours"):
+        apply_policies(engine, short)
+    assert apply_policies(engine, settings)
 
 
 def test_db_info_json_reports_the_mode_the_rollups_and_the_policies(engine):
