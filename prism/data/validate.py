@@ -21,6 +21,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from prism.data.bars import PRICE_COLUMNS, TIMEFRAMES
+from prism.db.bars import LARGEST, SMALLEST
 
 Rule = Callable[[pd.DataFrame], pd.Series]
 KEY = ["symbol", "timeframe", "time"]
@@ -38,6 +39,14 @@ def _non_finite_value(bars: pd.DataFrame) -> pd.Series:
 
 def _non_positive_price(bars: pd.DataFrame) -> pd.Series:
     return (bars[PRICE_COLUMNS] <= 0).any(axis=1)
+
+
+def _price_too_large(bars: pd.DataFrame) -> pd.Series:
+    return (bars[PRICE_COLUMNS].abs() >= LARGEST).any(axis=1)
+
+
+def _price_too_small(bars: pd.DataFrame) -> pd.Series:
+    return (bars[PRICE_COLUMNS] < SMALLEST).any(axis=1)
 
 
 def _negative_volume(bars: pd.DataFrame) -> pd.Series:
@@ -71,6 +80,14 @@ RULES: dict[str, tuple[Rule, str]] = {
         "a price or the volume is infinite (a number too large for float64)",
     ),
     "non_positive_price": (_non_positive_price, "a price is zero or negative"),
+    "price_too_large": (
+        _price_too_large,
+        f"a price is {LARGEST:.3g} or more: prices are stored as integer units (bigint)",
+    ),
+    "price_too_small": (
+        _price_too_small,
+        f"a price is below {SMALLEST:.0e}: prices are stored to at most 8 decimals",
+    ),
     "negative_volume": (_negative_volume, "volume is negative"),
     "high_below_body": (_high_below_body, "high is below open, close or low"),
     "low_above_body": (_low_above_body, "low is above open, close or high"),

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from prism.core.settings import Settings
-from prism.db.bars import CHUNK_INTERVALS, bars_table
+from prism.db.bars import CHUNK_INTERVALS, bars_storage, bars_table
 from prism.db.migrate import current_revision, database_mode, timescale_support
 from prism.db.rollups import ROLLUPS, SOURCES, configured_policies
 
@@ -145,7 +145,8 @@ def _row_counts(conn: Connection) -> dict[str, int]:
         for r in conn.execute(
             text(
                 "SELECT schemaname || '.' || relname FROM pg_stat_user_tables "
-                "UNION SELECT schemaname || '.' || matviewname FROM pg_matviews"
+                "UNION SELECT schemaname || '.' || matviewname FROM pg_matviews "
+                "UNION SELECT schemaname || '.' || viewname FROM pg_views"
             )
         )
     }
@@ -161,7 +162,7 @@ def _policies(settings: Settings, mode: str) -> list[dict[str, Any]]:
     return [
         {
             "timeframe": p.timeframe,
-            "table": bars_table(p.timeframe),
+            "table": bars_storage(p.timeframe),
             "chunk_interval": CHUNK_INTERVALS[p.timeframe] if mode == "timescaledb" else None,
             "compress_after": p.compress_after if mode == "timescaledb" else None,
             "keep": p.keep or "forever",

@@ -47,7 +47,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from prism.core.errors import ConfigError, TransientError
 from prism.core.settings import Settings
-from prism.db.bars import bars_table
+from prism.db.bars import bars_storage
 from prism.db.migrate import database_mode
 
 TIMEFRAMES = ("1m", "5m", "1h", "1d")
@@ -352,7 +352,7 @@ def apply_retention(
                 text(RECORD_CUTOFF),
                 {"key": CUTOFF_KEY.format(timeframe=policy.timeframe), "cutoff": cutoff},
             )
-            deleted[policy.timeframe] = _delete_before(conn, bars_table(policy.timeframe), cutoff)
+            deleted[policy.timeframe] = _delete_before(conn, bars_storage(policy.timeframe), cutoff)
         for view, timeframe in ROLLUPS.items() if plain else ():
             kept = keep[timeframe]
             if kept is not None:
@@ -389,12 +389,13 @@ def _timescale_compression(
     conn: Connection, policies: list[Policy], views: list[str], bars: bool
 ) -> list[str]:
     """Compress each timeframe's bar table (if ``bars``) and each of ``views`` after its
-    setting. Migration 0010 runs this before migration 0019 has created the bar tables: it skips
-    them then, and 0019 installs their compression."""
+    setting. Migrations 0010 and 0019 run this before migration 0022 has created the bar tables
+    (:func:`prism.db.bars.bars_storage`): it skips them then, and 0022 installs their
+    compression."""
     by_timeframe = {p.timeframe: p for p in policies}
     done = []
     for policy in policies if bars else []:
-        table = bars_table(policy.timeframe)
+        table = bars_storage(policy.timeframe)
         if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
             continue
         conn.execute(text(f"SELECT remove_compression_policy('{table}', if_exists => true)"))
@@ -507,7 +508,7 @@ def apply_policies(engine: Engine, settings: Settings) -> list[str]:
     there; return what was installed. On plain PostgreSQL nothing is installed (an empty list):
     retention there is :func:`apply_retention`, and there is no compression.
 
-    Each timeframe's bar table (:func:`prism.db.bars.bars_table`) follows its own settings,
+    Each timeframe's bar table (:func:`prism.db.bars.bars_storage`) follows its own settings,
     and the rollups follow the 1h and 1d settings.
     """
     if database_mode(engine) != "timescaledb":

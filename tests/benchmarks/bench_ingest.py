@@ -25,7 +25,7 @@ from sqlalchemy import Engine, text
 from prism.data.bars import BAR_COLUMNS
 from prism.data.store import upsert_bars
 from prism.db import embedded
-from prism.db.bars import CHUNK_INTERVALS, bars_table
+from prism.db.bars import CHUNK_INTERVALS, PRICES, bars_storage, price_units
 from prism.db.engine import sqlalchemy_url
 from prism.db.migrate import upgrade
 from tests.benchmarks.measure import Measurement, measure
@@ -50,17 +50,25 @@ CREATE UNIQUE INDEX ON market_data.peer_{name} (symbol, time);
 
 
 def _executemany(engine: Engine, bars: pd.DataFrame) -> None:
-    """Upsert 1m ``bars`` with executemany into their table, leaving identical rows alone like
-    Prism does."""
-    values = ("open", "high", "low", "close", "volume", "source")
+    """Upsert 1m ``bars`` with executemany into their table, prices as integer units (the same
+    encoding, done in the timed call), leaving identical rows alone like Prism does."""
+    units = [*(f"{p}_units" for p in PRICES), "price_decimals"]
+    columns = ["time", "symbol", "timeframe", *units, "volume", "source"]
+    values = [*units, "volume", "source"]
     sql = (
-        f"INSERT INTO {bars_table('1m')} AS o ({', '.join(BAR_COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(BAR_COLUMNS))}) ON CONFLICT (symbol, timeframe, time) "
+        f"INSERT INTO {bars_storage('1m')} AS o ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT (symbol, timeframe, time) "
         f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in values)} "
         f"WHERE ({', '.join(f'o.{c}' for c in values)}) IS DISTINCT FROM "
         f"({', '.join(f'EXCLUDED.{c}' for c in values)})"
     )
-    rows = list(bars[BAR_COLUMNS].itertuples(index=False, name=None))
+    encoded, decimals = price_units(bars[list(PRICES)].to_numpy(), bars["symbol"].to_numpy())
+    frame = bars[BAR_COLUMNS].copy()
+    frame[list(units)] = pd.DataFrame(
+        {**{u: encoded[:, i] for i, u in enumerate(units[:-1])}, units[-1]: decimals},
+        index=frame.index,
+    )
+    rows = list(frame[columns].itertuples(index=False, name=None))
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
@@ -74,7 +82,7 @@ def _executemany(engine: Engine, bars: pd.DataFrame) -> None:
 def _truncate(engine: Engine) -> None:
     """Empty every timeframe's bar table."""
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(map(bars_table, CHUNK_INTERVALS))}"))
+        conn.execute(text(f"TRUNCATE {', '.join(map(bars_storage, CHUNK_INTERVALS))}"))
 
 
 def _scaled(measurement: Measurement, factor: int) -> Measurement:

@@ -14,10 +14,11 @@ Two fresh workspaces side by side: one in TimescaleDB mode (the default) and one
   compressing every chunk (segment by symbol and timeframe, order by time descending), of the
   1M synthetic 1m bars and of the real bundled SPX/NDX daily bars; a note says how many bytes
   per bar each column takes compressed. The synthetic prices are rounded to the cent like
-  quoted prices; random full-precision doubles are the worst case of TimescaleDB's XOR float
-  encoding and no market quotes them. Even on the cent grid each double price column keeps
-  about 5.7 bytes per bar (XOR of two decimal fractions leaves most mantissa bits set), which
-  is what holds the ratio near 6x.
+  quoted prices. Prices are stored as integer units with a per-row number of decimals
+  (migration 0022, :mod:`prism.db.bars`): as doubles each price column kept about 5.7 bytes per
+  bar compressed (TimescaleDB's XOR float encoding finds few repeated bits in decimal
+  fractions), which held the ratio near 5.4x; as integers they get delta-of-delta and simple8b
+  encoding, and the decimals column, constant within a segment, costs nearly nothing.
 - Range scan: one year of 50 symbols read back through ``read_bars``, compressed chunks against
   the same chunks uncompressed. The year is of 1h bars (438,000 rows): a year of 1m bars of 50
   symbols (26M rows) would take far longer to load than this benchmark may run.
@@ -45,7 +46,7 @@ from sqlalchemy import Engine, text
 
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest, read_bars, upsert_bars
-from prism.db.bars import bars_table
+from prism.db.bars import bars_storage
 from prism.db.migrate import database_mode
 from prism.db.rollups import refresh_rollups
 from prism.live.cycle import newest_bar
@@ -105,7 +106,7 @@ def _compress_all(engine: Engine, timeframe: str) -> None:
         conn.execute(
             text(
                 "SELECT compress_chunk(c, if_not_compressed => true) "
-                f"FROM show_chunks('{bars_table(timeframe)}') c"
+                f"FROM show_chunks('{bars_storage(timeframe)}') c"
             )
         )
 
@@ -172,7 +173,7 @@ def _rollup_row(ts: Engine, pg: Engine, bars: pd.DataFrame) -> Row:
 def _column_bytes(ts: Engine, timeframe: str, rows: int) -> str:
     """Return where the compressed bytes go: each value column's bytes per bar, summed over
     the compressed chunks of ``timeframe``'s table."""
-    table = bars_table(timeframe)
+    table = bars_storage(timeframe)
     with ts.connect() as conn:
         relations = conn.execute(
             text(
@@ -193,13 +194,23 @@ def _column_bytes(ts: Engine, timeframe: str, rows: int) -> str:
     return ", ".join(f"{c} {totals[c] / rows:.1f}" for c in VALUE_COLUMNS)
 
 
-VALUE_COLUMNS = ("time", "open", "high", "low", "close", "volume", "source", "ingested_at")
+VALUE_COLUMNS = (
+    "time",
+    "open_units",
+    "high_units",
+    "low_units",
+    "close_units",
+    "price_decimals",
+    "volume",
+    "source",
+    "ingested_at",
+)
 
 
 def _size_row(ts: Engine, timeframe: str, rows: int, case: str, notes: list[str]) -> SizeRow:
     """Compress every chunk of the stored ``timeframe`` bars; return bytes per bar before and
     after, and note the compressed bytes per bar of each column."""
-    table = bars_table(timeframe)
+    table = bars_storage(timeframe)
     before = _scalar(ts, f"SELECT hypertable_size('{table}')")
     _compress_all(ts, timeframe)
     after = _scalar(ts, f"SELECT hypertable_size('{table}')")

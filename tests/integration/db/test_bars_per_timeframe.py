@@ -11,8 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from prism.data.store import ingest, read_bars, upsert_bars
-from prism.db.bars import CHUNK_INTERVALS, bars_table
+from prism.db.bars import CHUNK_INTERVALS, bars_storage, bars_table
 from prism.db.migrate import _alembic_config, head_revision, upgrade
+from tests.conftest import _pause_jobs
 from tests.integration.db.test_platform_schema import FrameSource, minute_bars, stored_rollup
 from tests.integration.db.test_timescale_design import daily_bars
 
@@ -81,6 +82,7 @@ def test_downgrading_0019_moves_every_bar_back_into_one_table_and_upgrading_spli
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "0018")
+    _pause_jobs(engine)
     with engine.connect() as conn:
         kind = conn.execute(
             text("SELECT relkind FROM pg_class WHERE oid = 'market_data.ohlcv'::regclass")
@@ -132,6 +134,7 @@ def test_0019_splits_bars_stored_in_compressed_chunks(timescale_engine):
             },
         )
         before = pd.read_sql_query(text(ALL_BARS), conn)
+    _pause_jobs(timescale_engine)
     with timescale_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("SELECT compress_chunk(c) FROM show_chunks('market_data.ohlcv') c"))
 
@@ -139,6 +142,6 @@ def test_0019_splits_bars_stored_in_compressed_chunks(timescale_engine):
 
     with timescale_engine.connect() as conn:
         after = pd.read_sql_query(text(ALL_BARS), conn)
-        chunks = conn.execute(text("SELECT count(*) FROM show_chunks('market_data.bars_1d')"))
+        chunks = conn.execute(text(f"SELECT count(*) FROM show_chunks('{bars_storage('1d')}')"))
     assert after.equals(before)
     assert chunks.scalar_one() <= 4

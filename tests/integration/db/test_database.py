@@ -9,12 +9,12 @@ from sqlalchemy import inspect, text
 from prism.core.errors import ConfigError
 from prism.core.settings import Settings
 from prism.db import embedded
-from prism.db.bars import CHUNK_INTERVALS
+from prism.db.bars import CHUNK_INTERVALS, bars_storage
 from prism.db.engine import connect, sqlalchemy_url
 from prism.db.migrate import current_revision, database_mode, head_revision, upgrade
 
 FIRST_SCHEMA = {
-    "market_data": {"assets", "bars_1m", "bars_1d", "quarantine", "indicators"},
+    "market_data": {"assets", "bars_1m_store", "bars_1d_store", "quarantine", "indicators"},
     "trading": {"accounts", "orders", "fills", "positions", "portfolio_snapshots"},
     "audit": {"decisions"},
 }
@@ -42,7 +42,8 @@ def test_the_database_mode_is_recorded_once_at_migration_time(migrated_engine):
 
 def test_each_bar_table_allows_one_row_per_symbol_timeframe_and_time(migrated_engine):
     for timeframe in CHUNK_INTERVALS:
-        key = inspect(migrated_engine).get_pk_constraint(f"bars_{timeframe}", schema="market_data")
+        table = bars_storage(timeframe).split(".")[1]
+        key = inspect(migrated_engine).get_pk_constraint(table, schema="market_data")
         assert key["constrained_columns"] == ["symbol", "timeframe", "time"]
 
 
@@ -58,7 +59,9 @@ def test_on_timescaledb_bars_and_snapshots_are_hypertables(timescale_engine):
             ).all()
         )
         expected = {
-            f"bars_{tf}": conn.execute(text("SELECT CAST(:i AS interval)"), {"i": i}).scalar_one()
+            bars_storage(tf).split(".")[1]: conn.execute(
+                text("SELECT CAST(:i AS interval)"), {"i": i}
+            ).scalar_one()
             for tf, i in CHUNK_INTERVALS.items()
         }
         tables = {
@@ -73,7 +76,7 @@ def test_on_timescaledb_bars_and_snapshots_are_hypertables(timescale_engine):
         version = conn.execute(
             text("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
         ).scalar()
-    assert {"market_data.bars_1m", "market_data.bars_1d", "trading.portfolio_snapshots"} <= tables
+    assert {bars_storage("1m"), bars_storage("1d"), "trading.portfolio_snapshots"} <= tables
     assert intervals == expected
     assert version == "2.29.2"
 

@@ -23,6 +23,7 @@ from prism.db.rollups import (
     install_timescale_policies,
     refresh_rollups,
 )
+from tests.conftest import _pause_jobs
 from tests.integration.db.test_platform_schema import FrameSource, minute_bars
 from tests.integration.db.test_rollup_retention import rollup
 
@@ -181,10 +182,21 @@ def test_0020_carries_every_daily_bucket_into_the_aggregate_on_the_hourly_one(ti
     with timescale_engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "0019")
+    _pause_jobs(timescale_engine)
     today = pd.Timestamp.now(tz="UTC").floor("D")
     old = minute_bars(today - pd.Timedelta(days=60), days=2, seed=25)
     recent = minute_bars(today - pd.Timedelta(days=3), days=2, seed=26)
-    ingest(timescale_engine, FrameSource(pd.concat([old, recent], ignore_index=True)))
+    # written through the view (the schema is 0019's, older than this code's writer)
+    with timescale_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO market_data.ohlcv (time, symbol, timeframe, open, high, low, close, "
+                "volume, source) VALUES (:time, :symbol, :timeframe, :open, :high, :low, :close, "
+                ":volume, :source)"
+            ),
+            pd.concat([old, recent], ignore_index=True).to_dict("records"),
+        )
+    refresh_rollups(timescale_engine)
     daily = rollup(timescale_engine, "ohlcv_1d")
     # The old days' hourly buckets are gone, as after the hourly aggregate's retention.
     with timescale_engine.begin() as conn:

@@ -17,6 +17,7 @@ from prism.core.errors import ConfigError
 from prism.core.events import SEVERITIES, recent_events, record_event
 from prism.data.sources import Asset
 from prism.data.store import ingest, upsert_bars
+from prism.db.bars import bars_storage
 from prism.db.migrate import (
     _alembic_config,
     current_revision,
@@ -25,6 +26,7 @@ from prism.db.migrate import (
     upgrade,
 )
 from prism.db.rollups import apply_policies, apply_retention, refresh_rollups
+from tests.conftest import _pause_jobs
 
 NEW_TABLES = {
     "trading": {"signals", "risk_snapshots"},
@@ -51,7 +53,8 @@ class FrameSource:
 
 
 def minute_bars(start: pd.Timestamp, days: int, seed: int) -> pd.DataFrame:
-    """Random-walk 1m bars of two symbols with about 10% of the minutes missing."""
+    """Random-walk 1m bars of two symbols with about 10% of the minutes missing, priced to the
+    cent like quoted prices (Prism stores prices to at most 8 decimals)."""
     rng = np.random.default_rng(seed)
     frames = []
     for symbol in ("AAA", "BBB"):
@@ -66,10 +69,10 @@ def minute_bars(start: pd.Timestamp, days: int, seed: int) -> pd.DataFrame:
                     "time": times,
                     "symbol": symbol,
                     "timeframe": "1m",
-                    "open": open_,
-                    "high": np.maximum(open_, close) + spread[0],
-                    "low": np.minimum(open_, close) - spread[1],
-                    "close": close,
+                    "open": open_.round(2),
+                    "high": (np.maximum(open_, close) + spread[0]).round(2),
+                    "low": (np.minimum(open_, close) - spread[1]).round(2),
+                    "close": close.round(2),
                     "volume": rng.integers(1, 10_000, len(times)).astype(float),
                     "source": "synthetic",
                 }
@@ -308,7 +311,7 @@ def test_db_info_json_reports_the_mode_the_rollups_and_the_policies(engine):
     policies = {p["timeframe"]: p["keep"] for p in info["policies"]}
     assert policies == {"1m": "6 months", "5m": "2 years", "1h": "5 years", "1d": "forever"}
     assert {p["table"] for p in info["policies"]} == {
-        f"market_data.bars_{tf}" for tf in ("1m", "5m", "1h", "1d")
+        bars_storage(tf) for tf in ("1m", "5m", "1h", "1d")
     }
     assert "market_data.bars_1d" in info["row_counts"]
 
@@ -318,6 +321,7 @@ def test_migrations_downgrade_to_0003_and_upgrade_again(migrated_engine):
     with migrated_engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "0003")
+    _pause_jobs(migrated_engine)
     assert current_revision(migrated_engine) == "0003"
     assert "system_events" not in inspect(migrated_engine).get_table_names(schema="audit")
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from prism.data.sources import ArchBarSource
 from prism.data.store import ingest
+from prism.db.bars import CHUNK_INTERVALS, bars_storage
 from prism.db.engine import open_runner_database
 from prism.db.roles import password_file, runner_login
 from prism.live import cycle, deployments
@@ -24,7 +25,7 @@ from tests.integration.runner_support import SYMBOLS, FixedSource, deploy, loose
 
 SCHEMAS = ("market_data", "features", "trading", "models", "config", "audit")
 INSERTS = {
-    *(f"market_data.bars_{tf}" for tf in ("1m", "5m", "1h", "1d")),
+    *(bars_storage(tf) for tf in CHUNK_INTERVALS),
     "market_data.ohlcv_1h",
     "market_data.ohlcv_1d",
     "market_data.quarantine",

@@ -21,18 +21,18 @@ pytestmark = pytest.mark.timescaledb
 
 
 def daily_bars(symbol: str, end: pd.Timestamp, years: int, seed: int) -> pd.DataFrame:
-    """Random-walk business-day bars of ``symbol`` ending at ``end``."""
+    """Random-walk business-day bars of ``symbol`` ending at ``end``, priced to the cent."""
     rng = np.random.default_rng(seed)
     times = pd.bdate_range(end=end, periods=years * 252, tz="UTC")
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(times))))
+    close = (100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(times))))).round(2)
     return pd.DataFrame(
         {
             "time": times,
             "symbol": symbol,
             "timeframe": "1d",
             "open": close,
-            "high": close * 1.01,
-            "low": close * 0.99,
+            "high": (close * 1.01).round(2),
+            "low": (close * 0.99).round(2),
             "close": close,
             "volume": 1000.0,
             "source": "synthetic",
@@ -62,7 +62,7 @@ def test_twenty_years_of_daily_bars_are_a_few_chunks_and_the_newest_plans_in_mil
             conn.execute(
                 text(
                     "SELECT chunk_name FROM timescaledb_information.chunks "
-                    "WHERE hypertable_schema = 'market_data' AND hypertable_name = 'bars_1d'"
+                    "WHERE hypertable_schema = 'market_data' AND hypertable_name = 'bars_1d_store'"
                 )
             ).scalars()
         )
@@ -113,13 +113,13 @@ def test_a_bar_stored_after_the_last_refresh_shows_in_the_hourly_rollup(timescal
 
 
 def compressed_chunks(engine: Engine) -> list[bool]:
-    """Return whether each chunk of market_data.bars_1m is compressed."""
+    """Return whether each chunk of the 1m bars' hypertable is compressed."""
     with engine.connect() as conn:
         return list(
             conn.execute(
                 text(
                     "SELECT is_compressed FROM timescaledb_information.chunks "
-                    "WHERE hypertable_schema = 'market_data' AND hypertable_name = 'bars_1m'"
+                    "WHERE hypertable_schema = 'market_data' AND hypertable_name = 'bars_1m_store'"
                 )
             ).scalars()
         )
@@ -136,10 +136,13 @@ def test_a_backfill_into_compressed_chunks_stores_corrected_older_and_newer_bars
     newer = newer[newer["time"] >= start + pd.Timedelta(hours=20)]
     ingest(timescale_engine, FrameSource(stored))
     with timescale_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("SELECT compress_chunk(c) FROM show_chunks('market_data.bars_1m') c"))
+        conn.execute(
+            text("SELECT compress_chunk(c) FROM show_chunks('market_data.bars_1m_store') c")
+        )
     assert compressed_chunks(timescale_engine) and all(compressed_chunks(timescale_engine))
     corrected = stored.sample(n=200, random_state=1).copy()
-    corrected["close"] = corrected[["close", "high"]].mean(axis=1)
+    corrected["high"] = corrected["high"] + 0.01
+    corrected["close"] = corrected["high"]
 
     report = ingest(timescale_engine, FrameSource(pd.concat([older, corrected, newer])))
 

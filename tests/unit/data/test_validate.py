@@ -30,6 +30,8 @@ def _bars(*rows: dict) -> pd.DataFrame:
     [
         ({"close": None}, "missing_value"),
         ({"open": 0.0, "low": 0.0}, "non_positive_price"),
+        ({"open": 1e19, "high": 1e19, "close": 1e19}, "price_too_large"),
+        ({"open": 1e-9, "low": 1e-9}, "price_too_small"),
         ({"volume": -1.0}, "negative_volume"),
         ({"high": 10.2}, "high_below_body"),
         ({"low": 10.4}, "low_above_body"),
