@@ -58,7 +58,7 @@ def test_bars_come_page_by_page_as_json_or_csv_and_match_the_stored_bars(client,
 
 def test_json_bars_carry_every_digit_of_the_stored_doubles(client, auth, engine):
     rng = np.random.default_rng(41)
-    close = (1 + rng.random(30)) * 1e-4  # a sub-cent coin: 15 decimals would round it
+    close = (1 + rng.random(30)) * 1e-4  # a sub-cent coin (prices are stored to 8 decimals)
     frame = pd.DataFrame(
         {
             "time": pd.date_range("2024-01-02", periods=30, freq="1min", tz="UTC"),
@@ -68,7 +68,7 @@ def test_json_bars_carry_every_digit_of_the_stored_doubles(client, auth, engine)
             "high": close * 1.01,
             "low": close * 0.99,
             "close": close,
-            "volume": rng.integers(1, 10**9, 30).astype(float),
+            "volume": rng.random(30) * 1e-3,  # fractional coins: 15 decimals would round them
             "source": "test",
         }
     )
