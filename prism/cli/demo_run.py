@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -150,8 +151,14 @@ def run_demo(settings: Settings, bars: int, console: Console) -> DemoReport:
     return DemoReport(ingested, run.run_id, run.metrics, str(promoted.version), replayed, database)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_dashboard(settings: Settings, port: int = 8501) -> int:
-    """Serve the Streamlit dashboard on 127.0.0.1:``port`` until interrupted."""
+    """Serve the Streamlit dashboard on 127.0.0.1:``port`` until interrupted: Ctrl-C, or a
+    SIGTERM or SIGHUP (``kill``, a closed terminal), which stop the dashboard too instead of
+    leaving it running without its parent."""
     command = [
         sys.executable,
         "-m",
@@ -167,7 +174,11 @@ def serve_dashboard(settings: Settings, port: int = 8501) -> int:
         "--browser.gatherUsageStats",
         "false",
     ]
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return subprocess.call(command, env=subprocess_environment(settings), cwd=project_root())
     except KeyboardInterrupt:
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -498,3 +499,23 @@ def test_every_page_renders_in_headless_chromium_without_an_error_box(workspace_
     keep = os.environ.get("PRISM_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(tmp_path / "overview.png", keep)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_the_demos_dashboard_stops_with_its_command_when_killed(workspace_env, stop):
+    port = _free_port()
+    code = (
+        "from prism.cli.demo_run import serve_dashboard\n"
+        "from prism.core.settings import load_settings\n"
+        f"raise SystemExit(serve_dashboard(load_settings(), port={port}))\n"
+    )
+    command = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=workspace_env)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/_stcore/health")
+        command.send_signal(stop)
+        exit_code = command.wait(timeout=30)
+    finally:
+        command.kill()
+    with pytest.raises(TimeoutError):
+        _wait_for(f"http://127.0.0.1:{port}/_stcore/health", seconds=3)
+    assert exit_code == 0
