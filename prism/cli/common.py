@@ -50,12 +50,12 @@ def quality_gate(
     allow_gaps: bool,
 ) -> None:
     """Refuse to run on bars with open gaps or a stale feed, unless ``allow_gaps``."""
-    from prism.data.health import check_quality, gate_moment
+    from prism.data.health import check_window
 
     if allow_gaps:
         errors.print(f"--allow-gaps: data-quality gate skipped for {', '.join(symbols)}")
         return
-    check_quality(engine, symbols, timeframe, start, end, now=gate_moment(end))
+    check_window(engine, symbols, timeframe, start, end)
 
 
 AllowGaps = Annotated[

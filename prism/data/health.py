@@ -383,6 +383,19 @@ def refusal(gaps: list[Gap], stale: list[SeriesStatus], allowance: str = CLI_ALL
     )
 
 
+def check_window(
+    engine: Engine,
+    symbols: list[str],
+    timeframe: str,
+    start: datetime | str | None,
+    end: datetime | str | None,
+    allowance: str = CLI_ALLOWANCE,
+) -> None:
+    """The data-quality gate of a research run (backtest, sweep, notebook): :func:`check_quality`
+    over ``[start, end]``, with feeds judged stale at :func:`gate_moment` of ``end``."""
+    check_quality(engine, symbols, timeframe, start, end, now=gate_moment(end), allowance=allowance)
+
+
 def gate_moment(end: datetime | str | None) -> datetime:
     """Return the moment a research run judges feed staleness at: the end of its window, or now
     when the window is open or ends later (a backtest to 2018 is not refused for a feed that

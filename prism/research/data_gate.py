@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from prism.core.errors import DataUnavailable
-from prism.data.health import gate_moment, quality_problems, refusal
+from prism.data.health import check_window
 
 ALLOW_GAPS_TAG = "prism.allow_gaps"
 DATA_GATE_TAG = "prism.data_gate"
@@ -29,7 +28,5 @@ def research_gate(
     feeds of ``symbols`` in ``[start, end]`` (unless ``allow_gaps``)."""
     if allow_gaps:
         return {ALLOW_GAPS_TAG: "true", DATA_GATE_TAG: "skipped"}
-    gaps, stale = quality_problems(engine, symbols, timeframe, start, end, gate_moment(end))
-    if gaps or stale:
-        raise DataUnavailable(refusal(gaps, stale, NOTEBOOK_ALLOWANCE))
+    check_window(engine, symbols, timeframe, start, end, NOTEBOOK_ALLOWANCE)
     return {ALLOW_GAPS_TAG: "false", DATA_GATE_TAG: "passed"}

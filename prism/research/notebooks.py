@@ -139,18 +139,15 @@ def run_notebook(
     executed = output_dir / f"{notebook.stem}-{run_id}.ipynb"
     try:
         execute(notebook, executed, {**parameters, RUN_ID_PARAMETER: run_id}, progress, kernel)
-    except PapermillExecutionError as err:
+    except BaseException as err:
         if kernel is not None:
             kernel.close()
         finish_run(run_id, executed, failed=True)
-        raise NotebookFailed(
-            f"{notebook.name} failed in {failure(err)} "
-            f"(executed copy: {executed}; MLflow run {run_id} marked FAILED)"
-        ) from err
-    except BaseException:
-        if kernel is not None:
-            kernel.close()
-        finish_run(run_id, executed, failed=True)
+        if isinstance(err, PapermillExecutionError):
+            raise NotebookFailed(
+                f"{notebook.name} failed in {failure(err)} "
+                f"(executed copy: {executed}; MLflow run {run_id} marked FAILED)"
+            ) from err
         raise
     if kernel is not None:
         kernel.reset()

@@ -7,6 +7,7 @@ import platform
 import warnings
 
 from prism.core.settings import export_service_environment
+from tests.benchmarks.row import HEADER
 
 
 def main() -> None:
@@ -48,8 +49,7 @@ def main() -> None:
         f"machine: {platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}"
     )
-    print("| benchmark | Prism | peer | peer name | speed ratio | Prism peak | peer peak |")
-    print("|---|---:|---:|---|---:|---:|---:|")
+    print(HEADER)
     for suite in suites:
         for row in suite.run(notes):
             print(row.markdown(), flush=True)

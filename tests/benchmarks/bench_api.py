@@ -52,7 +52,7 @@ from prism.db import embedded
 from prism.monitoring.orders import _ORDERS, OrderFilter
 from prism.monitoring.pages import _BARS_JSON, BarPage
 from tests.benchmarks.measure import Measurement
-from tests.benchmarks.row import Row
+from tests.benchmarks.row import Row, run_alone
 from tests.benchmarks.synthetic import random_walk_bars
 from tests.benchmarks.workspace import fresh_workspace
 from tests.integration.api.server import running_api
@@ -474,11 +474,4 @@ def run(notes: list[str]) -> list[Row]:
 
 
 if __name__ == "__main__":
-    from prism.core.settings import export_service_environment
-
-    export_service_environment()
-    found: list[str] = []
-    for row in run(found):
-        print(row.markdown(), flush=True)
-    for note in found:
-        print(f"- {note}")
+    run_alone(run)

@@ -34,7 +34,7 @@ from prism.data.store import upsert_bars
 from prism.db.rollups import refresh_rollups
 from prism.monitoring import health, models, orders, overview, positions, research, risk
 from tests.benchmarks.measure import measure
-from tests.benchmarks.row import Row
+from tests.benchmarks.row import Row, run_alone
 from tests.benchmarks.synthetic import random_walk_bars
 from tests.benchmarks.workspace import fresh_workspace
 
@@ -228,14 +228,4 @@ def run(notes: list[str]) -> list[Row]:
 
 
 if __name__ == "__main__":
-    import warnings
-
-    from prism.core.settings import export_service_environment
-
-    export_service_environment()
-    warnings.simplefilter("ignore")
-    found: list[str] = []
-    for row in run(found):
-        print(row.markdown(), flush=True)
-    for note in found:
-        print(f"- {note}")
+    run_alone(run)

@@ -32,7 +32,7 @@ from prism.data.store import ingest
 from prism.research.worker import stop_worker
 from tests.benchmarks.bench_cli import PRISM, timed_run
 from tests.benchmarks.measure import Measurement
-from tests.benchmarks.row import Row
+from tests.benchmarks.row import Row, run_alone
 from tests.benchmarks.workspace import fresh_workspace
 
 RUNS = 3
@@ -111,8 +111,4 @@ def run(notes: list[str]) -> list[Row]:
 
 
 if __name__ == "__main__":
-    collected: list[str] = []
-    for row in run(collected):
-        print(row.markdown())
-    for note in collected:
-        print(f"- {note}")
+    run_alone(run)

@@ -31,7 +31,7 @@ from prism.core.settings import Settings
 from prism.research.sweeps import TABLE_ARTIFACT, Trial, _finish, best_trials
 from prism.research.tracking import configure, start_run
 from tests.benchmarks.measure import measure
-from tests.benchmarks.row import Row
+from tests.benchmarks.row import Row, run_alone
 
 TRIALS = int(os.environ.get("PRISM_BENCH_SWEEP_TRIALS", "1000"))
 NOTEBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "notebooks" / "sweep_probe.ipynb"
@@ -136,10 +136,4 @@ def run(notes: list[str]) -> list[Row]:
 
 
 if __name__ == "__main__":
-    collected: list[str] = []
-    print("| benchmark | Prism | peer | peer name | speed ratio | Prism peak | peer peak |")
-    print("|---|---:|---:|---|---:|---:|---:|")
-    for row in run(collected):
-        print(row.markdown())
-    for note in collected:
-        print(f"- {note}")
+    run_alone(run)

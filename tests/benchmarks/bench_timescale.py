@@ -52,7 +52,7 @@ from prism.db.rollups import refresh_rollups
 from prism.live.cycle import newest_bar
 from tests.benchmarks.bench_ingest import _executemany, _truncate
 from tests.benchmarks.measure import Measurement, measure
-from tests.benchmarks.row import Row
+from tests.benchmarks.row import Row, run_alone
 from tests.benchmarks.synthetic import random_walk_bars
 from tests.benchmarks.workspace import fresh_workspace
 
@@ -332,13 +332,4 @@ def run(notes: list[str]) -> list[Row | SizeRow]:
 
 
 if __name__ == "__main__":
-    from prism.core.settings import export_service_environment
-
-    export_service_environment()
-    found: list[str] = []
-    print("| benchmark | Prism | peer | peer name | speed ratio | Prism peak | peer peak |")
-    print("|---|---:|---:|---|---:|---:|---:|")
-    for line in run(found):
-        print(line.markdown(), flush=True)
-    for note in found:
-        print(f"- {note}")
+    run_alone(run)

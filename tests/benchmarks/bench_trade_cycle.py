@@ -60,7 +60,7 @@ from prism.research import tracking
 from prism.research.evaluation import oos_start, validation_tags
 from prism.strategies import SmaCrossover
 from tests.benchmarks.measure import Measurement
-from tests.benchmarks.row import Row
+from tests.benchmarks.row import Row, run_alone
 from tests.benchmarks.synthetic import random_walk_bars
 from tests.benchmarks.workspace import fresh_workspace
 from tests.integration.webhook import serve_webhook
@@ -268,11 +268,4 @@ def run(notes: list[str]) -> list[Row]:
 
 
 if __name__ == "__main__":
-    from prism.core.settings import export_service_environment
-
-    export_service_environment()
-    found: list[str] = []
-    for row in run(found):
-        print(row.markdown(), flush=True)
-    for note in found:
-        print(f"- {note}")
+    run_alone(run)

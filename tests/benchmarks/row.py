@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from tests.benchmarks.measure import Measurement
 
@@ -32,3 +34,27 @@ class Row:
 def _megabytes(measurement: Measurement) -> str:
     peak = measurement.peak_mb
     return "-" if math.isnan(peak) else f"{peak:,.0f} MB"
+
+
+HEADER = (
+    "| benchmark | Prism | peer | peer name | speed ratio | Prism peak | peer peak |\n"
+    "|---|---:|---:|---|---:|---:|---:|"
+)
+"""The head of the benchmark table (the README's)."""
+
+
+def run_alone(run: Callable[[list[str]], Iterable[Any]]) -> None:
+    """Run one benchmark file's ``run`` as ``python -m tests.benchmarks.bench_<name>`` does:
+    with the services' environment, and print its table and notes."""
+    import warnings
+
+    from prism.core.settings import export_service_environment
+
+    export_service_environment()
+    warnings.simplefilter("ignore")
+    notes: list[str] = []
+    print(HEADER)
+    for row in run(notes):
+        print(row.markdown(), flush=True)
+    for note in notes:
+        print(f"- {note}")

@@ -32,7 +32,7 @@ from prism.api.security import Claims, role_allows
 from prism.backtest.engine import BacktestConfig, report, run_backtest
 from prism.backtest.sweep import best, check_grid_size, grid_combinations, run_sweep
 from prism.core.errors import ConfigError
-from prism.data.health import check_quality, gate_moment
+from prism.data.health import check_window
 from prism.data.store import read_bars
 from prism.monitoring.pages import run_detail
 from prism.monitoring.research import leaderboard
@@ -78,15 +78,7 @@ def _gated_bars(ctx: ApiContext, body: BacktestRequest, cap: int | None = None) 
             "start/end or the symbols, or POST the same body to /api/v1/research/backtest-jobs"
         )
     if not body.allow_gaps:
-        check_quality(
-            ctx.engine,
-            body.symbols,
-            body.timeframe,
-            body.start,
-            body.end,
-            now=gate_moment(body.end),
-            allowance=API_ALLOWANCE,
-        )
+        check_window(ctx.engine, body.symbols, body.timeframe, body.start, body.end, API_ALLOWANCE)
     return bars
 
 
