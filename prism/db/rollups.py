@@ -198,7 +198,7 @@ def source_floor(conn: Connection, view: str, mode: str) -> datetime | None:
             "AND ch.hypertable_name = ca.materialization_hypertable_name "
             "WHERE ca.view_schema || '.' || ca.view_name = :source"
         ),
-        {"source": SOURCES[view][0]},
+        {"source": source},
     ).scalar()
     return value if isinstance(value, datetime) else None
 
@@ -461,22 +461,28 @@ def _timescale_retention(
     return done
 
 
+def _source_timeframe(view: str) -> str:
+    """Return the timeframe of what ``view`` is computed from: ``1m`` (the 1m bars) for the
+    hourly rollup, ``1h`` (the hourly rollup) for the daily one."""
+    return ROLLUPS.get(SOURCES[view][0], "1m")
+
+
 def _timescale_refresh(conn: Connection, policies: list[Policy], views: list[str]) -> list[str]:
     """(Re)install each continuous aggregate's refresh job, looking back no further than its
     source keeps: the 1m retention for the hourly aggregate, the 1h retention for the daily one
     (a refresh behind it would delete buckets whose source rows are gone)."""
     keep = {p.timeframe: p.keep for p in policies}
-    sources = {"market_data.ohlcv_1h": "1m", "market_data.ohlcv_1d": "1h"}
     done = []
     for view in views:
         start, end, every = REFRESH_POLICIES[view]
-        kept = keep[sources[view]]
+        source = _source_timeframe(view)
+        kept = keep[source]
         if kept is not None and _seconds(conn, kept) < _seconds(conn, start):
             start = kept
         shortest = _seconds(conn, end) + 2 * _seconds(conn, WIDTHS[view])
         if _seconds(conn, start) < shortest:
             raise ConfigError(
-                f"PRISM_RETENTION_{sources[view].upper()}={kept!r} is too short for TimescaleDB's "
+                f"PRISM_RETENTION_{source.upper()}={kept!r} is too short for TimescaleDB's "
                 f"refresh of {view}: it must keep at least {shortest / 3600:g} hours (the "
                 f"refresh ends {end} back and needs two whole {WIDTHS[view]} buckets before that)"
             )
